@@ -1,0 +1,191 @@
+#include "server/kafka/kafka_cluster.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace kwq {
+namespace {
+
+struct RdKafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using RdKafkaPtr = std::unique_ptr<rd_kafka_t, RdKafkaDeleter>;
+
+absl::StatusOr<RdKafkaPtr> NewCHandle(const KafkaConfigMap& settings,
+                                      rd_kafka_type_t type) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  for (const auto& [k, v] : settings) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) !=
+        RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(
+          absl::StrCat("kafka setting ", k, "=", v, ": ", err));
+    }
+  }
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InternalError(absl::StrCat("rd_kafka_new: ", err));
+  }
+  return RdKafkaPtr(rk);
+}
+
+}  // namespace
+
+KafkaConfigMap MergeConfig(KafkaConfigMap base, const KafkaConfigMap& overrides) {
+  for (const auto& [k, v] : overrides) base[k] = v;
+  return base;
+}
+
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
+    const KafkaConfigMap& settings) {
+  std::unique_ptr<RdKafka::Conf> conf(
+      RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [k, v] : settings) {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kafka setting ", k, "=", v, ": ", err));
+    }
+  }
+  return conf;
+}
+
+absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::Connect(
+    const std::string& bootstrap_servers, absl::Duration wait) {
+  if (bootstrap_servers.empty()) {
+    return absl::InvalidArgumentError("bootstrap servers are empty");
+  }
+  auto handle = NewCHandle({{"bootstrap.servers", bootstrap_servers},
+                            {"socket.connection.setup.timeout.ms", "5000"},
+                            {"log_level", "3"}},
+                           RD_KAFKA_PRODUCER);
+  if (!handle.ok()) return handle.status();
+  const absl::Time deadline = absl::Now() + wait;
+  rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
+  do {
+    const struct rd_kafka_metadata* md = nullptr;
+    last = rd_kafka_metadata(handle->get(), 0, nullptr, &md, 1000);
+    if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const int brokers = md->broker_cnt;
+      rd_kafka_metadata_destroy(md);
+      if (brokers > 0) {
+        return std::unique_ptr<KafkaCluster>(
+            new KafkaCluster(bootstrap_servers, nullptr, nullptr));
+      }
+    }
+  } while (absl::Now() < deadline);
+  return absl::UnavailableError(absl::StrCat(
+      "Kafka at ", bootstrap_servers, " did not answer within ",
+      absl::FormatDuration(wait), ": ", rd_kafka_err2str(last)));
+}
+
+absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::StartEmbedded(
+    int brokers) {
+  auto host = NewCHandle({{"log_level", "3"}}, RD_KAFKA_PRODUCER);
+  if (!host.ok()) return host.status();
+  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host->get(), brokers);
+  if (mock == nullptr) {
+    return absl::InternalError("rd_kafka_mock_cluster_new failed");
+  }
+  std::string bootstrap = rd_kafka_mock_cluster_bootstraps(mock);
+  return std::unique_ptr<KafkaCluster>(
+      new KafkaCluster(std::move(bootstrap), host->release(), mock));
+}
+
+KafkaCluster::~KafkaCluster() {
+  if (mock_ != nullptr) rd_kafka_mock_cluster_destroy(mock_);
+  if (mock_host_ != nullptr) rd_kafka_destroy(mock_host_);
+}
+
+KafkaConfigMap KafkaCluster::ClientConfig() const {
+  return {{"bootstrap.servers", bootstrap_},
+          {"socket.connection.setup.timeout.ms", "5000"},
+          {"log_level", "4"}};
+}
+
+KafkaConfigMap KafkaCluster::ConsumerConfig(const std::string& group) const {
+  return MergeConfig(ClientConfig(), {{"group.id", group},
+                                      {"enable.auto.commit", "false"},
+                                      {"enable.auto.offset.store", "false"},
+                                      {"auto.offset.reset", "earliest"},
+                                      {"session.timeout.ms", "6000"},
+                                      {"heartbeat.interval.ms", "500"}});
+}
+
+absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
+                                        absl::Duration timeout) {
+  if (mock_ != nullptr) {
+    // The mock cluster has no CreateTopics API; it has a direct call instead.
+    for (const TopicSpec& t : topics) {
+      rd_kafka_resp_err_t err =
+          rd_kafka_mock_topic_create(mock_, t.name.c_str(), t.partitions, 1);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+          err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        return absl::InternalError(absl::StrCat("creating mock topic ", t.name,
+                                                ": ", rd_kafka_err2str(err)));
+      }
+    }
+    return absl::OkStatus();
+  }
+  auto handle = NewCHandle(ClientConfig(), RD_KAFKA_PRODUCER);
+  if (!handle.ok()) return handle.status();
+  rd_kafka_t* rk = handle->get();
+  std::vector<rd_kafka_NewTopic_t*> new_topics;
+  char err[512];
+  for (const TopicSpec& t : topics) {
+    rd_kafka_NewTopic_t* nt =
+        rd_kafka_NewTopic_new(t.name.c_str(), t.partitions, -1, err, sizeof(err));
+    if (nt == nullptr) {
+      for (auto* p : new_topics) rd_kafka_NewTopic_destroy(p);
+      return absl::InvalidArgumentError(absl::StrCat("topic ", t.name, ": ", err));
+    }
+    for (const auto& [k, v] : t.config) {
+      rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+    }
+    new_topics.push_back(nt);
+  }
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options =
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_request_timeout(
+      options, static_cast<int>(absl::ToInt64Milliseconds(timeout)), err,
+      sizeof(err));
+  rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
+  rd_kafka_event_t* ev =
+      rd_kafka_queue_poll(queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
+  absl::Status status;
+  if (ev == nullptr) {
+    status = absl::DeadlineExceededError("CreateTopics: no answer from Kafka");
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    status = absl::UnavailableError(
+        absl::StrCat("CreateTopics: ", rd_kafka_event_error_string(ev)));
+  } else {
+    const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; ++i) {
+      rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        LOG(INFO) << "created topic " << rd_kafka_topic_result_name(results[i]);
+      } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        status = absl::UnavailableError(absl::StrCat(
+            "creating topic ", rd_kafka_topic_result_name(results[i]), ": ",
+            rd_kafka_topic_result_error_string(results[i])));
+        break;
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_queue_destroy(queue);
+  for (auto* p : new_topics) rd_kafka_NewTopic_destroy(p);
+  return status;
+}
+
+}  // namespace kwq

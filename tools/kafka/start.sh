@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Starts a single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback
+# with a fresh temp data dir, and waits until it really accepts a produce and a consume.
+#
+#   tools/kafka/start.sh [--port N] [--state-dir DIR] [--timeout SECONDS]
+#
+# --port 0 (the default) picks a free port. On success prints one line to stdout:
+#   KWQ_KAFKA_BOOTSTRAP=127.0.0.1:PORT
+# and writes DIR/pid, DIR/bootstrap, DIR/broker.log (DIR defaults to a new mktemp dir,
+# printed on stderr). Stop it with tools/kafka/stop.sh DIR.
+set -euo pipefail
+DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LIBS="$DIR/.libs"
+PORT=0
+STATE=""
+TIMEOUT=90
+while (($#)); do
+  case "$1" in
+    --port) PORT="$2"; shift 2 ;;
+    --state-dir) STATE="$2"; shift 2 ;;
+    --timeout) TIMEOUT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if ! ls "$LIBS"/kafka_2.13-*.jar >/dev/null 2>&1; then
+  echo "start.sh: no broker jars in $LIBS: run tools/setup.sh (or tools/kafka/fetch.sh)" >&2
+  exit 1
+fi
+[ -n "$STATE" ] || STATE="$(mktemp -d /tmp/kwq-kafka.XXXXXX)"
+mkdir -p "$STATE"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+[ "$PORT" != 0 ] || PORT="$(free_port)"
+CPORT="$(free_port)"
+rm -rf "$STATE/data"
+cat > "$STATE/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CPORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$STATE/data
+num.partitions=4
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+log.retention.hours=24
+PROPS
+cat > "$STATE/log4j2.properties" <<'PROPS'
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+PROPS
+JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$STATE/log4j2.properties")
+CP="$LIBS/*"
+CLUSTER_ID="$(java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID" \
+  -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 || {
+  echo "start.sh: formatting the storage dir failed:" >&2; cat "$STATE/format.log" >&2; exit 1; }
+nohup java -cp "$CP" "${JAVA_OPTS[@]}" kafka.Kafka "$STATE/server.properties" \
+  >"$STATE/broker.log" 2>&1 </dev/null &
+PID=$!
+echo "$PID" > "$STATE/pid"
+BOOT="127.0.0.1:$PORT"
+echo "$BOOT" > "$STATE/bootstrap"
+echo "[kafka] broker pid $PID on $BOOT, state $STATE" >&2
+
+# Ready means: a record produced to a probe topic is consumed back.
+deadline=$((SECONDS + TIMEOUT))
+probe="probe-$$-$RANDOM"
+while :; do
+  if ! kill -0 "$PID" 2>/dev/null; then
+    echo "start.sh: broker exited during start-up; last log lines:" >&2
+    tail -30 "$STATE/broker.log" "$STATE/server.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  if ((SECONDS >= deadline)); then
+    echo "start.sh: broker not ready after ${TIMEOUT}s; stopping it" >&2
+    kill "$PID" 2>/dev/null || true
+    exit 1
+  fi
+  if echo "$probe" | timeout 30 java -cp "$CP" "${JAVA_OPTS[@]}" \
+       org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$BOOT" \
+       --topic kwq.probe --producer-property acks=all \
+       --producer-property delivery.timeout.ms=10000 \
+       --producer-property request.timeout.ms=5000 >>"$STATE/probe.log" 2>&1 &&
+     timeout 30 java -cp "$CP" "${JAVA_OPTS[@]}" org.apache.kafka.tools.consumer.ConsoleConsumer \
+       --bootstrap-server "$BOOT" --topic kwq.probe --from-beginning \
+       --timeout-ms 15000 2>>"$STATE/probe.log" | grep -q "$probe"; then
+    break
+  fi
+  sleep 1
+done
+echo "[kafka] ready in ${SECONDS}s" >&2
+echo "KWQ_KAFKA_BOOTSTRAP=$BOOT"
+echo "KWQ_KAFKA_STATE=$STATE"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, starts a real Kafka broker, runs every test (Bazel and
+# pytest) against it and the embedded cluster, stops the broker, and prints
+# `N passed, N failed, N skipped`. Exit status 0 only when nothing failed.
+#
+#   tools/test.sh [bazel test target patterns...]   (default //...)
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGETS=("$@"); ((${#TARGETS[@]})) || TARGETS=(//...)
+
+tools/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+KAFKA_STATE=""
+cleanup() { [ -z "$KAFKA_STATE" ] || tools/kafka/stop.sh "$KAFKA_STATE"; }
+trap cleanup EXIT
+if ! out="$(tools/kafka/start.sh)"; then
+  echo "test.sh: could not start the Kafka broker (see above)"; echo "0 passed, 1 failed"; exit 1
+fi
+eval "$out"   # KWQ_KAFKA_BOOTSTRAP, KWQ_KAFKA_STATE
+KAFKA_STATE="$KWQ_KAFKA_STATE"
+export KWQ_KAFKA_BOOTSTRAP
+
+RESULTS="$(mktemp -d /tmp/kwq-test-results.XXXXXX)"
+bazel query "tests(set(${TARGETS[*]}))" 2>/dev/null > "$RESULTS/targets" || true
+bazel test "${TARGETS[@]}" \
+  --test_env=KWQ_KAFKA_BOOTSTRAP="$KWQ_KAFKA_BOOTSTRAP" \
+  --test_env=KWQ_REQUIRE_REAL_BROKER=1 \
+  --test_env=KWQ_ROOT="$ROOT"
+bazel_rc=$?
+
+# Python client tests.
+tools/python/.venv/bin/python -m pytest -q tools/python/tests \
+  --junitxml="$RESULTS/pytest.xml" -p no:cacheprovider
+
+python3 tools/test_summary.py --bazel-targets "$RESULTS/targets" \
+  --testlogs "$(bazel info bazel-testlogs 2>/dev/null)" --junit "$RESULTS/pytest.xml"
+rc=$?
+rm -rf "$RESULTS"
+[ "$bazel_rc" = 0 ] || rc=1
+exit $rc
