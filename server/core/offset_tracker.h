@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+
+namespace kwq::scheduler {
+
+// Tracks the records of one partition from receipt to decision and yields the offset that
+// may be committed: one past the longest prefix of decided records. Records arrive in
+// offset order (a Kafka partition guarantees it). Not thread-safe (owned by the core).
+class OffsetTracker {
+ public:
+  // A record was received. Offsets must increase.
+  void Received(int64_t offset);
+  // The record reached a decision. Returns the new committable offset when the prefix
+  // moved (offset+1 of the last decided record of the prefix), or nullopt.
+  std::optional<int64_t> Decided(int64_t offset);
+  // Records received and not yet decided.
+  size_t open() const { return open_; }
+
+ private:
+  struct Entry {
+    int64_t offset;
+    bool decided;
+  };
+  std::deque<Entry> entries_;
+  size_t open_ = 0;
+};
+
+}  // namespace kwq::scheduler

@@ -1,0 +1,693 @@
+#include "server/core/scheduler_core.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "server/core/task_validation.h"
+#include "server/util/time_util.h"
+
+namespace kwq::scheduler {
+
+using kwq::v1::SchedulerMessage;
+using kwq::v1::Task;
+using kwq::v1::TaskEvent;
+using kwq::v1::TaskState;
+
+namespace {
+constexpr int kAckOk = 0;
+constexpr int kAckFailedPrecondition = 9;
+constexpr int kAckUnavailable = 14;
+constexpr int kInversionScan = 16;
+}  // namespace
+
+SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
+                             uint64_t random_seed)
+    : options_(std::move(options)), clock_(clock), rng_(random_seed | 1) {}
+
+std::string SchedulerCore::TopicForPriority(int priority) const {
+  return absl::StrCat(options_.topic_prefix, ".tasks.p", priority);
+}
+
+Effects SchedulerCore::TakeEffects() {
+  Effects out;
+  std::swap(out, effects_);
+  return out;
+}
+
+size_t SchedulerCore::buffered(int priority) const {
+  return queues_[priority].size() + delayed_count_[priority];
+}
+
+size_t SchedulerCore::buffered() const {
+  size_t n = 0;
+  for (int p = 0; p < 10; ++p) n += buffered(p);
+  return n;
+}
+
+uint64_t SchedulerCore::NextRandom() {
+  // xorshift64*: deterministic for a given seed, which the tests rely on.
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  return rng_ * 2685821657736338717ULL;
+}
+
+absl::Duration SchedulerCore::Backoff(int retry) {
+  absl::Duration d = options_.retry_backoff_base;
+  for (int i = 1; i < retry && d < options_.retry_backoff_max; ++i) d *= 2;
+  d = std::min(d, options_.retry_backoff_max);
+  const double jitter = 0.5 + static_cast<double>(NextRandom() % 1000) / 2000.0;
+  return d * jitter;
+}
+
+TaskEvent SchedulerCore::MakeEvent(const Task& task, TaskState state) const {
+  TaskEvent ev;
+  ev.set_task_id(task.id());
+  ev.set_job_id(task.job_id());
+  ev.set_attempt(std::max(1, task.attempt()));
+  ev.set_state(state);
+  *ev.mutable_time() = ToProto(clock_->Now());
+  ev.set_scheduler_id(options_.scheduler_id);
+  return ev;
+}
+
+OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
+  return {EventsTopic(), ev.job_id(), ev.SerializeAsString()};
+}
+
+void SchedulerCore::MarkReceived(const RecordPosition& pos) {
+  offsets_[{pos.topic, pos.partition}].Received(pos.offset);
+}
+
+void SchedulerCore::Decide(const RecordPosition& pos) {
+  if (pos.topic.empty()) return;  // orphaned: the partition moved to another instance
+  auto it = offsets_.find({pos.topic, pos.partition});
+  if (it == offsets_.end()) return;
+  if (auto next = it->second.Decided(pos.offset)) {
+    effects_.commits.push_back({pos.topic, pos.partition, *next});
+  }
+}
+
+void SchedulerCore::DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
+                                  const std::string& reason) {
+  ++metrics_.bad_records;
+  LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@" << pos.offset
+               << " to " << DlqTopic() << ": " << reason;
+  kwq::v1::DeadLetter dl;
+  dl.set_raw_value(raw);
+  dl.set_reason(reason);
+  dl.set_source_topic(pos.topic);
+  dl.set_source_partition(pos.partition);
+  dl.set_source_offset(pos.offset);
+  *dl.mutable_time() = ToProto(clock_->Now());
+  const uint64_t cookie = next_cookie_++;
+  effects_.produces.push_back(
+      {{{DlqTopic(), absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
+         dl.SerializeAsString()}},
+       cookie});
+  PendingDecision pd;
+  pd.pos = pos;
+  pending_[cookie] = std::move(pd);
+}
+
+void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& value) {
+  ++metrics_.records_received;
+  MarkReceived(pos);
+  Task task;
+  if (!task.ParseFromString(value)) {
+    DeadLetterRaw(pos, value, "record value is not a kwq.v1.Task");
+    return;
+  }
+  ValidationLimits limits;
+  limits.max_payload_bytes = SIZE_MAX;  // the producer's broker limit already applied
+  if (task.id().empty()) {
+    DeadLetterRaw(pos, value, "task has no id");
+    return;
+  }
+  if (absl::Status s = ValidateTask(task, 0, limits); !s.ok()) {
+    DeadLetterRaw(pos, value, std::string(s.message()));
+    return;
+  }
+  if (leases_.contains(task.id())) {
+    // A second record of a task that runs here already (a re-delivery): the running
+    // attempt decides for the task.
+    VLOG(1) << "duplicate record of running task " << task.id();
+    Decide(pos);
+    return;
+  }
+  if (task.attempt() <= 0) task.set_attempt(1);
+  if (!task.has_submit_time()) {
+    // Written straight into the topic by a foreign producer: announce it to the tracker.
+    *task.mutable_submit_time() = ToProto(clock_->Now());
+    TaskEvent ev = MakeEvent(task, kwq::v1::PENDING);
+    ev.set_priority(task.priority());
+    *ev.mutable_tags() = task.tags();
+    *ev.mutable_affinity_keys() = task.affinity_keys();
+    effects_.produces.push_back({{EventRecord(ev)}, 0});
+  }
+  Enqueue({pos, std::move(task)});
+  Dispatch();
+}
+
+void SchedulerCore::Enqueue(Queued q) {
+  const int p = q.task.priority();
+  if (q.task.has_not_before() && FromProto(q.task.not_before()) > clock_->Now()) {
+    const absl::Time due = FromProto(q.task.not_before());
+    delayed_.emplace(due, std::move(q));
+    ++delayed_count_[p];
+  } else {
+    queues_[p].push_back(std::move(q));
+  }
+  UpdateBackpressure(p);
+}
+
+void SchedulerCore::UpdateBackpressure(int p) {
+  const int n = static_cast<int>(buffered(p));
+  if (!paused_[p] && n >= options_.max_buffered_per_priority) {
+    paused_[p] = true;
+    effects_.pauses.push_back({p, true});
+  } else if (paused_[p] && n <= options_.max_buffered_per_priority / 2) {
+    paused_[p] = false;
+    effects_.pauses.push_back({p, false});
+  }
+}
+
+bool SchedulerCore::Eligible(const Worker& w, const Task& task) const {
+  for (const std::string& label : task.required_labels()) {
+    if (!w.labels.count(label)) return false;
+  }
+  return true;
+}
+
+void SchedulerCore::Dispatch() {
+  if (!leasing_) return;
+  std::vector<ConnId> ready;
+  for (const auto& [conn, w] : workers_) {
+    if (w.credits > 0 && !w.draining) ready.push_back(conn);
+  }
+  if (ready.empty()) return;
+  for (int p = 9; p >= 0 && !ready.empty(); --p) {
+    auto& queue = queues_[p];
+    for (size_t i = 0; i < queue.size() && !ready.empty();) {
+      const Task& task = queue[i].task;
+      // The eligible worker with the most free credits.
+      ConnId best = 0;
+      int best_credits = 0;
+      size_t best_idx = 0;
+      for (size_t r = 0; r < ready.size(); ++r) {
+        Worker& w = workers_[ready[r]];
+        if (w.credits > best_credits && Eligible(w, task)) {
+          best = ready[r];
+          best_credits = w.credits;
+          best_idx = r;
+        }
+      }
+      if (best_credits == 0) {
+        ++i;  // nobody connected can run it now; lower tasks may still go
+        continue;
+      }
+      Queued q = std::move(queue[i]);
+      queue.erase(queue.begin() + static_cast<long>(i));
+      Worker& w = workers_[best];
+      Assign(best, w, std::move(q));
+      if (w.credits == 0) {
+        ready.erase(ready.begin() + static_cast<long>(best_idx));
+      }
+    }
+    UpdateBackpressure(p);
+  }
+}
+
+void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
+  const int p = q.task.priority();
+  // Measure, not assume: a higher-priority task this worker could run is still waiting.
+  for (int hp = p + 1; hp < 10; ++hp) {
+    const auto& hq = queues_[hp];
+    for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
+      if (Eligible(w, hq[i].task)) {
+        ++metrics_.priority_inversions;
+        LOG(ERROR) << "priority inversion: p" << p << " task " << q.task.id()
+                   << " dispatched while p" << hp << " task " << hq[i].task.id() << " waits";
+        hp = 10;
+        break;
+      }
+    }
+  }
+  --w.credits;
+  ++metrics_.dispatched;
+  Lease lease;
+  lease.pos = q.pos;
+  lease.conn = conn;
+  lease.deadline = clock_->Now() + options_.lease_period;
+  lease.token.set_task_id(q.task.id());
+  lease.token.set_attempt(q.task.attempt());
+  lease.token.set_lease_id(absl::StrCat(options_.scheduler_id, "-", next_lease_++));
+  lease.task = std::move(q.task);
+
+  SchedulerMessage msg;
+  auto* a = msg.mutable_assignment();
+  *a->mutable_task() = lease.task;
+  *a->mutable_token() = lease.token;
+  *a->mutable_lease_deadline() = ToProto(lease.deadline);
+  effects_.sends.push_back({conn, std::move(msg)});
+
+  TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
+  ev.set_worker_id(w.hello.worker_id());
+  effects_.produces.push_back({{EventRecord(ev)}, 0});
+
+  w.task_ids.insert(lease.task.id());
+  std::string id = lease.task.id();
+  leases_.emplace(std::move(id), std::move(lease));
+}
+
+void SchedulerCore::OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello) {
+  if (!IsValidId(hello.worker_id())) {
+    effects_.closes.push_back(
+        {conn, "hello.worker_id must be 1-128 characters of [A-Za-z0-9._:-]"});
+    return;
+  }
+  if (hello.slots() < 1 || hello.slots() > 4096) {
+    effects_.closes.push_back({conn, "hello.slots must be 1-4096"});
+    return;
+  }
+  Worker w;
+  w.hello = hello;
+  w.labels.insert(hello.labels().begin(), hello.labels().end());
+  w.connected_at = w.last_heartbeat = clock_->Now();
+  SchedulerMessage msg;
+  auto* welcome = msg.mutable_welcome();
+  welcome->set_scheduler_id(options_.scheduler_id);
+  *welcome->mutable_lease_period() = ToProto(options_.lease_period);
+  *welcome->mutable_heartbeat_period() = ToProto(options_.heartbeat_period);
+  // Adopt the tasks this worker still runs under a lease of this instance.
+  for (const auto& token : hello.in_flight()) {
+    auto it = leases_.find(token.task_id());
+    if (it != leases_.end() && it->second.token.lease_id() == token.lease_id() &&
+        it->second.token.attempt() == token.attempt() && !it->second.deciding) {
+      auto old = workers_.find(it->second.conn);
+      if (old != workers_.end()) old->second.task_ids.erase(token.task_id());
+      it->second.conn = conn;
+      it->second.deadline = clock_->Now() + options_.lease_period;
+      w.task_ids.insert(token.task_id());
+      *welcome->add_adopted() = token;
+    } else {
+      *welcome->add_rejected() = token;
+    }
+  }
+  w.credits = std::max(0, hello.slots() - static_cast<int>(w.task_ids.size()));
+  workers_[conn] = std::move(w);
+  effects_.sends.push_back({conn, std::move(msg)});
+  Dispatch();
+}
+
+void SchedulerCore::OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg) {
+  auto it = workers_.find(conn);
+  if (it == workers_.end()) {
+    effects_.closes.push_back({conn, "the first message must be a valid hello"});
+    return;
+  }
+  Worker& w = it->second;
+  switch (msg.msg_case()) {
+    case kwq::v1::WorkerMessage::kCredits: {
+      const int in_flight = static_cast<int>(w.task_ids.size());
+      w.credits = std::clamp(w.credits + msg.credits().add(), 0,
+                             std::max(0, w.hello.slots() - in_flight));
+      break;
+    }
+    case kwq::v1::WorkerMessage::kHeartbeat: {
+      w.last_heartbeat = clock_->Now();
+      for (const std::string& id : w.task_ids) {
+        auto l = leases_.find(id);
+        if (l != leases_.end()) l->second.deadline = clock_->Now() + options_.lease_period;
+      }
+      if (msg.heartbeat().affinity_changed()) {
+        *w.hello.mutable_affinity_keys() = msg.heartbeat().affinity_keys();
+      }
+      break;
+    }
+    case kwq::v1::WorkerMessage::kUpdate:
+      HandleUpdate(conn, msg.update());
+      break;
+    case kwq::v1::WorkerMessage::kDrain:
+      w.draining = true;
+      w.credits = 0;
+      break;
+    case kwq::v1::WorkerMessage::kHello:
+      effects_.closes.push_back({conn, "hello sent twice on one stream"});
+      return;
+    case kwq::v1::WorkerMessage::MSG_NOT_SET:
+      break;
+  }
+  Dispatch();
+}
+
+void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
+                            const std::string& message) {
+  if (!workers_.count(conn)) return;
+  SchedulerMessage msg;
+  auto* ack = msg.mutable_ack();
+  *ack->mutable_token() = token;
+  ack->set_code(code);
+  ack->set_message(message);
+  effects_.sends.push_back({conn, std::move(msg)});
+}
+
+void SchedulerCore::HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update) {
+  auto it = leases_.find(update.token().task_id());
+  const bool current = it != leases_.end() && it->second.conn == conn &&
+                       it->second.token.lease_id() == update.token().lease_id() &&
+                       it->second.token.attempt() == update.token().attempt() &&
+                       !it->second.deciding;
+  if (!current) {
+    ++metrics_.stale_updates;
+    SendAck(conn, update.token(), kAckFailedPrecondition,
+            "stale lease: this attempt is no longer yours; the update was not applied");
+    return;
+  }
+  Lease& lease = it->second;
+  Worker& w = workers_[conn];
+  switch (update.state()) {
+    case kwq::v1::RUNNING: {
+      lease.deadline = clock_->Now() + options_.lease_period;
+      TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
+      ev.set_worker_id(w.hello.worker_id());
+      effects_.produces.push_back({{EventRecord(ev)}, 0});
+      return;
+    }
+    case kwq::v1::COMPLETED: {
+      if (update.result().size() > options_.max_result_bytes) {
+        Lease l = std::move(lease);
+        leases_.erase(it);
+        EndAttempt(std::move(l),
+                   absl::StrCat("result of ", update.result().size(),
+                                " bytes exceeds --max_result_bytes=",
+                                options_.max_result_bytes),
+                   "task_error", /*infra=*/false, /*retryable=*/false, conn);
+        return;
+      }
+      lease.deciding = true;
+      TaskEvent ev = MakeEvent(lease.task, kwq::v1::COMPLETED);
+      ev.set_worker_id(w.hello.worker_id());
+      ev.set_result_size(static_cast<int64_t>(update.result().size()));
+      kwq::v1::TaskResult result;
+      result.set_task_id(lease.task.id());
+      result.set_job_id(lease.task.job_id());
+      result.set_attempt(lease.task.attempt());
+      result.set_worker_id(w.hello.worker_id());
+      result.set_result(update.result());
+      *result.mutable_time() = ev.time();
+      const uint64_t cookie = next_cookie_++;
+      effects_.produces.push_back(
+          {{EventRecord(ev), {ResultsTopic(), lease.task.job_id(), result.SerializeAsString()}},
+           cookie});
+      PendingDecision pd;
+      pd.pos = lease.pos;
+      pd.task_id = lease.task.id();
+      pd.ack_conn = conn;
+      pd.ack_token = lease.token;
+      pd.completed = true;
+      pending_[cookie] = std::move(pd);
+      return;
+    }
+    case kwq::v1::ERROR: {
+      Lease l = std::move(lease);
+      leases_.erase(it);
+      EndAttempt(std::move(l), update.error(), update.cancelled() ? "cancelled" : "task_error",
+                 /*infra=*/false, update.retryable(), conn);
+      return;
+    }
+    default:
+      SendAck(conn, update.token(), 3,
+              absl::StrCat("update state must be RUNNING, COMPLETED or ERROR, not ",
+                           kwq::v1::TaskState_Name(update.state())));
+      return;
+  }
+}
+
+void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
+                               const std::string& reason, bool infra, bool retryable,
+                               ConnId ack_conn) {
+  std::string worker_id;
+  if (auto w = workers_.find(lease.conn); w != workers_.end()) {
+    w->second.task_ids.erase(lease.task.id());
+    ++w->second.errors;
+    worker_id = w->second.hello.worker_id();
+  }
+  Task task = std::move(lease.task);
+  if (infra) {
+    ++metrics_.infra_failures;
+    task.set_infra_failures(task.infra_failures() + 1);
+  } else {
+    ++metrics_.task_errors;
+    task.set_task_errors(task.task_errors() + 1);
+  }
+  task.set_last_error(error);
+  const int max_task_errors =
+      task.max_attempts() > 0 ? task.max_attempts() : options_.max_task_errors;
+  const int max_infra =
+      task.max_attempts() > 0 ? task.max_attempts() : options_.max_infra_failures;
+  const bool exhausted = infra ? task.infra_failures() >= max_infra
+                               : (!retryable || task.task_errors() >= max_task_errors);
+
+  std::vector<OutRecord> records;
+  TaskEvent err = MakeEvent(task, kwq::v1::ERROR);
+  err.set_worker_id(worker_id);
+  err.set_error(error);
+  err.set_retryable(!exhausted);
+  err.set_reason(reason);
+  records.push_back(EventRecord(err));
+  if (exhausted) {
+    ++metrics_.dead_lettered;
+    TaskEvent failed = MakeEvent(task, kwq::v1::FAILED);
+    failed.set_worker_id(worker_id);
+    failed.set_error(absl::StrCat(infra ? "infrastructure failures" : "task errors",
+                                  " used up its attempts; last error: ", error));
+    failed.set_reason(reason);
+    records.push_back(EventRecord(failed));
+    kwq::v1::DeadLetter dl;
+    *dl.mutable_task() = task;
+    dl.set_reason(failed.error());
+    dl.set_source_topic(lease.pos.topic);
+    dl.set_source_partition(lease.pos.partition);
+    dl.set_source_offset(lease.pos.offset);
+    *dl.mutable_time() = ToProto(clock_->Now());
+    records.push_back({DlqTopic(), task.id(), dl.SerializeAsString()});
+  } else {
+    ++metrics_.retries;
+    task.set_attempt(task.attempt() + 1);
+    *task.mutable_not_before() =
+        ToProto(clock_->Now() + Backoff(task.attempt() - 1));
+    TaskEvent pending = MakeEvent(task, kwq::v1::PENDING);
+    pending.set_reason(reason);
+    records.push_back(EventRecord(pending));
+    records.push_back({TopicForPriority(task.priority()), task.id(), task.SerializeAsString()});
+  }
+  const uint64_t cookie = next_cookie_++;
+  effects_.produces.push_back({std::move(records), cookie});
+  PendingDecision pd;
+  pd.pos = lease.pos;
+  pd.task_id = task.id();
+  pd.ack_conn = ack_conn;
+  pd.ack_token = lease.token;
+  // Kept so that a failed hand-off retries here instead of losing the task.
+  pd.completed = false;
+  retry_tasks_[cookie] = std::move(task);
+  pending_[cookie] = std::move(pd);
+}
+
+void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
+  auto it = pending_.find(cookie);
+  if (it == pending_.end()) return;
+  PendingDecision pd = std::move(it->second);
+  pending_.erase(it);
+  Task retry_task;
+  bool had_retry_task = false;
+  if (auto r = retry_tasks_.find(cookie); r != retry_tasks_.end()) {
+    retry_task = std::move(r->second);
+    had_retry_task = true;
+    retry_tasks_.erase(r);
+  }
+  if (pd.completed) {
+    auto l = leases_.find(pd.task_id);
+    if (ok) {
+      ++metrics_.completed;
+      if (l != leases_.end()) {
+        if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
+          w->second.task_ids.erase(pd.task_id);
+          ++w->second.completed;
+        }
+        leases_.erase(l);
+      }
+      SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
+      Decide(pd.pos);
+    } else {
+      ++metrics_.durable_failures;
+      if (l != leases_.end()) l->second.deciding = false;
+      SendAck(pd.ack_conn, pd.ack_token, kAckUnavailable,
+              "the completion is not durable in Kafka yet: send it again");
+    }
+    Dispatch();
+    return;
+  }
+  if (ok) {
+    if (pd.ack_conn != 0) SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
+    Decide(pd.pos);
+  } else {
+    ++metrics_.durable_failures;
+    if (pd.ack_conn != 0) SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
+    if (had_retry_task) {
+      // The hand-off to Kafka failed: keep the task here (its offset stays open) so that
+      // it still runs; a restart would redeliver it from its original record.
+      LOG(WARNING) << "retry hand-off of " << retry_task.id()
+                   << " not durable; retrying it locally";
+      Enqueue({pd.pos, std::move(retry_task)});
+    } else {
+      LOG(WARNING) << "dead-letter record not durable; the offset stays uncommitted";
+    }
+  }
+  Dispatch();
+}
+
+void SchedulerCore::OnWorkerDisconnected(ConnId conn, const std::string& reason) {
+  auto it = workers_.find(conn);
+  if (it == workers_.end()) return;
+  std::vector<std::string> ids(it->second.task_ids.begin(), it->second.task_ids.end());
+  for (const std::string& id : ids) {
+    auto l = leases_.find(id);
+    if (l == leases_.end() || l->second.deciding) continue;
+    Lease lease = std::move(l->second);
+    leases_.erase(l);
+    EndAttempt(std::move(lease), absl::StrCat("worker lost: ", reason), "worker_lost",
+               /*infra=*/true, /*retryable=*/true, 0);
+  }
+  workers_.erase(it);
+  Dispatch();
+}
+
+void SchedulerCore::OnTick() {
+  const absl::Time now = clock_->Now();
+  std::vector<std::string> expired;
+  for (const auto& [id, lease] : leases_) {
+    if (!lease.deciding && lease.deadline <= now) expired.push_back(id);
+  }
+  for (const std::string& id : expired) {
+    auto l = leases_.find(id);
+    Lease lease = std::move(l->second);
+    leases_.erase(l);
+    SchedulerMessage cancel;
+    *cancel.mutable_cancel()->mutable_token() = lease.token;
+    cancel.mutable_cancel()->set_reason("lease expired");
+    effects_.sends.push_back({lease.conn, std::move(cancel)});
+    EndAttempt(std::move(lease), "lease expired (no heartbeat)", "lease_expired",
+               /*infra=*/true, /*retryable=*/true, 0);
+  }
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    Queued q = std::move(delayed_.begin()->second);
+    delayed_.erase(delayed_.begin());
+    const int p = q.task.priority();
+    --delayed_count_[p];
+    queues_[p].push_back(std::move(q));
+  }
+  Dispatch();
+}
+
+void SchedulerCore::OnPartitionsRevoked(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) {
+  std::set<std::pair<std::string, int32_t>> gone(partitions.begin(), partitions.end());
+  auto from_gone = [&](const RecordPosition& pos) {
+    return gone.count({pos.topic, pos.partition}) > 0;
+  };
+  for (auto& q : queues_) {
+    q.erase(std::remove_if(q.begin(), q.end(),
+                           [&](const Queued& e) { return from_gone(e.pos); }),
+            q.end());
+  }
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (from_gone(it->second.pos)) {
+      --delayed_count_[it->second.task.priority()];
+      it = delayed_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [id, lease] : leases_) {
+    if (from_gone(lease.pos)) lease.pos.topic.clear();
+  }
+  for (auto& [cookie, pd] : pending_) {
+    if (from_gone(pd.pos)) pd.pos.topic.clear();
+  }
+  for (const auto& tp : partitions) offsets_.erase(tp);
+  for (int p = 0; p < 10; ++p) UpdateBackpressure(p);
+}
+
+std::vector<WorkerView> SchedulerCore::Workers() const {
+  std::vector<WorkerView> out;
+  for (const auto& [conn, w] : workers_) {
+    out.push_back({conn, w.hello, w.credits, static_cast<int>(w.task_ids.size()),
+                   w.connected_at, w.last_heartbeat, w.completed, w.errors, w.draining});
+  }
+  return out;
+}
+
+std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
+                                                TaskState* state,
+                                                std::string* worker) const {
+  std::vector<std::string> reasons;
+  *state = kwq::v1::TASK_STATE_UNSPECIFIED;
+  if (auto l = leases_.find(task_id); l != leases_.end()) {
+    *state = kwq::v1::ALLOCATED;
+    if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
+      *worker = w->second.hello.worker_id();
+    }
+    reasons.push_back(absl::StrCat("running on worker ", *worker, " (attempt ",
+                                   l->second.token.attempt(), ")"));
+    return reasons;
+  }
+  const Task* found = nullptr;
+  for (const auto& [due, q] : delayed_) {
+    if (q.task.id() == task_id) {
+      found = &q.task;
+      reasons.push_back(absl::StrCat("retry backoff until ", absl::FormatTime(due),
+                                     " (attempt ", q.task.attempt(), ")"));
+      break;
+    }
+  }
+  for (int p = 0; p < 10 && found == nullptr; ++p) {
+    for (const Queued& q : queues_[p]) {
+      if (q.task.id() == task_id) {
+        found = &q.task;
+        break;
+      }
+    }
+  }
+  if (found == nullptr) return reasons;
+  *state = kwq::v1::PENDING;
+  if (!leasing_) reasons.push_back("this scheduler is draining: it assigns nothing");
+  bool any_eligible = false, any_free = false;
+  for (const auto& [conn, w] : workers_) {
+    if (Eligible(w, *found)) {
+      any_eligible = true;
+      if (w.credits > 0 && !w.draining) any_free = true;
+    }
+  }
+  if (!any_eligible) {
+    reasons.push_back(
+        found->required_labels_size() > 0
+            ? absl::StrCat("no connected worker has labels [",
+                           absl::StrJoin(found->required_labels(), ", "), "]")
+            : "no worker is connected");
+  } else if (!any_free) {
+    reasons.push_back("every eligible worker is busy (no free slots)");
+  }
+  size_t higher = 0;
+  for (int p = found->priority() + 1; p < 10; ++p) higher += buffered(p);
+  if (higher > 0) {
+    reasons.push_back(absl::StrCat("behind ", higher, " higher-priority tasks"));
+  }
+  if (reasons.empty()) reasons.push_back("queued; about to be dispatched");
+  return reasons;
+}
+
+}  // namespace kwq::scheduler

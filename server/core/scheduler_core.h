@@ -1,0 +1,239 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "kwq/v1/task.pb.h"
+#include "kwq/v1/worker.pb.h"
+#include "server/core/offset_tracker.h"
+#include "server/util/clock.h"
+
+namespace kwq::scheduler {
+
+// Identifies one worker stream (assigned by the shell, never reused).
+using ConnId = uint64_t;
+
+struct SchedulerOptions {
+  std::string scheduler_id = "sched";
+  std::string topic_prefix = "kwq";
+  absl::Duration lease_period = absl::Seconds(10);
+  absl::Duration heartbeat_period = absl::Seconds(2);
+  // Retry budgets; a task's max_attempts, when set, bounds each of them.
+  int max_task_errors = 3;
+  int max_infra_failures = 3;
+  // Backoff before retry n (1-based): base * 2^(n-1), capped, times a jitter in [0.5, 1].
+  absl::Duration retry_backoff_base = absl::Milliseconds(100);
+  absl::Duration retry_backoff_max = absl::Seconds(30);
+  // Records buffered per priority (queued or waiting for backoff) before that priority's
+  // partitions are paused; resumed below half of it.
+  int max_buffered_per_priority = 2000;
+  size_t max_result_bytes = 1 << 20;
+};
+
+// Where a task record came from.
+struct RecordPosition {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+// A record to write to Kafka.
+struct OutRecord {
+  std::string topic;
+  std::string key;
+  std::string value;
+};
+
+// What the core decided; the shell carries it out. Filled by every On* call and drained by
+// TakeEffects().
+struct Effects {
+  struct Send {
+    ConnId conn;
+    kwq::v1::SchedulerMessage msg;
+  };
+  // Records to produce. When cookie != 0 the shell calls OnDurable(cookie, ok) once all
+  // records of the batch were acknowledged (or one failed).
+  struct Produce {
+    std::vector<OutRecord> records;
+    uint64_t cookie = 0;
+  };
+  struct Commit {
+    std::string topic;
+    int32_t partition;
+    int64_t next_offset;
+  };
+  struct PausePriority {
+    int priority;
+    bool paused;
+  };
+  // Close a worker stream (protocol violation).
+  struct Close {
+    ConnId conn;
+    std::string reason;
+  };
+  std::vector<Send> sends;
+  std::vector<Produce> produces;
+  std::vector<Commit> commits;
+  std::vector<PausePriority> pauses;
+  std::vector<Close> closes;
+  bool empty() const {
+    return sends.empty() && produces.empty() && commits.empty() && pauses.empty() &&
+           closes.empty();
+  }
+};
+
+struct SchedulerMetrics {
+  int64_t records_received = 0;
+  int64_t bad_records = 0;
+  int64_t dispatched = 0;
+  int64_t completed = 0;
+  int64_t task_errors = 0;
+  int64_t infra_failures = 0;
+  int64_t retries = 0;
+  int64_t dead_lettered = 0;
+  int64_t stale_updates = 0;
+  // Dispatches of a task while a higher-priority task this worker could run waited here.
+  // Must stay 0.
+  int64_t priority_inversions = 0;
+  int64_t durable_failures = 0;
+};
+
+struct WorkerView {
+  ConnId conn;
+  kwq::v1::Hello hello;
+  int credits;
+  int in_flight;
+  absl::Time connected_at;
+  absl::Time last_heartbeat;
+  int64_t completed;
+  int64_t errors;
+  bool draining;
+};
+
+// The scheduling state machine: buffered tasks per priority, workers and their credits,
+// leases, retries, and the committable offset prefix per partition. It does no I/O and
+// starts no threads: the shell feeds it events and carries out the Effects it returns.
+// Single-threaded: every call must come from the shell's event loop.
+class SchedulerCore {
+ public:
+  SchedulerCore(SchedulerOptions options, const Clock* clock, uint64_t random_seed = 1);
+
+  // --- Kafka side ---
+  // A record from a priority topic. Invalid records go to the dead-letter topic.
+  void OnTaskRecord(const RecordPosition& pos, const std::string& value);
+  // This instance no longer owns these partitions: drop what it buffered from them
+  // (another instance will receive those records). Tasks running on workers keep running;
+  // their decisions are no longer committed here.
+  void OnPartitionsRevoked(const std::vector<std::pair<std::string, int32_t>>& partitions);
+  // A batch produced with a cookie was acknowledged (ok) or failed.
+  void OnDurable(uint64_t cookie, bool ok);
+
+  // --- worker side ---
+  void OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello);
+  void OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
+  void OnWorkerDisconnected(ConnId conn, const std::string& reason);
+
+  // --- time ---
+  // Expires leases, releases tasks whose backoff passed, dispatches.
+  void OnTick();
+  // Stop assigning (drain): nothing new goes out; in-flight work may finish.
+  void StopLeasing() { leasing_ = false; }
+
+  Effects TakeEffects();
+
+  const SchedulerMetrics& metrics() const { return metrics_; }
+  size_t buffered() const;
+  size_t buffered(int priority) const;
+  size_t leases() const { return leases_.size(); }
+  size_t pending_decisions() const { return pending_.size(); }
+  std::vector<WorkerView> Workers() const;
+  // Why a task is held, or empty when this instance does not hold it.
+  std::vector<std::string> Explain(const std::string& task_id,
+                                   kwq::v1::TaskState* state, std::string* worker) const;
+
+  std::string TopicForPriority(int priority) const;
+  std::string EventsTopic() const { return options_.topic_prefix + ".events"; }
+  std::string ResultsTopic() const { return options_.topic_prefix + ".results"; }
+  std::string DlqTopic() const { return options_.topic_prefix + ".dlq"; }
+
+ private:
+  struct Queued {
+    RecordPosition pos;
+    kwq::v1::Task task;
+  };
+  struct Lease {
+    RecordPosition pos;
+    kwq::v1::Task task;
+    kwq::v1::FencingToken token;
+    ConnId conn;
+    absl::Time deadline;
+    bool deciding = false;  // a decision is being made durable
+  };
+  struct Worker {
+    kwq::v1::Hello hello;
+    int credits = 0;
+    std::set<std::string> labels;
+    std::set<std::string> task_ids;  // leases held
+    absl::Time connected_at;
+    absl::Time last_heartbeat;
+    int64_t completed = 0;
+    int64_t errors = 0;
+    bool draining = false;
+  };
+  // A decision waiting for its records to be durable.
+  struct PendingDecision {
+    RecordPosition pos;
+    std::string task_id;
+    ConnId ack_conn = 0;  // 0: no ack to send
+    kwq::v1::FencingToken ack_token;
+    bool completed = false;
+  };
+
+  void Dispatch();
+  bool Eligible(const Worker& w, const kwq::v1::Task& task) const;
+  void Assign(ConnId conn, Worker& w, Queued q);
+  void Enqueue(Queued q);
+  void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
+  // Ends an attempt that did not complete: retry or dead-letter.
+  void EndAttempt(Lease lease, const std::string& error, const std::string& reason,
+                  bool infra, bool retryable, ConnId ack_conn);
+  void Decide(const RecordPosition& pos);
+  void MarkReceived(const RecordPosition& pos);
+  void UpdateBackpressure(int priority);
+  void SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
+               const std::string& message);
+  kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task, kwq::v1::TaskState state) const;
+  OutRecord EventRecord(const kwq::v1::TaskEvent& ev) const;
+  absl::Duration Backoff(int retry);
+  uint64_t NextRandom();
+  void DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
+                     const std::string& reason);
+
+  SchedulerOptions options_;
+  const Clock* clock_;
+  uint64_t rng_;
+  bool leasing_ = true;
+  uint64_t next_lease_ = 1;
+  uint64_t next_cookie_ = 1;
+  std::array<std::deque<Queued>, 10> queues_;
+  std::multimap<absl::Time, Queued> delayed_;  // retry backoff
+  std::array<int, 10> delayed_count_{};
+  std::array<bool, 10> paused_{};
+  std::map<ConnId, Worker> workers_;
+  absl::flat_hash_map<std::string, Lease> leases_;  // by task id
+  std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
+  absl::flat_hash_map<uint64_t, PendingDecision> pending_;
+  absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
+  SchedulerMetrics metrics_;
+  Effects effects_;
+};
+
+}  // namespace kwq::scheduler

@@ -1,0 +1,501 @@
+// The scheduler core driven by hand: records, worker messages and a fake clock in; the
+// effects (sends, produces, commits, pauses) out. No threads, no sleeps, no I/O.
+#include "server/core/scheduler_core.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/util/time_util.h"
+
+namespace kwq::scheduler {
+namespace {
+
+using kwq::v1::Assignment;
+using kwq::v1::Task;
+using kwq::v1::TaskEvent;
+using kwq::v1::TaskState;
+
+class SchedulerCoreTest : public ::testing::Test {
+ protected:
+  SchedulerCoreTest() { Reset(SchedulerOptions()); }
+
+  void Reset(SchedulerOptions options) {
+    options.scheduler_id = "s1";
+    core_ = std::make_unique<SchedulerCore>(options, &clock_, 42);
+  }
+
+  static Task MakeTask(const std::string& id, int priority) {
+    Task t;
+    t.set_id(id);
+    t.set_job_id("job");
+    t.set_priority(priority);
+    *t.mutable_submit_time() = ToProto(absl::FromUnixSeconds(1));
+    return t;
+  }
+
+  void Record(const Task& t, int partition, int64_t offset) {
+    core_->OnTaskRecord({core_->TopicForPriority(t.priority()), partition, offset},
+                        t.SerializeAsString());
+    Collect();
+  }
+
+  void Connect(ConnId conn, int slots, std::vector<std::string> labels = {}) {
+    kwq::v1::Hello hello;
+    hello.set_worker_id(absl::StrCat("w", conn));
+    hello.set_slots(slots);
+    for (auto& l : labels) hello.add_labels(l);
+    core_->OnWorkerConnected(conn, hello);
+    Collect();
+  }
+
+  void Send(ConnId conn, const kwq::v1::WorkerMessage& msg) {
+    core_->OnWorkerMessage(conn, msg);
+    Collect();
+  }
+
+  void Update(ConnId conn, const kwq::v1::FencingToken& token, TaskState state,
+              bool retryable = true) {
+    kwq::v1::WorkerMessage msg;
+    *msg.mutable_update()->mutable_token() = token;
+    msg.mutable_update()->set_state(state);
+    msg.mutable_update()->set_retryable(retryable);
+    if (state == kwq::v1::ERROR) msg.mutable_update()->set_error("boom");
+    Send(conn, msg);
+  }
+
+  void Credits(ConnId conn, int n) {
+    kwq::v1::WorkerMessage msg;
+    msg.mutable_credits()->set_add(n);
+    Send(conn, msg);
+  }
+
+  void Tick(absl::Duration d) {
+    clock_.Advance(d);
+    core_->OnTick();
+    Collect();
+  }
+
+  // Acknowledges every produced batch with a cookie (the broker said yes).
+  void MakeDurable(bool ok = true) {
+    while (!cookies_.empty()) {
+      uint64_t c = cookies_.front();
+      cookies_.erase(cookies_.begin());
+      core_->OnDurable(c, ok);
+      Collect();
+    }
+  }
+
+  void Collect() {
+    Effects e = core_->TakeEffects();
+    for (auto& s : e.sends) sends_.push_back(s);
+    for (auto& p : e.produces) {
+      for (auto& r : p.records) records_.push_back(r);
+      if (p.cookie != 0) cookies_.push_back(p.cookie);
+    }
+    for (auto& c : e.commits) commits_.push_back(c);
+    for (auto& p : e.pauses) pauses_.push_back(p);
+  }
+
+  std::vector<Assignment> TakeAssignments(ConnId conn) {
+    std::vector<Assignment> out;
+    std::vector<Effects::Send> rest;
+    for (auto& s : sends_) {
+      if (s.conn == conn && s.msg.has_assignment()) {
+        out.push_back(s.msg.assignment());
+      } else {
+        rest.push_back(s);
+      }
+    }
+    sends_ = rest;
+    return out;
+  }
+
+  std::vector<kwq::v1::UpdateAck> Acks(ConnId conn) const {
+    std::vector<kwq::v1::UpdateAck> out;
+    for (auto& s : sends_) {
+      if (s.conn == conn && s.msg.has_ack()) out.push_back(s.msg.ack());
+    }
+    return out;
+  }
+
+  std::vector<TaskEvent> Events(TaskState state) const {
+    std::vector<TaskEvent> out;
+    for (auto& r : records_) {
+      if (r.topic != core_->EventsTopic()) continue;
+      TaskEvent ev;
+      EXPECT_TRUE(ev.ParseFromString(r.value));
+      if (ev.state() == state) out.push_back(ev);
+    }
+    return out;
+  }
+
+  std::vector<Task> Requeued() const {
+    std::vector<Task> out;
+    for (auto& r : records_) {
+      if (r.topic.find(".tasks.p") == std::string::npos) continue;
+      Task t;
+      EXPECT_TRUE(t.ParseFromString(r.value));
+      out.push_back(t);
+    }
+    return out;
+  }
+
+  std::vector<kwq::v1::DeadLetter> DeadLetters() const {
+    std::vector<kwq::v1::DeadLetter> out;
+    for (auto& r : records_) {
+      if (r.topic != core_->DlqTopic()) continue;
+      kwq::v1::DeadLetter dl;
+      EXPECT_TRUE(dl.ParseFromString(r.value));
+      out.push_back(dl);
+    }
+    return out;
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<SchedulerCore> core_;
+  std::vector<Effects::Send> sends_;
+  std::vector<OutRecord> records_;
+  std::vector<uint64_t> cookies_;
+  std::vector<Effects::Commit> commits_;
+  std::vector<Effects::PausePriority> pauses_;
+};
+
+TEST_F(SchedulerCoreTest, DispatchesHighestPriorityFirst) {
+  Record(MakeTask("a1", 1), 0, 0);
+  Record(MakeTask("a5", 5), 0, 0);
+  Record(MakeTask("a9", 9), 0, 0);
+  Record(MakeTask("b5", 5), 0, 1);
+  Record(MakeTask("a3", 3), 0, 0);
+  Connect(1, 5);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 5u);
+  std::vector<std::string> order;
+  for (auto& a : got) order.push_back(a.task().id());
+  EXPECT_EQ(order, (std::vector<std::string>{"a9", "a5", "b5", "a3", "a1"}));
+  EXPECT_EQ(core_->metrics().priority_inversions, 0);
+  EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 5u);
+}
+
+TEST_F(SchedulerCoreTest, NeverAssignsMoreThanCredits) {
+  Connect(1, 2);
+  for (int i = 0; i < 5; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto first = TakeAssignments(1);
+  EXPECT_EQ(first.size(), 2u);
+  Credits(1, 1);  // slots are full (2 in flight): capped at slots - in_flight = 0
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  Update(1, first[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  Credits(1, 5);  // one slot free: only one more assignment
+  EXPECT_EQ(TakeAssignments(1).size(), 1u);
+  EXPECT_EQ(core_->buffered(), 2u);
+}
+
+TEST_F(SchedulerCoreTest, LowerPriorityGoesOnlyWhereTheHigherCannotRun) {
+  // p9 needs a gpu; the only worker has none: the p1 task may run, and that is not an
+  // inversion (the worker could not run the p9 task).
+  Task gpu = MakeTask("gpu", 9);
+  gpu.add_required_labels("gpu");
+  Record(gpu, 0, 0);
+  Record(MakeTask("cpu", 1), 0, 0);
+  Connect(1, 4);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "cpu");
+  Connect(2, 1, {"gpu"});
+  got = TakeAssignments(2);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "gpu");
+  EXPECT_EQ(core_->metrics().priority_inversions, 0);
+  kwq::v1::TaskState state;
+  std::string worker;
+  EXPECT_FALSE(core_->Explain("gpu", &state, &worker).empty());
+  EXPECT_EQ(state, kwq::v1::ALLOCATED);
+  EXPECT_EQ(worker, "w2");
+}
+
+TEST_F(SchedulerCoreTest, ExplainsWhyAQueuedTaskWaits) {
+  Task t = MakeTask("needs-fpga", 3);
+  t.add_required_labels("fpga");
+  Record(t, 0, 0);
+  Connect(1, 1);
+  kwq::v1::TaskState state;
+  std::string worker;
+  auto reasons = core_->Explain("needs-fpga", &state, &worker);
+  EXPECT_EQ(state, kwq::v1::PENDING);
+  ASSERT_FALSE(reasons.empty());
+  EXPECT_NE(reasons[0].find("no connected worker has labels [fpga]"), std::string::npos);
+  EXPECT_TRUE(core_->Explain("unknown", &state, &worker).empty());
+}
+
+TEST_F(SchedulerCoreTest, AcksCompletionOnlyAfterItIsDurableAndCommitsThePrefix) {
+  Connect(1, 3);
+  for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("t", i), 2), 0, 100 + i);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 3u);
+  Update(1, got[2].token(), kwq::v1::COMPLETED);
+  Update(1, got[1].token(), kwq::v1::COMPLETED);
+  EXPECT_TRUE(Acks(1).empty());  // not durable yet
+  MakeDurable();
+  ASSERT_EQ(Acks(1).size(), 2u);
+  EXPECT_EQ(Acks(1)[0].code(), 0);
+  EXPECT_TRUE(commits_.empty());  // offset 100 is still running
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  ASSERT_EQ(commits_.size(), 1u);
+  EXPECT_EQ(commits_[0].next_offset, 103);
+  EXPECT_EQ(commits_[0].topic, "kwq.tasks.p2");
+  EXPECT_EQ(core_->metrics().completed, 3);
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 3u);
+}
+
+TEST_F(SchedulerCoreTest, ACompletionThatIsNotDurableIsRefusedAndCanBeSentAgain) {
+  Connect(1, 1);
+  Record(MakeTask("t", 0), 0, 0);
+  auto got = TakeAssignments(1);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable(/*ok=*/false);
+  ASSERT_EQ(Acks(1).size(), 1u);
+  EXPECT_EQ(Acks(1)[0].code(), 14);
+  EXPECT_TRUE(commits_.empty());
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  ASSERT_EQ(Acks(1).size(), 2u);
+  EXPECT_EQ(Acks(1)[1].code(), 0);
+  ASSERT_EQ(commits_.size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, HeartbeatsRenewLeasesAndExpiryRetriesWithTheNextAttempt) {
+  SchedulerOptions o;
+  o.lease_period = absl::Seconds(10);
+  Reset(o);
+  Connect(1, 1);
+  Record(MakeTask("t", 0), 0, 7);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  Tick(absl::Seconds(8));
+  kwq::v1::WorkerMessage hb;
+  hb.mutable_heartbeat();
+  Send(1, hb);
+  Tick(absl::Seconds(8));  // 16 s after assignment, 8 s after the heartbeat
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  Tick(absl::Seconds(3));
+  auto errors = Events(kwq::v1::ERROR);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].reason(), "lease_expired");
+  EXPECT_EQ(errors[0].attempt(), 1);
+  auto requeued = Requeued();
+  ASSERT_EQ(requeued.size(), 1u);
+  EXPECT_EQ(requeued[0].attempt(), 2);
+  EXPECT_EQ(requeued[0].infra_failures(), 1);
+  EXPECT_TRUE(requeued[0].has_not_before());
+  // The worker is told to stop, and its late completion is fenced off.
+  bool cancelled = false;
+  for (auto& s : sends_) cancelled |= s.msg.has_cancel();
+  EXPECT_TRUE(cancelled);
+  MakeDurable();
+  ASSERT_EQ(commits_.size(), 1u);  // the retry record is durable: the old offset is done
+  EXPECT_EQ(commits_[0].next_offset, 8);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  EXPECT_EQ(core_->metrics().stale_updates, 1);
+  ASSERT_FALSE(Acks(1).empty());
+  EXPECT_EQ(Acks(1).back().code(), 9);
+  EXPECT_TRUE(Events(kwq::v1::COMPLETED).empty());
+}
+
+TEST_F(SchedulerCoreTest, FencingRejectsUpdatesWithAnotherLeaseOrFromAnotherWorker) {
+  Connect(1, 1);
+  Connect(2, 1);
+  Record(MakeTask("t", 0), 0, 0);
+  auto got = TakeAssignments(1);
+  if (got.empty()) got = TakeAssignments(2);
+  ASSERT_EQ(got.size(), 1u);
+  auto token = got[0].token();
+  auto forged = token;
+  forged.set_lease_id("s1-999");
+  const ConnId holder = core_->Workers()[0].in_flight == 1 ? 1 : 2;
+  const ConnId other = holder == 1 ? 2 : 1;
+  Update(holder, forged, kwq::v1::COMPLETED);
+  Update(other, token, kwq::v1::COMPLETED);
+  EXPECT_EQ(core_->metrics().stale_updates, 2);
+  EXPECT_TRUE(Events(kwq::v1::COMPLETED).empty());
+  Update(holder, token, kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, TaskErrorBudgetEndsInFailedAndTheDeadLetterTopic) {
+  SchedulerOptions o;
+  o.max_task_errors = 3;
+  Reset(o);
+  Connect(1, 1);
+  Task t = MakeTask("poison", 4);
+  int64_t offset = 0;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    Tick(absl::Minutes(1));  // past any backoff
+    Record(t, 0, offset++);
+    auto got = TakeAssignments(1);
+    ASSERT_EQ(got.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(got[0].token().attempt(), attempt);
+    Update(1, got[0].token(), kwq::v1::ERROR, /*retryable=*/true);
+    MakeDurable();
+    Credits(1, 1);
+    if (attempt < 3) {
+      auto requeued = Requeued();
+      ASSERT_EQ(requeued.size(), static_cast<size_t>(attempt));
+      t = requeued.back();  // the retry record, as the consumer would read it back
+      EXPECT_EQ(t.task_errors(), attempt);
+    }
+  }
+  auto failed = Events(kwq::v1::FAILED);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].attempt(), 3);
+  auto dlq = DeadLetters();
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].task().id(), "poison");
+  EXPECT_EQ(dlq[0].task().last_error(), "boom");
+  EXPECT_EQ(core_->metrics().dead_lettered, 1);
+  EXPECT_EQ(Events(kwq::v1::ERROR).size(), 3u);
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 3);
+}
+
+TEST_F(SchedulerCoreTest, AFatalErrorFailsAtOnce) {
+  Connect(1, 1);
+  Record(MakeTask("t", 0), 0, 0);
+  auto got = TakeAssignments(1);
+  Update(1, got[0].token(), kwq::v1::ERROR, /*retryable=*/false);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::FAILED).size(), 1u);
+  EXPECT_TRUE(Requeued().empty());
+  EXPECT_EQ(DeadLetters().size(), 1u);
+  ASSERT_EQ(Acks(1).size(), 1u);
+  EXPECT_EQ(Acks(1)[0].code(), 0);
+}
+
+TEST_F(SchedulerCoreTest, InfrastructureBudgetIsSeparateFromTaskErrors) {
+  SchedulerOptions o;
+  o.max_infra_failures = 2;
+  o.max_task_errors = 5;
+  Reset(o);
+  Task t = MakeTask("t", 0);
+  t.set_task_errors(4);  // four task errors already: the infra budget still counts alone
+  for (int lost = 1; lost <= 2; ++lost) {
+    Tick(absl::Minutes(1));
+    Record(t, 0, lost);
+    Connect(static_cast<ConnId>(lost), 1);
+    ASSERT_EQ(TakeAssignments(static_cast<ConnId>(lost)).size(), 1u);
+    core_->OnWorkerDisconnected(static_cast<ConnId>(lost), "stream broken");
+    Collect();
+    MakeDurable();
+    if (lost == 1) {
+      ASSERT_EQ(Requeued().size(), 1u);
+      t = Requeued().back();
+      EXPECT_EQ(t.infra_failures(), 1);
+      EXPECT_EQ(t.task_errors(), 4);
+    }
+  }
+  auto errors = Events(kwq::v1::ERROR);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].reason(), "worker_lost");
+  EXPECT_EQ(Events(kwq::v1::FAILED).size(), 1u);
+  EXPECT_EQ(DeadLetters().size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, MaxAttemptsOfTheTaskOverridesTheDefaultBudget) {
+  Connect(1, 1);
+  Task t = MakeTask("once", 0);
+  t.set_max_attempts(1);
+  Record(t, 0, 0);
+  auto got = TakeAssignments(1);
+  Update(1, got[0].token(), kwq::v1::ERROR, /*retryable=*/true);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::FAILED).size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, BadRecordsGoToTheDeadLetterTopicAndDispatchGoesOn) {
+  core_->OnTaskRecord({"kwq.tasks.p3", 0, 0}, "\xff\xff not a task");
+  Collect();
+  Task no_job = MakeTask("x", 3);
+  no_job.clear_job_id();
+  Record(no_job, 0, 1);
+  Record(MakeTask("good", 3), 0, 2);
+  Connect(1, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "good");
+  auto dlq = DeadLetters();
+  ASSERT_EQ(dlq.size(), 2u);
+  EXPECT_EQ(dlq[0].reason(), "record value is not a kwq.v1.Task");
+  EXPECT_EQ(dlq[0].source_offset(), 0);
+  EXPECT_NE(dlq[1].reason().find("job_id is required"), std::string::npos);
+  EXPECT_EQ(core_->metrics().bad_records, 2);
+  MakeDurable();
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 2);  // the good task (offset 2) still runs
+}
+
+TEST_F(SchedulerCoreTest, BackpressurePausesAPriorityAndResumesItWhenDrained) {
+  SchedulerOptions o;
+  o.max_buffered_per_priority = 4;
+  Reset(o);
+  for (int i = 0; i < 4; ++i) Record(MakeTask(absl::StrCat("t", i), 6), 0, i);
+  ASSERT_EQ(pauses_.size(), 1u);
+  EXPECT_EQ(pauses_[0].priority, 6);
+  EXPECT_TRUE(pauses_[0].paused);
+  Connect(1, 3);
+  ASSERT_EQ(pauses_.size(), 2u);
+  EXPECT_FALSE(pauses_[1].paused);
+  EXPECT_EQ(core_->buffered(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, RevokedPartitionsAreDroppedAndTheirDecisionsNotCommitted) {
+  Record(MakeTask("a", 1), 0, 0);
+  Record(MakeTask("b", 1), 1, 0);
+  Connect(1, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  const std::string running = got[0].task().id();
+  core_->OnPartitionsRevoked({{"kwq.tasks.p1", 0}, {"kwq.tasks.p1", 1}});
+  Collect();
+  EXPECT_EQ(core_->buffered(), 0u);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);  // still accepted: the work is done
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
+  EXPECT_TRUE(commits_.empty());  // but the partition is not ours to commit any more
+}
+
+TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsItsLeasesWhenAdopted) {
+  Connect(1, 2);
+  Record(MakeTask("t", 0), 0, 0);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  // The same process reconnects on a new stream before the old one is noticed as gone.
+  kwq::v1::Hello hello;
+  hello.set_worker_id("w1");
+  hello.set_slots(2);
+  *hello.add_in_flight() = got[0].token();
+  core_->OnWorkerConnected(2, hello);
+  Collect();
+  core_->OnWorkerDisconnected(1, "old stream closed");
+  Collect();
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  Update(2, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
+  EXPECT_EQ(core_->metrics().dispatched, 1);
+}
+
+TEST_F(SchedulerCoreTest, RejectsABadHello) {
+  kwq::v1::Hello hello;
+  hello.set_worker_id("bad id");
+  hello.set_slots(1);
+  core_->OnWorkerConnected(1, hello);
+  Effects e = core_->TakeEffects();
+  ASSERT_EQ(e.closes.size(), 1u);
+  EXPECT_NE(e.closes[0].reason.find("worker_id"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kwq::scheduler
