@@ -311,7 +311,13 @@ void SchedulerCore::OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& m
   Worker& w = it->second;
   switch (msg.msg_case()) {
     case kwq::v1::WorkerMessage::kCredits: {
-      const int in_flight = static_cast<int>(w.task_ids.size());
+      // Slots still busy from the worker's point of view: leases whose completion is
+      // being made durable are done there already.
+      int in_flight = 0;
+      for (const std::string& id : w.task_ids) {
+        auto l = leases_.find(id);
+        if (l != leases_.end() && !l->second.deciding) ++in_flight;
+      }
       w.credits = std::clamp(w.credits + msg.credits().add(), 0,
                              std::max(0, w.hello.slots() - in_flight));
       break;

@@ -119,7 +119,7 @@ KafkaConfigMap KafkaCluster::ConsumerConfig(const std::string& group) const {
 }
 
 absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
-                                        absl::Duration timeout) {
+                                        absl::Duration timeout) const {
   if (mock_ != nullptr) {
     // The mock cluster has no CreateTopics API; it has a direct call instead.
     for (const TopicSpec& t : topics) {

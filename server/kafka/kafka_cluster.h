@@ -44,7 +44,7 @@ class KafkaCluster {
 
   // Creates the topics that do not exist yet (existing ones are left as they are).
   absl::Status EnsureTopics(const std::vector<TopicSpec>& topics,
-                            absl::Duration timeout);
+                            absl::Duration timeout) const;
 
   // The base client configuration for this cluster (bootstrap servers and sane timeouts);
   // callers add their own settings on top.

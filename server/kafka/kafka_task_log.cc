@@ -1,0 +1,261 @@
+#include "server/kafka/kafka_task_log.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace kwq {
+
+struct KafkaTaskLog::Batch {
+  std::atomic<int> remaining{0};
+  std::atomic<bool> failed{false};
+  absl::Mutex mu;
+  std::string error;
+  DoneFn done;
+};
+
+class KafkaTaskLog::DeliveryReporter : public RdKafka::DeliveryReportCb {
+ public:
+  explicit DeliveryReporter(KafkaTaskLog* log) : log_(log) {}
+  void dr_cb(RdKafka::Message& msg) override {
+    auto* batch = static_cast<Batch*>(msg.msg_opaque());
+    if (batch == nullptr) return;
+    if (msg.err() != RdKafka::ERR_NO_ERROR) {
+      ++log_->produce_errors_;
+      absl::MutexLock lock(&batch->mu);
+      if (!batch->failed.exchange(true)) {
+        batch->error = absl::StrCat(msg.topic_name(), ": ", msg.errstr());
+      }
+    }
+    if (--batch->remaining == 0) {
+      std::string error;
+      {
+        absl::MutexLock lock(&batch->mu);
+        error = batch->error;
+      }
+      batch->done(!batch->failed, error);
+      delete batch;
+    }
+  }
+
+ private:
+  KafkaTaskLog* log_;
+};
+
+class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
+ public:
+  explicit Rebalancer(KafkaTaskLog* log) : log_(log) {}
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      LOG(INFO) << "assigned " << partitions.size() << " partitions";
+      consumer->assign(partitions);
+      {
+        absl::MutexLock lock(&log_->mu_);
+        log_->pauses_dirty_ = true;
+      }
+      log_->ApplyPauses();
+    } else {
+      LOG(INFO) << "revoking " << partitions.size() << " partitions";
+      std::vector<std::pair<std::string, int32_t>> revoked;
+      for (auto* tp : partitions) revoked.emplace_back(tp->topic(), tp->partition());
+      if (log_->callbacks_.on_revoked) log_->callbacks_.on_revoked(revoked);
+      log_->FlushCommits(/*sync=*/true);
+      {
+        absl::MutexLock lock(&log_->mu_);
+        for (auto& tp : revoked) log_->to_commit_.erase(tp);
+      }
+      consumer->unassign();
+    }
+  }
+
+ private:
+  KafkaTaskLog* log_;
+};
+
+absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
+    const KafkaCluster& cluster, const std::string& group, std::vector<std::string> topics,
+    Callbacks callbacks) {
+  std::unique_ptr<KafkaTaskLog> log(new KafkaTaskLog());
+  log->callbacks_ = std::move(callbacks);
+  log->topics_ = std::move(topics);
+  log->rebalancer_ = std::make_unique<Rebalancer>(log.get());
+  log->reporter_ = std::make_unique<DeliveryReporter>(log.get());
+
+  auto cconf = MakeKafkaConf(MergeConfig(cluster.ConsumerConfig(group),
+                                         {{"queued.max.messages.kbytes", "16384"},
+                                          {"fetch.wait.max.ms", "5"},
+                                          {"partition.assignment.strategy", "roundrobin"}}));
+  if (!cconf.ok()) return cconf.status();
+  std::string err;
+  if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
+  log->consumer_.reset(RdKafka::KafkaConsumer::create(cconf->get(), err));
+  if (!log->consumer_) return absl::InternalError(absl::StrCat("consumer: ", err));
+
+  auto pconf = MakeKafkaConf(MergeConfig(cluster.ClientConfig(),
+                                         {{"enable.idempotence", "true"},
+                                          {"acks", "all"},
+                                          {"linger.ms", "2"},
+                                          {"delivery.timeout.ms", "30000"}}));
+  if (!pconf.ok()) return pconf.status();
+  if ((*pconf)->set("dr_cb", log->reporter_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
+  log->producer_.reset(RdKafka::Producer::create(pconf->get(), err));
+  if (!log->producer_) return absl::InternalError(absl::StrCat("producer: ", err));
+  log->poll_thread_ = std::thread([l = log.get()] { l->PollProducerLoop(); });
+  return log;
+}
+
+KafkaTaskLog::~KafkaTaskLog() { Stop(absl::Seconds(10)); }
+
+void KafkaTaskLog::Start() {
+  if (consume_thread_.joinable() || topics_.empty()) return;
+  RdKafka::ErrorCode err = consumer_->subscribe(topics_);
+  CHECK_EQ(err, RdKafka::ERR_NO_ERROR) << RdKafka::err2str(err);
+  consume_thread_ = std::thread([this] { ConsumeLoop(); });
+}
+
+void KafkaTaskLog::Stop(absl::Duration timeout) {
+  if (stopping_.exchange(true)) return;
+  if (consume_thread_.joinable()) consume_thread_.join();
+  if (consumer_) {
+    FlushCommits(/*sync=*/true);
+    consumer_->close();
+  }
+  if (producer_) {
+    producer_->flush(static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  }
+  if (poll_thread_.joinable()) poll_thread_.join();
+}
+
+void KafkaTaskLog::ConsumeLoop() {
+  absl::Time next_commit = absl::Now() + absl::Milliseconds(100);
+  while (!stopping_) {
+    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
+    switch (msg->err()) {
+      case RdKafka::ERR_NO_ERROR:
+        callbacks_.on_record(msg->topic_name(), msg->partition(), msg->offset(),
+                             std::string(static_cast<const char*>(msg->payload()),
+                                         msg->len()));
+        break;
+      case RdKafka::ERR__TIMED_OUT:
+      case RdKafka::ERR__PARTITION_EOF:
+        break;
+      default:
+        LOG_EVERY_N(WARNING, 100) << "consume: " << msg->errstr();
+    }
+    ApplyPauses();
+    if (absl::Now() >= next_commit) {
+      FlushCommits(/*sync=*/false);
+      next_commit = absl::Now() + absl::Milliseconds(100);
+    }
+  }
+}
+
+void KafkaTaskLog::PollProducerLoop() {
+  while (!stopping_ || producer_->outq_len() > 0) {
+    producer_->poll(20);
+    if (stopping_ && producer_->outq_len() > 0) {
+      producer_->flush(5000);
+      break;
+    }
+  }
+  producer_->poll(0);
+}
+
+void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
+  if (records.empty()) {
+    done(true, "");
+    return;
+  }
+  auto* batch = new Batch();
+  batch->remaining = static_cast<int>(records.size());
+  batch->done = std::move(done);
+  for (LogRecord& r : records) {
+    RdKafka::ErrorCode err;
+    while (true) {
+      err = producer_->produce(r.topic, RdKafka::Topic::PARTITION_UA,
+                               RdKafka::Producer::RK_MSG_COPY, r.value.data(),
+                               r.value.size(), r.key.data(), r.key.size(), 0, batch);
+      if (err != RdKafka::ERR__QUEUE_FULL) break;
+      producer_->poll(10);  // the local queue is full: wait for deliveries
+    }
+    if (err != RdKafka::ERR_NO_ERROR) {
+      // Not enqueued: report it as a failed delivery of this record.
+      ++produce_errors_;
+      {
+        absl::MutexLock lock(&batch->mu);
+        if (!batch->failed.exchange(true)) {
+          batch->error = absl::StrCat(r.topic, ": ", RdKafka::err2str(err));
+        }
+      }
+      if (--batch->remaining == 0) {
+        batch->done(false, batch->error);
+        delete batch;
+      }
+    }
+  }
+}
+
+void KafkaTaskLog::Commit(const std::string& topic, int32_t partition, int64_t next_offset) {
+  absl::MutexLock lock(&mu_);
+  int64_t& slot = to_commit_[{topic, partition}];
+  slot = std::max(slot, next_offset);
+}
+
+void KafkaTaskLog::FlushCommits(bool sync) {
+  std::map<std::pair<std::string, int32_t>, int64_t> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    pending.swap(to_commit_);
+  }
+  if (pending.empty()) return;
+  std::vector<RdKafka::TopicPartition*> offsets;
+  for (const auto& [tp, offset] : pending) {
+    offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, offset));
+  }
+  RdKafka::ErrorCode err = sync ? consumer_->commitSync(offsets) : consumer_->commitAsync(offsets);
+  if (err != RdKafka::ERR_NO_ERROR) {
+    LOG(WARNING) << "commit failed: " << RdKafka::err2str(err) << "; will retry";
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tp, offset] : pending) {
+      int64_t& slot = to_commit_[tp];
+      slot = std::max(slot, offset);
+    }
+  }
+  RdKafka::TopicPartition::destroy(offsets);
+}
+
+void KafkaTaskLog::SetTopicPaused(const std::string& topic, bool paused) {
+  absl::MutexLock lock(&mu_);
+  if (paused) {
+    paused_topics_.insert(topic);
+  } else {
+    paused_topics_.erase(topic);
+  }
+  pauses_dirty_ = true;
+}
+
+void KafkaTaskLog::ApplyPauses() {
+  std::set<std::string> paused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!pauses_dirty_) return;
+    pauses_dirty_ = false;
+    paused = paused_topics_;
+  }
+  std::vector<RdKafka::TopicPartition*> assigned;
+  if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR) return;
+  std::vector<RdKafka::TopicPartition*> to_pause, to_resume;
+  for (auto* tp : assigned) {
+    (paused.count(tp->topic()) ? to_pause : to_resume).push_back(tp);
+  }
+  if (!to_pause.empty()) consumer_->pause(to_pause);
+  if (!to_resume.empty()) consumer_->resume(to_resume);
+  RdKafka::TopicPartition::destroy(assigned);
+}
+
+}  // namespace kwq

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "server/kafka/kafka_cluster.h"
+
+namespace kwq {
+
+struct LogRecord {
+  std::string topic;
+  std::string key;
+  std::string value;
+};
+
+// The scheduler's view of Kafka: consumes the priority topics in a consumer group (never
+// auto-committing), produces records with the idempotent producer (acks=all) and reports
+// when a batch is durable, commits offsets it is told are decided, and pauses topics for
+// backpressure while polling goes on. Thread-safe; callbacks run on its own threads.
+class KafkaTaskLog {
+ public:
+  struct Callbacks {
+    // A record from a subscribed topic (consumer thread).
+    std::function<void(const std::string& topic, int32_t partition, int64_t offset,
+                       std::string value)>
+        on_record;
+    // Partitions are about to be taken away; must return only when the owner dropped
+    // them (consumer thread, inside the rebalance).
+    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)> on_revoked;
+  };
+  // Called once per Produce batch: ok, or the first error.
+  using DoneFn = std::function<void(bool ok, const std::string& error)>;
+
+  static absl::StatusOr<std::unique_ptr<KafkaTaskLog>> Open(
+      const KafkaCluster& cluster, const std::string& group,
+      std::vector<std::string> topics, Callbacks callbacks);
+  ~KafkaTaskLog();
+
+  // Starts consuming.
+  void Start();
+  // Leaves the group without committing anything undecided, and flushes the producer
+  // (bounded by `timeout`).
+  void Stop(absl::Duration timeout);
+
+  void Produce(std::vector<LogRecord> records, DoneFn done);
+  // `next_offset` of (topic, partition) may be committed (committed in the background).
+  void Commit(const std::string& topic, int32_t partition, int64_t next_offset);
+  // Pauses or resumes every assigned partition of `topic` (polling continues).
+  void SetTopicPaused(const std::string& topic, bool paused);
+
+  int64_t produce_errors() const { return produce_errors_; }
+
+ private:
+  class Rebalancer;
+  class DeliveryReporter;
+  struct Batch;
+
+  KafkaTaskLog() = default;
+  void ConsumeLoop();
+  void PollProducerLoop();
+  void FlushCommits(bool sync);
+  void ApplyPauses();
+
+  Callbacks callbacks_;
+  std::vector<std::string> topics_;
+  std::unique_ptr<Rebalancer> rebalancer_;
+  std::unique_ptr<DeliveryReporter> reporter_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> produce_errors_{0};
+  std::thread consume_thread_;
+  std::thread poll_thread_;
+
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, int32_t>, int64_t> to_commit_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> paused_topics_ ABSL_GUARDED_BY(mu_);
+  bool pauses_dirty_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace kwq

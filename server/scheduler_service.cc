@@ -1,0 +1,341 @@
+#include "server/scheduler_service.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "server/util/time_util.h"
+#include "server/worker_stream.h"
+
+namespace kwq::scheduler {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+SchedulerService::SchedulerService(ServiceOptions options, const KafkaCluster* cluster,
+                                   const Clock* clock)
+    : options_(std::move(options)), cluster_(cluster), clock_(clock) {
+  core_ = std::make_unique<SchedulerCore>(options_.core, clock_,
+                                          static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  loop_ = std::make_unique<EventLoop>(
+      [this] {
+        core_->OnTick();
+        Execute(core_->TakeEffects());
+      },
+      absl::Milliseconds(10));
+}
+
+SchedulerService::~SchedulerService() {
+  if (log_) log_->Stop(absl::Seconds(5));
+  loop_->Stop();
+}
+
+absl::Status SchedulerService::Start() {
+  std::vector<TopicSpec> topics;
+  std::vector<std::string> priority_topics;
+  for (int p = 0; p < 10; ++p) {
+    priority_topics.push_back(core_->TopicForPriority(p));
+    topics.push_back({priority_topics.back(), options_.partitions, {}});
+  }
+  topics.push_back({core_->EventsTopic(), options_.partitions, {}});
+  topics.push_back({core_->ResultsTopic(), options_.partitions, {}});
+  topics.push_back({core_->DlqTopic(), 1, {}});
+  topics.push_back(
+      {options_.core.topic_prefix + ".control", 1, {{"cleanup.policy", "compact"}}});
+  if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30)); !s.ok()) return s;
+
+  KafkaTaskLog::Callbacks callbacks;
+  callbacks.on_record = [this](const std::string& topic, int32_t partition, int64_t offset,
+                               std::string value) {
+    WithCore([pos = RecordPosition{topic, partition, offset},
+              value = std::move(value)](SchedulerCore& core) {
+      core.OnTaskRecord(pos, value);
+    });
+  };
+  callbacks.on_revoked = [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
+    loop_->RunSync([&] {
+      core_->OnPartitionsRevoked(parts);
+      Execute(core_->TakeEffects());
+    });
+  };
+  auto log = KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
+                                priority_topics, std::move(callbacks));
+  if (!log.ok()) return log.status();
+  log_ = std::move(log).value();
+  log_->Start();
+  return absl::OkStatus();
+}
+
+void SchedulerService::WithCore(std::function<void(SchedulerCore&)> fn) {
+  loop_->Post([this, fn = std::move(fn)] {
+    fn(*core_);
+    Execute(core_->TakeEffects());
+  });
+}
+
+void SchedulerService::Execute(Effects effects) {
+  for (auto& send : effects.sends) {
+    auto it = streams_.find(send.conn);
+    if (it != streams_.end()) it->second->Send(std::move(send.msg));
+  }
+  for (auto& close : effects.closes) {
+    auto it = streams_.find(close.conn);
+    if (it != streams_.end()) {
+      it->second->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, close.reason));
+    }
+  }
+  for (auto& produce : effects.produces) {
+    std::vector<LogRecord> records;
+    records.reserve(produce.records.size());
+    for (auto& r : produce.records) {
+      records.push_back({std::move(r.topic), std::move(r.key), std::move(r.value)});
+    }
+    const uint64_t cookie = produce.cookie;
+    log_->Produce(std::move(records), [this, cookie](bool ok, const std::string& error) {
+      if (!ok) LOG(WARNING) << "produce failed: " << error;
+      if (cookie == 0) return;
+      WithCore([cookie, ok](SchedulerCore& core) { core.OnDurable(cookie, ok); });
+    });
+  }
+  for (auto& c : effects.commits) log_->Commit(c.topic, c.partition, c.next_offset);
+  for (auto& p : effects.pauses) {
+    VLOG(1) << (p.paused ? "pausing" : "resuming") << " priority " << p.priority;
+    log_->SetTopicPaused(core_->TopicForPriority(p.priority), p.paused);
+  }
+}
+
+std::string SchedulerService::NewTaskId() {
+  return absl::StrCat(options_.core.scheduler_id, "-", absl::ToUnixMicros(absl::Now()), "-",
+                      next_id_++);
+}
+
+bool SchedulerService::SeenRecently(const std::string& id) {
+  absl::MutexLock lock(&dedup_mu_);
+  if (dedup_set_.contains(id)) return true;
+  dedup_set_.insert(id);
+  dedup_order_.push_back(id);
+  while (dedup_order_.size() > options_.dedup_window_ids) {
+    dedup_set_.erase(dedup_order_.front());
+    dedup_order_.pop_front();
+  }
+  return false;
+}
+
+grpc::ServerUnaryReactor* SchedulerService::Submit(grpc::CallbackServerContext* ctx,
+                                                   const kwq::v1::SubmitRequest* request,
+                                                   kwq::v1::SubmitResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (request->tasks_size() == 0 || request->tasks_size() > 10000) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("tasks: a batch holds 1-10000 tasks, not ",
+                                              request->tasks_size())));
+    return reactor;
+  }
+  for (int i = 0; i < request->tasks_size(); ++i) {
+    if (absl::Status s = ValidateTask(request->tasks(i), i, options_.limits); !s.ok()) {
+      reactor->Finish(ToGrpc(s));
+      return reactor;
+    }
+  }
+  std::vector<LogRecord> records;
+  auto ids = std::make_shared<std::vector<std::string>>();
+  const auto now = ToProto(clock_->Now());
+  for (const kwq::v1::Task& in : request->tasks()) {
+    kwq::v1::Task task = in;
+    if (task.id().empty()) {
+      task.set_id(NewTaskId());
+    } else if (SeenRecently(task.id())) {
+      response->add_task_ids(task.id());
+      response->add_duplicate_ids(task.id());
+      continue;
+    }
+    task.set_attempt(1);
+    task.set_infra_failures(0);
+    task.set_task_errors(0);
+    task.clear_not_before();
+    if (!task.has_submit_time()) *task.mutable_submit_time() = now;
+    kwq::v1::TaskEvent ev;
+    ev.set_task_id(task.id());
+    ev.set_job_id(task.job_id());
+    ev.set_attempt(1);
+    ev.set_state(kwq::v1::PENDING);
+    *ev.mutable_time() = task.submit_time();
+    ev.set_scheduler_id(options_.core.scheduler_id);
+    ev.set_priority(task.priority());
+    *ev.mutable_tags() = task.tags();
+    *ev.mutable_affinity_keys() = task.affinity_keys();
+    response->add_task_ids(task.id());
+    ids->push_back(task.id());
+    records.push_back({core_->TopicForPriority(task.priority()), task.id(),
+                       task.SerializeAsString()});
+    records.push_back({core_->EventsTopic(), task.job_id(), ev.SerializeAsString()});
+  }
+  log_->Produce(std::move(records), [this, reactor, ids](bool ok, const std::string& error) {
+    if (ok) {
+      reactor->Finish(grpc::Status::OK);
+      return;
+    }
+    // Let a retried Submit with the same ids queue them again.
+    {
+      absl::MutexLock lock(&dedup_mu_);
+      for (const auto& id : *ids) dedup_set_.erase(id);
+    }
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("Kafka did not acknowledge the batch (", error,
+                     "); these tasks may not be durable, submit them again with the same "
+                     "ids: ",
+                     absl::StrJoin(*ids, ","))));
+  });
+  return reactor;
+}
+
+grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
+SchedulerService::Connect(grpc::CallbackServerContext* ctx) {
+  return new WorkerReactor(this, next_conn_++, ctx->peer());
+}
+
+void SchedulerService::StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
+                                   const kwq::v1::Hello& hello) {
+  loop_->Post([this, conn, stream = std::move(stream), hello] {
+    streams_[conn] = stream;
+    LOG(INFO) << "worker " << hello.worker_id() << " connected from " << stream->peer()
+              << " with " << hello.slots() << " slots";
+    core_->OnWorkerConnected(conn, hello);
+    Execute(core_->TakeEffects());
+  });
+}
+
+void SchedulerService::StreamMessage(uint64_t conn, const kwq::v1::WorkerMessage& msg) {
+  WithCore([conn, msg](SchedulerCore& core) { core.OnWorkerMessage(conn, msg); });
+}
+
+void SchedulerService::StreamClosed(uint64_t conn, const std::string& reason) {
+  loop_->Post([this, conn, reason] {
+    if (streams_.erase(conn) > 0) LOG(INFO) << "worker stream " << conn << ": " << reason;
+    core_->OnWorkerDisconnected(conn, reason);
+    Execute(core_->TakeEffects());
+  });
+}
+
+grpc::ServerUnaryReactor* SchedulerService::ListWorkers(
+    grpc::CallbackServerContext* ctx, const kwq::v1::ListWorkersRequest*,
+    kwq::v1::ListWorkersResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  loop_->Post([this, reactor, response] {
+    response->set_scheduler_id(options_.core.scheduler_id);
+    for (const WorkerView& w : core_->Workers()) {
+      auto* info = response->add_workers();
+      info->set_worker_id(w.hello.worker_id());
+      if (auto it = streams_.find(w.conn); it != streams_.end()) {
+        info->set_peer(it->second->peer());
+      }
+      info->set_slots(w.hello.slots());
+      info->set_in_flight(w.in_flight);
+      info->set_free_credits(w.credits);
+      *info->mutable_affinity_keys() = w.hello.affinity_keys();
+      *info->mutable_labels() = w.hello.labels();
+      *info->mutable_connected_at() = ToProto(w.connected_at);
+      *info->mutable_last_heartbeat() = ToProto(w.last_heartbeat);
+      info->set_completed(w.completed);
+      info->set_errors(w.errors);
+      info->set_draining(w.draining);
+      info->set_sdk(w.hello.sdk());
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
+    grpc::CallbackServerContext* ctx, const kwq::v1::ExplainTaskRequest* request,
+    kwq::v1::ExplainTaskResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (!IsValidId(request->task_id())) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "task_id must be 1-128 characters of [A-Za-z0-9._:-]"));
+    return reactor;
+  }
+  loop_->Post([this, reactor, request, response] {
+    kwq::v1::TaskState state;
+    std::string worker;
+    auto reasons = core_->Explain(request->task_id(), &state, &worker);
+    if (reasons.empty()) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("task ", request->task_id(),
+                       " is not queued or running on this scheduler instance (it may be "
+                       "finished, unknown, or held by another instance)")));
+      return;
+    }
+    response->set_task_id(request->task_id());
+    response->set_state(state);
+    response->set_worker_id(worker);
+    for (auto& r : reasons) response->add_reasons(r);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+namespace {
+grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, const char* what) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status(
+      grpc::StatusCode::UNIMPLEMENTED,
+      absl::StrCat(what, " is not implemented yet in this scheduler (tracked as issue 6)")));
+  return reactor;
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* SchedulerService::Pause(grpc::CallbackServerContext* ctx,
+                                                  const kwq::v1::PauseRequest*,
+                                                  kwq::v1::PauseResponse*) {
+  return NotYet(ctx, "Pause");
+}
+grpc::ServerUnaryReactor* SchedulerService::Resume(grpc::CallbackServerContext* ctx,
+                                                   const kwq::v1::ResumeRequest*,
+                                                   kwq::v1::ResumeResponse*) {
+  return NotYet(ctx, "Resume");
+}
+grpc::ServerUnaryReactor* SchedulerService::Cancel(grpc::CallbackServerContext* ctx,
+                                                   const kwq::v1::CancelRequest*,
+                                                   kwq::v1::CancelResponse*) {
+  return NotYet(ctx, "Cancel");
+}
+
+SchedulerMetrics SchedulerService::Metrics() {
+  SchedulerMetrics m;
+  loop_->RunSync([&] { m = core_->metrics(); });
+  return m;
+}
+
+void SchedulerService::Drain(absl::Duration grace) {
+  LOG(INFO) << "draining: no new assignments; waiting up to " << absl::FormatDuration(grace)
+            << " for in-flight tasks";
+  loop_->RunSync([&] { core_->StopLeasing(); });
+  const absl::Time deadline = absl::Now() + grace;
+  while (absl::Now() < deadline) {
+    size_t open = 0;
+    loop_->RunSync([&] { open = core_->leases() + core_->pending_decisions(); });
+    if (open == 0) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  loop_->RunSync([&] {
+    kwq::v1::SchedulerMessage bye;
+    bye.mutable_go_away()->set_reason("scheduler shutting down");
+    for (auto& [conn, stream] : streams_) {
+      stream->Send(bye);
+      stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler shutting down"));
+    }
+  });
+  if (log_) log_->Stop(absl::Seconds(10));
+}
+
+}  // namespace kwq::scheduler

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+#include "kwq/v1/worker.pb.h"
+
+namespace kwq::scheduler {
+
+class SchedulerService;
+
+// The handle the scheduler keeps for one worker stream. Send() and Close() are
+// thread-safe and become no-ops once the stream finished; the reactor behind it is owned
+// by gRPC and deleted in OnDone, after which the handle only remembers that it is gone.
+class WorkerStream {
+ public:
+  void Send(kwq::v1::SchedulerMessage msg);
+  void Close(const grpc::Status& status);
+  const std::string& peer() const { return peer_; }
+
+ private:
+  friend class WorkerReactor;
+  class WorkerReactor* reactor_ = nullptr;  // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<kwq::v1::SchedulerMessage> out_;  // front is being written
+  bool writing_ = false;
+  bool finished_ = false;
+  std::optional<grpc::Status> finish_after_writes_;
+  std::string peer_;
+};
+
+// One callback reactor per Connect call: reads worker messages and posts them to the
+// service; writes one message at a time from the handle's queue; finishes exactly once.
+class WorkerReactor
+    : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage> {
+ public:
+  WorkerReactor(SchedulerService* service, uint64_t conn, std::string peer);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  friend class WorkerStream;
+  void StartWriteLocked();  // with handle_->mu_ held: marks writing, returns message
+  void FinishOnce(const grpc::Status& status);
+
+  SchedulerService* service_;
+  uint64_t conn_;
+  std::shared_ptr<WorkerStream> handle_;
+  kwq::v1::WorkerMessage in_;
+  bool hello_seen_ = false;
+  bool close_reported_ = false;
+};
+
+}  // namespace kwq::scheduler

@@ -1,0 +1,140 @@
+#include "tools/devgrid/dev_grid.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "kwq/v1/task.pb.h"
+#include "server/util/time_util.h"
+
+namespace kwq::devgrid {
+
+absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
+    const KafkaCluster* cluster, scheduler::ServiceOptions options) {
+  auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
+  s->service_ = std::make_unique<scheduler::SchedulerService>(std::move(options), cluster);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || port == 0) return absl::UnavailableError("cannot listen on loopback");
+  s->address_ = absl::StrCat("127.0.0.1:", port);
+  if (absl::Status st = s->service_->Start(); !st.ok()) return st;
+  return s;
+}
+
+void InProcessScheduler::Shutdown(absl::Duration grace) {
+  if (down_) return;
+  down_ = true;
+  service_->Drain(grace);
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+InProcessScheduler::~InProcessScheduler() { Shutdown(absl::ZeroDuration()); }
+
+absl::StatusOr<std::unique_ptr<EventCounter>> EventCounter::Start(const KafkaCluster& cluster,
+                                                                  const std::string& topic) {
+  auto counter = std::unique_ptr<EventCounter>(new EventCounter());
+  auto conf = MakeKafkaConf(cluster.ConsumerConfig(
+      absl::StrCat("kwq-event-counter-", absl::ToUnixNanos(absl::Now()))));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  counter->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!counter->consumer_) return absl::InternalError(err);
+  if (counter->consumer_->subscribe({topic}) != RdKafka::ERR_NO_ERROR) {
+    return absl::InternalError("subscribe failed");
+  }
+  counter->thread_ = std::thread([c = counter.get()] { c->Loop(); });
+  return counter;
+}
+
+EventCounter::~EventCounter() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (consumer_) consumer_->close();
+}
+
+void EventCounter::Loop() {
+  while (!stop_) {
+    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
+    if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
+    kwq::v1::TaskEvent ev;
+    if (!ev.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) continue;
+    const int64_t us = absl::ToUnixMicros(FromProto(ev.time()));
+    absl::MutexLock lock(&mu_);
+    ++events_;
+    switch (ev.state()) {
+      case kwq::v1::PENDING:
+        if (ev.attempt() == 1) {
+          submit_us_.emplace(ev.task_id(), us);
+        } else {
+          ++retries_;
+        }
+        break;
+      case kwq::v1::RUNNING:
+        if (auto it = submit_us_.find(ev.task_id());
+            it != submit_us_.end() && !start_ms_.count(ev.task_id())) {
+          start_ms_[ev.task_id()] = static_cast<double>(us - it->second) / 1000.0;
+        }
+        break;
+      case kwq::v1::COMPLETED:
+        ++completed_[ev.task_id()];
+        break;
+      case kwq::v1::FAILED:
+        failed_.insert(ev.task_id());
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+int64_t EventCounter::completed_tasks() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(completed_.size());
+}
+int64_t EventCounter::duplicates() const {
+  absl::MutexLock lock(&mu_);
+  int64_t d = 0;
+  for (auto& [id, n] : completed_) d += n - 1;
+  return d;
+}
+int64_t EventCounter::failed_tasks() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(failed_.size());
+}
+int64_t EventCounter::retries() const {
+  absl::MutexLock lock(&mu_);
+  return retries_;
+}
+int64_t EventCounter::events() const {
+  absl::MutexLock lock(&mu_);
+  return events_;
+}
+std::vector<double> EventCounter::StartLatenciesMs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<double> out;
+  for (auto& [id, ms] : start_ms_) out.push_back(ms);
+  return out;
+}
+std::map<std::string, int> EventCounter::CompletedCounts() const {
+  absl::MutexLock lock(&mu_);
+  return completed_;
+}
+std::set<std::string> EventCounter::FailedIds() const {
+  absl::MutexLock lock(&mu_);
+  return failed_;
+}
+
+bool EventCounter::WaitFor(const std::function<bool(const EventCounter&)>& pred,
+                           absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (pred(*this)) return true;
+    // Poll the counters; the consumer thread updates them as events arrive.
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return pred(*this);
+}
+
+}  // namespace kwq::devgrid

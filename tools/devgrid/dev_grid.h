@@ -1,0 +1,74 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "server/kafka/kafka_cluster.h"
+#include "server/scheduler_service.h"
+
+namespace kwq::devgrid {
+
+// A scheduler served over gRPC on a loopback port chosen by the OS, on the given Kafka.
+// Used by the simulator (kwq_simulate) and the integration tests. Not thread-safe.
+class InProcessScheduler {
+ public:
+  static absl::StatusOr<std::unique_ptr<InProcessScheduler>> Start(
+      const KafkaCluster* cluster, scheduler::ServiceOptions options);
+  ~InProcessScheduler();
+  const std::string& address() const { return address_; }
+  scheduler::SchedulerService& service() { return *service_; }
+  // SIGTERM-like: drain with grace, then shut the server down.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  std::unique_ptr<scheduler::SchedulerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool down_ = false;
+};
+
+// Reads `<prefix>.events` from the beginning in the background and counts, per task,
+// the COMPLETED and FAILED events, and submit-to-start latencies. Thread-safe.
+class EventCounter {
+ public:
+  static absl::StatusOr<std::unique_ptr<EventCounter>> Start(const KafkaCluster& cluster,
+                                                             const std::string& topic);
+  ~EventCounter();
+
+  int64_t completed_tasks() const;   // tasks with at least one COMPLETED event
+  int64_t duplicates() const;        // COMPLETED events beyond the first per task
+  int64_t failed_tasks() const;
+  int64_t retries() const;           // PENDING events with attempt > 1
+  int64_t events() const;
+  // Submit (PENDING attempt 1) to first RUNNING, in milliseconds, of tasks seen so far.
+  std::vector<double> StartLatenciesMs() const;
+  // Tasks that completed more than once, by id.
+  std::map<std::string, int> CompletedCounts() const;
+  std::set<std::string> FailedIds() const;
+  // Blocks until `pred` holds or `timeout` passes; returns whether it held.
+  bool WaitFor(const std::function<bool(const EventCounter&)>& pred, absl::Duration timeout);
+
+ private:
+  EventCounter() = default;
+  void Loop();
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, int> completed_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> failed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
+  int64_t retries_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace kwq::devgrid

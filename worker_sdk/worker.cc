@@ -1,0 +1,275 @@
+#include "worker_sdk/worker.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+
+namespace kwq::worker {
+
+using kwq::v1::SchedulerMessage;
+using kwq::v1::WorkerMessage;
+
+Worker::Worker(WorkerOptions options, Handler handler)
+    : options_(std::move(options)), handler_(std::move(handler)) {
+  if (options_.worker_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    options_.worker_id = absl::StrCat(host, "-", getpid());
+  }
+  if (options_.slots < 1) options_.slots = 1;
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  stub_ = kwq::v1::Scheduler::NewStub(grpc::CreateCustomChannel(
+      options_.scheduler_address, grpc::InsecureChannelCredentials(), args));
+  for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this] { SlotLoop(); });
+}
+
+Worker::~Worker() {
+  Stop(absl::ZeroDuration());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : slots_) t.join();
+}
+
+bool Worker::Write(const WorkerMessage& msg) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return stream_ != nullptr && stream_->Write(msg);
+}
+
+void Worker::Run() {
+  std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^ getpid());
+  absl::Duration backoff = options_.reconnect_min;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ && running_.empty() && queue_.empty()) return;
+    }
+    const bool was_welcomed = RunOneStream();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    if (was_welcomed) backoff = options_.reconnect_min;
+    const double jitter = 0.5 + std::uniform_real_distribution<double>(0, 0.5)(rng);
+    absl::SleepFor(backoff * jitter);
+    backoff = std::min(backoff * 2, options_.reconnect_max);
+  }
+}
+
+bool Worker::RunOneStream() {
+  grpc::ClientContext ctx;
+  auto stream = stub_->Connect(&ctx);
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    ctx_ = &ctx;
+    stream_ = stream.get();
+  }
+  WorkerMessage hello;
+  auto* h = hello.mutable_hello();
+  h->set_worker_id(options_.worker_id);
+  h->set_slots(options_.slots);
+  h->set_sdk("kwq-cpp-sdk/0.1");
+  for (auto& k : options_.affinity_keys) h->add_affinity_keys(k);
+  for (auto& l : options_.labels) h->add_labels(l);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, ctx_ptr] : running_) *h->add_in_flight() = ctx_ptr->token_;
+  }
+  bool welcomed = false;
+  std::thread heartbeat;
+  if (Write(hello)) {
+    SchedulerMessage msg;
+    while (stream->Read(&msg)) {
+      switch (msg.msg_case()) {
+        case SchedulerMessage::kWelcome: {
+          welcomed = true;
+          ++connects_;
+          absl::Duration period = absl::Seconds(msg.welcome().heartbeat_period().seconds()) +
+                                  absl::Nanoseconds(msg.welcome().heartbeat_period().nanos());
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            stream_up_ = true;
+            heartbeat_period_ = period;
+            for (const auto& t : msg.welcome().rejected()) {
+              auto it = running_.find(t.task_id());
+              if (it != running_.end()) it->second->cancelled_ = true;
+            }
+          }
+          // Resend completions that were never acknowledged (adopted leases accept them).
+          std::vector<WorkerMessage> resend;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            for (auto& [id, m] : unacked_) resend.push_back(m);
+          }
+          for (auto& m : resend) Write(m);
+          heartbeat = std::thread([this, period] { HeartbeatLoop(period); });
+          break;
+        }
+        case SchedulerMessage::kAssignment: {
+          auto tc = std::make_shared<TaskContext>();
+          tc->task_ = msg.assignment().task();
+          tc->token_ = msg.assignment().token();
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            running_[tc->task_.id()] = tc;
+            queue_.push_back(tc);
+          }
+          cv_.notify_one();
+          break;
+        }
+        case SchedulerMessage::kCancel: {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = running_.find(msg.cancel().token().task_id());
+          if (it != running_.end() &&
+              it->second->token_.lease_id() == msg.cancel().token().lease_id()) {
+            it->second->cancelled_ = true;
+          }
+          break;
+        }
+        case SchedulerMessage::kAck: {
+          const auto& ack = msg.ack();
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = unacked_.find(ack.token().task_id());
+          if (it == unacked_.end() ||
+              it->second.update().token().lease_id() != ack.token().lease_id()) {
+            break;
+          }
+          if (ack.code() == 14) {
+            Write(it->second);  // not durable yet: send it again
+          } else {
+            if (ack.code() == 9) ++stale_acks_;
+            unacked_.erase(it);
+          }
+          break;
+        }
+        case SchedulerMessage::kGoAway:
+          LOG(INFO) << "scheduler going away: " << msg.go_away().reason();
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_up_ = false;
+  }
+  cv_.notify_all();
+  if (heartbeat.joinable()) heartbeat.join();
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    ctx_ = nullptr;
+    stream_ = nullptr;
+  }
+  grpc::Status status = stream->Finish();
+  if (!status.ok()) {
+    LOG(WARNING) << "stream to " << options_.scheduler_address
+                 << " ended: " << status.error_message();
+  }
+  return welcomed;
+}
+
+void Worker::HeartbeatLoop(absl::Duration period) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (stream_up_) {
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(period));
+    if (!stream_up_) break;
+    lock.unlock();
+    WorkerMessage hb;
+    hb.mutable_heartbeat();
+    Write(hb);
+    lock.lock();
+  }
+}
+
+void Worker::SlotLoop() {
+  while (true) {
+    std::shared_ptr<TaskContext> tc;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and nothing left
+      tc = queue_.front();
+      queue_.pop_front();
+    }
+    WorkerMessage running;
+    *running.mutable_update()->mutable_token() = tc->token_;
+    running.mutable_update()->set_state(kwq::v1::RUNNING);
+    Write(running);
+    Outcome outcome;
+    try {
+      outcome = handler_(*tc);
+    } catch (const std::exception& e) {
+      outcome = Outcome::Error(absl::StrCat("handler threw: ", e.what()), true);
+    } catch (...) {
+      outcome = Outcome::Error("handler threw a non-standard exception", true);
+    }
+    Finish(tc, outcome);
+  }
+}
+
+void Worker::Finish(const std::shared_ptr<TaskContext>& tc, const Outcome& outcome) {
+  WorkerMessage update;
+  auto* u = update.mutable_update();
+  *u->mutable_token() = tc->token_;
+  if (outcome.ok) {
+    u->set_state(kwq::v1::COMPLETED);
+    u->set_result(outcome.result);
+    ++completed_;
+  } else {
+    u->set_state(kwq::v1::ERROR);
+    u->set_error(outcome.error);
+    u->set_retryable(outcome.retryable);
+    u->set_cancelled(tc->cancelled());
+    ++failed_;
+  }
+  bool draining;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(tc->task_.id());
+    unacked_[tc->task_.id()] = update;
+    draining = stopping_;
+  }
+  Write(update);
+  if (!draining) {
+    WorkerMessage credit;
+    credit.mutable_credits()->set_add(1);
+    Write(credit);
+  }
+  cv_.notify_all();
+}
+
+void Worker::Stop(absl::Duration grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && grace > absl::ZeroDuration()) return;
+    stopping_ = true;
+  }
+  WorkerMessage drain;
+  drain.mutable_drain();
+  Write(drain);
+  const absl::Time deadline = absl::Now() + grace;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    while ((!running_.empty() || !unacked_.empty()) && absl::Now() < deadline) {
+      cv_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+    for (auto& [id, tc] : running_) tc->cancelled_ = true;
+  }
+  cv_.notify_all();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (stream_ != nullptr) stream_->WritesDone();
+  if (ctx_ != nullptr) ctx_->TryCancel();
+}
+
+}  // namespace kwq::worker

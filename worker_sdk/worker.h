@@ -1,0 +1,112 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "kwq/v1/scheduler.grpc.pb.h"
+
+namespace kwq::worker {
+
+struct WorkerOptions {
+  // host:port of a kwq_scheduler.
+  std::string scheduler_address = "127.0.0.1:50051";
+  // Default: <host>-<pid>.
+  std::string worker_id;
+  // Tasks run at once (one thread each).
+  int slots = 1;
+  std::vector<std::string> affinity_keys;
+  std::vector<std::string> labels;
+  // Reconnect backoff: doubles from min to max, with jitter.
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(5);
+};
+
+// What a handler returns: result bytes, or an error that is retryable or fatal.
+struct Outcome {
+  bool ok = true;
+  std::string result;
+  std::string error;
+  bool retryable = true;
+  static Outcome Success(std::string result = "") { return {true, std::move(result), "", true}; }
+  static Outcome Error(std::string error, bool retryable = true) {
+    return {false, "", std::move(error), retryable};
+  }
+};
+
+// What a handler sees while it runs one task. Thread-safe.
+class TaskContext {
+ public:
+  const kwq::v1::Task& task() const { return task_; }
+  int attempt() const { return task_.attempt(); }
+  // True once the scheduler cancelled this attempt (or its lease was lost): stop soon.
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  friend class Worker;
+  kwq::v1::Task task_;
+  kwq::v1::FencingToken token_;
+  std::atomic<bool> cancelled_{false};
+};
+
+using Handler = std::function<Outcome(TaskContext&)>;
+
+// A worker process's connection to the scheduler: it says hello, grants credits, runs
+// assignments through the handler on `slots` threads, reports RUNNING / COMPLETED / ERROR,
+// heartbeats, resends completions the scheduler could not yet make durable, reconnects
+// with backoff (reporting what still runs), and drains on Stop(). An exception thrown by
+// the handler is reported as a retryable task error. Thread-safe.
+class Worker {
+ public:
+  Worker(WorkerOptions options, Handler handler);
+  ~Worker();
+
+  // Runs until Stop(). Returns after the stream closed cleanly.
+  void Run();
+  // Drain: take no more tasks, let running ones finish for up to `grace`, then close.
+  void Stop(absl::Duration grace = absl::Seconds(10));
+
+  int64_t completed() const { return completed_; }
+  int64_t failed() const { return failed_; }
+  int64_t connects() const { return connects_; }
+  int64_t stale_acks() const { return stale_acks_; }
+  const std::string& worker_id() const { return options_.worker_id; }
+
+ private:
+  bool RunOneStream();
+  void SlotLoop();
+  void HeartbeatLoop(absl::Duration period);
+  bool Write(const kwq::v1::WorkerMessage& msg);
+  void Finish(const std::shared_ptr<TaskContext>& ctx, const Outcome& outcome);
+
+  WorkerOptions options_;
+  Handler handler_;
+  std::unique_ptr<kwq::v1::Scheduler::Stub> stub_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<TaskContext>> queue_;
+  std::map<std::string, std::shared_ptr<TaskContext>> running_;  // by task id
+  std::map<std::string, kwq::v1::WorkerMessage> unacked_;        // by task id
+  bool stopping_ = false;
+  bool stream_up_ = false;
+  absl::Duration heartbeat_period_ = absl::Seconds(2);
+
+  std::mutex write_mu_;
+  grpc::ClientContext* ctx_ = nullptr;  // guarded by write_mu_
+  grpc::ClientReaderWriter<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>* stream_ =
+      nullptr;  // guarded by write_mu_
+
+  std::vector<std::thread> slots_;
+  std::atomic<int64_t> completed_{0}, failed_{0}, connects_{0}, stale_acks_{0};
+};
+
+}  // namespace kwq::worker
