@@ -2,15 +2,15 @@
 
 #include <algorithm>
 
-#include "glog/logging.h"
 
 namespace kwq::scheduler {
 
-void OffsetTracker::Received(int64_t offset) {
-  CHECK(entries_.empty() || entries_.back().offset < offset)
-      << "offsets must increase: " << offset << " after " << entries_.back().offset;
+bool OffsetTracker::Received(int64_t offset) {
+  if (offset <= last_received_) return false;
+  last_received_ = offset;
   entries_.push_back({offset, false});
   ++open_;
+  return true;
 }
 
 std::optional<int64_t> OffsetTracker::Decided(int64_t offset) {

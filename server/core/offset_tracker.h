@@ -11,8 +11,10 @@ namespace kwq::scheduler {
 // offset order (a Kafka partition guarantees it). Not thread-safe (owned by the core).
 class OffsetTracker {
  public:
-  // A record was received. Offsets must increase.
-  void Received(int64_t offset);
+  // A record was received. Returns false, and tracks nothing, when the offset is not
+  // above every offset received before: the consumer rewound (an offset reset, a
+  // re-fetch) and this is a record this owner already has.
+  bool Received(int64_t offset);
   // The record reached a decision. Returns the new committable offset when the prefix
   // moved (offset+1 of the last decided record of the prefix), or nullopt.
   std::optional<int64_t> Decided(int64_t offset);
@@ -26,6 +28,7 @@ class OffsetTracker {
   };
   std::deque<Entry> entries_;
   size_t open_ = 0;
+  int64_t last_received_ = -1;
 };
 
 }  // namespace kwq::scheduler

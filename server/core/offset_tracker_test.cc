@@ -17,6 +17,17 @@ TEST(OffsetTrackerTest, CommitsOnlyTheContiguousDecidedPrefix) {
   EXPECT_EQ(t.open(), 0u);
 }
 
+TEST(OffsetTrackerTest, RefusesOffsetsAtOrBelowWhatWasReceived) {
+  OffsetTracker t;
+  EXPECT_TRUE(t.Received(5));
+  EXPECT_TRUE(t.Received(6));
+  EXPECT_EQ(t.Decided(5), std::optional<int64_t>(6));
+  EXPECT_FALSE(t.Received(5));  // rewound below the prefix
+  EXPECT_FALSE(t.Received(6));  // still open
+  EXPECT_EQ(t.open(), 1u);
+  EXPECT_TRUE(t.Received(7));
+}
+
 TEST(OffsetTrackerTest, IgnoresUnknownAndRepeatedDecisions) {
   OffsetTracker t;
   t.Received(1);

@@ -77,8 +77,8 @@ OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
   return {EventsTopic(), ev.job_id(), ev.SerializeAsString()};
 }
 
-void SchedulerCore::MarkReceived(const RecordPosition& pos) {
-  offsets_[{pos.topic, pos.partition}].Received(pos.offset);
+bool SchedulerCore::MarkReceived(const RecordPosition& pos) {
+  return offsets_[{pos.topic, pos.partition}].Received(pos.offset);
 }
 
 void SchedulerCore::Decide(const RecordPosition& pos) {
@@ -114,7 +114,10 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos, const std::string& 
 
 void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& value) {
   ++metrics_.records_received;
-  MarkReceived(pos);
+  if (!MarkReceived(pos)) {
+    ++metrics_.redelivered_records;
+    return;
+  }
   Task task;
   if (!task.ParseFromString(value)) {
     DeadLetterRaw(pos, value, "record value is not a kwq.v1.Task");

@@ -104,6 +104,8 @@ struct SchedulerMetrics {
   // Must stay 0.
   int64_t priority_inversions = 0;
   int64_t durable_failures = 0;
+  // Records received again after the consumer rewound; skipped (this owner has them).
+  int64_t redelivered_records = 0;
 };
 
 struct WorkerView {
@@ -206,7 +208,7 @@ class SchedulerCore {
   void EndAttempt(Lease lease, const std::string& error, const std::string& reason,
                   bool infra, bool retryable, ConnId ack_conn);
   void Decide(const RecordPosition& pos);
-  void MarkReceived(const RecordPosition& pos);
+  bool MarkReceived(const RecordPosition& pos);
   void UpdateBackpressure(int priority);
   void SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
                const std::string& message);

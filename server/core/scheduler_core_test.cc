@@ -487,6 +487,16 @@ TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsItsLeasesWhenAdopted) {
   EXPECT_EQ(core_->metrics().dispatched, 1);
 }
 
+TEST_F(SchedulerCoreTest, ARewoundConsumerDoesNotQueueATaskTwice) {
+  Record(MakeTask("a", 1), 0, 0);
+  Record(MakeTask("b", 1), 0, 1);
+  Record(MakeTask("a", 1), 0, 0);  // the consumer re-fetched from offset 0
+  EXPECT_EQ(core_->buffered(), 2u);
+  EXPECT_EQ(core_->metrics().redelivered_records, 1);
+  Connect(1, 4);
+  EXPECT_EQ(TakeAssignments(1).size(), 2u);
+}
+
 TEST_F(SchedulerCoreTest, RejectsABadHello) {
   kwq::v1::Hello hello;
   hello.set_worker_id("bad id");
