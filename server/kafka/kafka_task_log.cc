@@ -42,6 +42,25 @@ class KafkaTaskLog::DeliveryReporter : public RdKafka::DeliveryReportCb {
   KafkaTaskLog* log_;
 };
 
+// Counts the outcome of every offset commit (async ones report only here).
+class KafkaTaskLog::CommitReporter : public RdKafka::OffsetCommitCb {
+ public:
+  explicit CommitReporter(KafkaTaskLog* log) : log_(log) {}
+  void offset_commit_cb(RdKafka::ErrorCode err,
+                        std::vector<RdKafka::TopicPartition*>& offsets) override {
+    if (err == RdKafka::ERR_NO_ERROR || err == RdKafka::ERR__NO_OFFSET) {
+      ++log_->commits_ok_;
+      VLOG(1) << "committed " << offsets.size() << " partition offsets";
+    } else {
+      ++log_->commit_errors_;
+      LOG(WARNING) << "offset commit failed: " << RdKafka::err2str(err);
+    }
+  }
+
+ private:
+  KafkaTaskLog* log_;
+};
+
 class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
  public:
   explicit Rebalancer(KafkaTaskLog* log) : log_(log) {}
@@ -81,6 +100,7 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   log->topics_ = std::move(topics);
   log->rebalancer_ = std::make_unique<Rebalancer>(log.get());
   log->reporter_ = std::make_unique<DeliveryReporter>(log.get());
+  log->commit_reporter_ = std::make_unique<CommitReporter>(log.get());
 
   auto cconf = MakeKafkaConf(MergeConfig(cluster.ConsumerConfig(group),
                                          {{"queued.max.messages.kbytes", "16384"},
@@ -89,6 +109,10 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   if (!cconf.ok()) return cconf.status();
   std::string err;
   if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(err);
+  }
+  if ((*cconf)->set("offset_commit_cb", log->commit_reporter_.get(), err) !=
+      RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
   }
   log->consumer_.reset(RdKafka::KafkaConsumer::create(cconf->get(), err));

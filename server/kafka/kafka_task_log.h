@@ -58,10 +58,13 @@ class KafkaTaskLog {
   void SetTopicPaused(const std::string& topic, bool paused);
 
   int64_t produce_errors() const { return produce_errors_; }
+  int64_t commits_ok() const { return commits_ok_; }
+  int64_t commit_errors() const { return commit_errors_; }
 
  private:
   class Rebalancer;
   class DeliveryReporter;
+  class CommitReporter;
   struct Batch;
 
   KafkaTaskLog() = default;
@@ -74,10 +77,13 @@ class KafkaTaskLog {
   std::vector<std::string> topics_;
   std::unique_ptr<Rebalancer> rebalancer_;
   std::unique_ptr<DeliveryReporter> reporter_;
+  std::unique_ptr<CommitReporter> commit_reporter_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<RdKafka::Producer> producer_;
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> produce_errors_{0};
+  std::atomic<int64_t> commits_ok_{0};
+  std::atomic<int64_t> commit_errors_{0};
   std::thread consume_thread_;
   std::thread poll_thread_;
 
