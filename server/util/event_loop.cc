@@ -29,9 +29,6 @@ void EventLoop::RunSync(std::function<void()> fn) {
 void EventLoop::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      if (!thread_.joinable()) return;
-    }
     stopping_ = true;
   }
   if (thread_.joinable() && !InLoop()) thread_.join();
