@@ -1,8 +1,8 @@
-// Scheduler + SDK workers + Kafka, end to end in one process, on both backends (the
-// embedded mock cluster and the real broker from tools/kafka): every task completes
-// exactly once (counted from <prefix>.events), a poison task ends in the dead-letter
-// topic while the others flow, and a worker that goes away mid-task has its task retried
-// with the next attempt.
+// Scheduler + SDK workers + Kafka, end to end in one process, on both backends
+// (the embedded mock cluster and the real broker from tools/kafka): every task
+// completes exactly once (counted from <prefix>.events), a poison task ends in
+// the dead-letter topic while the others flow, and a worker that goes away
+// mid-task has its task retried with the next attempt.
 #include <atomic>
 #include <memory>
 #include <string>
@@ -11,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "gtest/gtest.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "server/kafka/test_backends.h"
 #include "tools/devgrid/dev_grid.h"
@@ -42,15 +42,36 @@ class DispatchTest : public ::testing::TestWithParam<KafkaBackend> {
     kwq::v1::SubmitRequest req;
     for (auto& t : tasks) *req.add_tasks() = t;
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(60));
     return stub.Submit(&ctx, req, resp);
+  }
+
+  // For failure messages: each unfinished task's event history and what the
+  // scheduler says holds it.
+  static std::string DescribeUnfinished(const devgrid::EventCounter& events,
+                                        kwq::v1::Scheduler::Stub& stub) {
+    std::string out;
+    int n = 0;
+    for (const auto& [id, history] : events.Unfinished()) {
+      if (++n > 5) break;
+      kwq::v1::ExplainTaskRequest req;
+      req.set_task_id(id);
+      kwq::v1::ExplainTaskResponse resp;
+      grpc::ClientContext ctx;
+      grpc::Status s = stub.ExplainTask(&ctx, req, &resp);
+      absl::StrAppend(&out, "\n  ", id, ": events [", history, "], scheduler: ",
+                      s.ok() ? resp.ShortDebugString() : s.error_message());
+    }
+    return out;
   }
 };
 
 TEST_P(DispatchTest, TenThousandTasksToFourWorkersCompleteExactlyOnce) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
   const std::string prefix = testing::UniqueName("kwqt");
-  auto sched = devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
+  auto sched =
+      devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
   ASSERT_TRUE(sched.ok()) << sched.status();
   auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
   ASSERT_TRUE(events.ok()) << events.status();
@@ -62,15 +83,17 @@ TEST_P(DispatchTest, TenThousandTasksToFourWorkersCompleteExactlyOnce) {
     wo.scheduler_address = (*sched)->address();
     wo.worker_id = absl::StrCat("w", i);
     wo.slots = 8;
-    workers.push_back(std::make_unique<worker::Worker>(wo, [](worker::TaskContext& ctx) {
-      if (ctx.task().payload() == "poison") return worker::Outcome::Error("poisoned");
-      return worker::Outcome::Success(ctx.task().id());
-    }));
+    workers.push_back(
+        std::make_unique<worker::Worker>(wo, [](worker::TaskContext& ctx) {
+          if (ctx.task().payload() == "poison")
+            return worker::Outcome::Error("poisoned");
+          return worker::Outcome::Success(ctx.task().id());
+        }));
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
 
-  auto stub = kwq::v1::Scheduler::NewStub(
-      grpc::CreateChannel((*sched)->address(), grpc::InsecureChannelCredentials()));
+  auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      (*sched)->address(), grpc::InsecureChannelCredentials()));
   constexpr int kTasks = 10000;
   for (int b = 0; b < kTasks / 1000; ++b) {
     std::vector<kwq::v1::Task> batch;
@@ -103,9 +126,16 @@ TEST_P(DispatchTest, TenThousandTasksToFourWorkersCompleteExactlyOnce) {
       [&](const devgrid::EventCounter& e) {
         return e.completed_tasks() == kTasks - 1 && e.failed_tasks() == 1;
       },
-      absl::Seconds(240));
-  EXPECT_TRUE(done) << "completed " << (*events)->completed_tasks() << " failed "
-                    << (*events)->failed_tasks();
+      absl::Seconds(120));
+  EXPECT_TRUE(done) << "completed " << (*events)->completed_tasks()
+                    << " failed " << (*events)->failed_tasks()
+                    << "; unfinished: " << DescribeUnfinished(**events, *stub)
+                    << "\nrecords received "
+                    << (*sched)->service().Metrics().records_received
+                    << ", redelivered "
+                    << (*sched)->service().Metrics().redelivered_records
+                    << ", dispatched "
+                    << (*sched)->service().Metrics().dispatched;
   EXPECT_EQ((*events)->duplicates(), 0);
   EXPECT_EQ((*events)->FailedIds(), std::set<std::string>{"t4242"});
   EXPECT_EQ((*events)->retries(), 2);  // the poison task's attempts 2 and 3
@@ -125,7 +155,8 @@ TEST_P(DispatchTest, TenThousandTasksToFourWorkersCompleteExactlyOnce) {
 TEST_P(DispatchTest, AWorkerLostMidTaskHasItsTaskRetriedWithTheNextAttempt) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
   const std::string prefix = testing::UniqueName("kwqt");
-  auto sched = devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
+  auto sched =
+      devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
   ASSERT_TRUE(sched.ok()) << sched.status();
   auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
   ASSERT_TRUE(events.ok()) << events.status();
@@ -135,15 +166,16 @@ TEST_P(DispatchTest, AWorkerLostMidTaskHasItsTaskRetriedWithTheNextAttempt) {
   worker::WorkerOptions wo;
   wo.scheduler_address = (*sched)->address();
   wo.worker_id = "doomed";
-  auto doomed = std::make_unique<worker::Worker>(wo, [&](worker::TaskContext& ctx) {
-    if (!started.HasBeenNotified()) started.Notify();
-    while (!ctx.cancelled()) absl::SleepFor(absl::Milliseconds(5));
-    return worker::Outcome::Error("cancelled");
-  });
+  auto doomed =
+      std::make_unique<worker::Worker>(wo, [&](worker::TaskContext& ctx) {
+        if (!started.HasBeenNotified()) started.Notify();
+        while (!ctx.cancelled()) absl::SleepFor(absl::Milliseconds(5));
+        return worker::Outcome::Error("cancelled");
+      });
   std::thread doomed_runner([&] { doomed->Run(); });
 
-  auto stub = kwq::v1::Scheduler::NewStub(
-      grpc::CreateChannel((*sched)->address(), grpc::InsecureChannelCredentials()));
+  auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      (*sched)->address(), grpc::InsecureChannelCredentials()));
   kwq::v1::Task t;
   t.set_id("long-task");
   t.set_job_id("job-loss");
@@ -166,8 +198,9 @@ TEST_P(DispatchTest, AWorkerLostMidTaskHasItsTaskRetriedWithTheNextAttempt) {
   EXPECT_EQ(attempt_seen.load(), 2);
   EXPECT_EQ((*events)->retries(), 1);
   EXPECT_EQ((*events)->duplicates(), 0);
-  // The first attempt ended once: as a lost worker (stream gone first) or as the error the
-  // cancelled handler reported while the stream was closing; both are one failed attempt.
+  // The first attempt ended once: as a lost worker (stream gone first) or as
+  // the error the cancelled handler reported while the stream was closing; both
+  // are one failed attempt.
   const auto m = (*sched)->service().Metrics();
   EXPECT_EQ(m.infra_failures + m.task_errors, 1);
   survivor.Stop(absl::Seconds(2));
@@ -178,10 +211,11 @@ TEST_P(DispatchTest, AWorkerLostMidTaskHasItsTaskRetriedWithTheNextAttempt) {
 TEST_P(DispatchTest, SubmitRejectsBadInputAndTheServerStaysUp) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
   const std::string prefix = testing::UniqueName("kwqt");
-  auto sched = devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
+  auto sched =
+      devgrid::InProcessScheduler::Start(cluster.get(), Options(prefix));
   ASSERT_TRUE(sched.ok()) << sched.status();
-  auto stub = kwq::v1::Scheduler::NewStub(
-      grpc::CreateChannel((*sched)->address(), grpc::InsecureChannelCredentials()));
+  auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      (*sched)->address(), grpc::InsecureChannelCredentials()));
   kwq::v1::Task bad;
   bad.set_id("ok-id");
   bad.set_job_id("j");
@@ -189,11 +223,13 @@ TEST_P(DispatchTest, SubmitRejectsBadInputAndTheServerStaysUp) {
   kwq::v1::SubmitResponse resp;
   grpc::Status s = SubmitBatch(*stub, {bad}, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("priority 12"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("priority 12"), std::string::npos)
+      << s.error_message();
   bad.set_priority(1);
   bad.set_payload(std::string(2 << 20, 'x'));
   s = SubmitBatch(*stub, {bad}, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
   s = SubmitBatch(*stub, {}, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   kwq::v1::Task good;
@@ -207,7 +243,9 @@ TEST_P(DispatchTest, SubmitRejectsBadInputAndTheServerStaysUp) {
 INSTANTIATE_TEST_SUITE_P(Backends, DispatchTest,
                          ::testing::Values(KafkaBackend::kEmbedded,
                                            KafkaBackend::kRealBroker),
-                         [](const auto& info) { return testing::BackendName(info.param); });
+                         [](const auto& info) {
+                           return testing::BackendName(info.param);
+                         });
 
 }  // namespace
 }  // namespace kwq

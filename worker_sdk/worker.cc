@@ -28,7 +28,8 @@ Worker::Worker(WorkerOptions options, Handler handler)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   stub_ = kwq::v1::Scheduler::NewStub(grpc::CreateCustomChannel(
       options_.scheduler_address, grpc::InsecureChannelCredentials(), args));
-  for (int i = 0; i < options_.slots; ++i) slots_.emplace_back([this] { SlotLoop(); });
+  for (int i = 0; i < options_.slots; ++i)
+    slots_.emplace_back([this] { SlotLoop(); });
 }
 
 Worker::~Worker() {
@@ -37,6 +38,7 @@ Worker::~Worker() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
+  work_cv_.notify_all();
   cv_.notify_all();
   for (auto& t : slots_) t.join();
 }
@@ -47,7 +49,8 @@ bool Worker::Write(const WorkerMessage& msg) {
 }
 
 void Worker::Run() {
-  std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^ getpid());
+  std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^
+                      getpid());
   absl::Duration backoff = options_.reconnect_min;
   while (true) {
     {
@@ -60,7 +63,8 @@ void Worker::Run() {
       if (stopping_) return;
     }
     if (was_welcomed) backoff = options_.reconnect_min;
-    const double jitter = 0.5 + std::uniform_real_distribution<double>(0, 0.5)(rng);
+    const double jitter =
+        0.5 + std::uniform_real_distribution<double>(0, 0.5)(rng);
     absl::SleepFor(backoff * jitter);
     backoff = std::min(backoff * 2, options_.reconnect_max);
   }
@@ -94,8 +98,9 @@ bool Worker::RunOneStream() {
         case SchedulerMessage::kWelcome: {
           welcomed = true;
           ++connects_;
-          absl::Duration period = absl::Seconds(msg.welcome().heartbeat_period().seconds()) +
-                                  absl::Nanoseconds(msg.welcome().heartbeat_period().nanos());
+          absl::Duration period =
+              absl::Seconds(msg.welcome().heartbeat_period().seconds()) +
+              absl::Nanoseconds(msg.welcome().heartbeat_period().nanos());
           {
             std::lock_guard<std::mutex> lock(mu_);
             stream_up_ = true;
@@ -105,7 +110,8 @@ bool Worker::RunOneStream() {
               if (it != running_.end()) it->second->cancelled_ = true;
             }
           }
-          // Resend completions that were never acknowledged (adopted leases accept them).
+          // Resend completions that were never acknowledged (adopted leases
+          // accept them).
           std::vector<WorkerMessage> resend;
           {
             std::lock_guard<std::mutex> lock(mu_);
@@ -124,14 +130,14 @@ bool Worker::RunOneStream() {
             running_[tc->task_.id()] = tc;
             queue_.push_back(tc);
           }
-          cv_.notify_one();
+          work_cv_.notify_one();
           break;
         }
         case SchedulerMessage::kCancel: {
           std::lock_guard<std::mutex> lock(mu_);
           auto it = running_.find(msg.cancel().token().task_id());
-          if (it != running_.end() &&
-              it->second->token_.lease_id() == msg.cancel().token().lease_id()) {
+          if (it != running_.end() && it->second->token_.lease_id() ==
+                                          msg.cancel().token().lease_id()) {
             it->second->cancelled_ = true;
           }
           break;
@@ -140,8 +146,8 @@ bool Worker::RunOneStream() {
           const auto& ack = msg.ack();
           std::lock_guard<std::mutex> lock(mu_);
           auto it = unacked_.find(ack.token().task_id());
-          if (it == unacked_.end() ||
-              it->second.update().token().lease_id() != ack.token().lease_id()) {
+          if (it == unacked_.end() || it->second.update().token().lease_id() !=
+                                          ack.token().lease_id()) {
             break;
           }
           if (ack.code() == 14) {
@@ -197,7 +203,7 @@ void Worker::SlotLoop() {
     std::shared_ptr<TaskContext> tc;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping and nothing left
       tc = queue_.front();
       queue_.pop_front();
@@ -218,7 +224,8 @@ void Worker::SlotLoop() {
   }
 }
 
-void Worker::Finish(const std::shared_ptr<TaskContext>& tc, const Outcome& outcome) {
+void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
+                    const Outcome& outcome) {
   WorkerMessage update;
   auto* u = update.mutable_update();
   *u->mutable_token() = tc->token_;
@@ -255,6 +262,7 @@ void Worker::Stop(absl::Duration grace) {
     if (stopping_ && grace > absl::ZeroDuration()) return;
     stopping_ = true;
   }
+  work_cv_.notify_all();
   WorkerMessage drain;
   drain.mutable_drain();
   Write(drain);

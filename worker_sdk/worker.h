@@ -36,7 +36,9 @@ struct Outcome {
   std::string result;
   std::string error;
   bool retryable = true;
-  static Outcome Success(std::string result = "") { return {true, std::move(result), "", true}; }
+  static Outcome Success(std::string result = "") {
+    return {true, std::move(result), "", true};
+  }
   static Outcome Error(std::string error, bool retryable = true) {
     return {false, "", std::move(error), retryable};
   }
@@ -47,7 +49,8 @@ class TaskContext {
  public:
   const kwq::v1::Task& task() const { return task_; }
   int attempt() const { return task_.attempt(); }
-  // True once the scheduler cancelled this attempt (or its lease was lost): stop soon.
+  // True once the scheduler cancelled this attempt (or its lease was lost):
+  // stop soon.
   bool cancelled() const { return cancelled_; }
 
  private:
@@ -59,11 +62,12 @@ class TaskContext {
 
 using Handler = std::function<Outcome(TaskContext&)>;
 
-// A worker process's connection to the scheduler: it says hello, grants credits, runs
-// assignments through the handler on `slots` threads, reports RUNNING / COMPLETED / ERROR,
-// heartbeats, resends completions the scheduler could not yet make durable, reconnects
-// with backoff (reporting what still runs), and drains on Stop(). An exception thrown by
-// the handler is reported as a retryable task error. Thread-safe.
+// A worker process's connection to the scheduler: it says hello, grants
+// credits, runs assignments through the handler on `slots` threads, reports
+// RUNNING / COMPLETED / ERROR, heartbeats, resends completions the scheduler
+// could not yet make durable, reconnects with backoff (reporting what still
+// runs), and drains on Stop(). An exception thrown by the handler is reported
+// as a retryable task error. Thread-safe.
 class Worker {
  public:
   Worker(WorkerOptions options, Handler handler);
@@ -71,7 +75,8 @@ class Worker {
 
   // Runs until Stop(). Returns after the stream closed cleanly.
   void Run();
-  // Drain: take no more tasks, let running ones finish for up to `grace`, then close.
+  // Drain: take no more tasks, let running ones finish for up to `grace`, then
+  // close.
   void Stop(absl::Duration grace = absl::Seconds(10));
 
   int64_t completed() const { return completed_; }
@@ -92,7 +97,12 @@ class Worker {
   std::unique_ptr<kwq::v1::Scheduler::Stub> stub_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  // Two condition variables on mu_: a notify_one for a new task must wake a
+  // slot thread, never the heartbeat or Stop() waiter (a lost wake-up left a
+  // task queued forever).
+  std::condition_variable
+      work_cv_;  // queue_ or stopping_ changed: slot threads wait
+  std::condition_variable cv_;  // stream_up_, running_, unacked_ changed
   std::deque<std::shared_ptr<TaskContext>> queue_;
   std::map<std::string, std::shared_ptr<TaskContext>> running_;  // by task id
   std::map<std::string, kwq::v1::WorkerMessage> unacked_;        // by task id
@@ -102,8 +112,8 @@ class Worker {
 
   std::mutex write_mu_;
   grpc::ClientContext* ctx_ = nullptr;  // guarded by write_mu_
-  grpc::ClientReaderWriter<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>* stream_ =
-      nullptr;  // guarded by write_mu_
+  grpc::ClientReaderWriter<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
+      stream_ = nullptr;  // guarded by write_mu_
 
   std::vector<std::thread> slots_;
   std::atomic<int64_t> completed_{0}, failed_{0}, connects_{0}, stale_acks_{0};

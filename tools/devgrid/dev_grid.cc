@@ -11,13 +11,16 @@ namespace kwq::devgrid {
 absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
     const KafkaCluster* cluster, scheduler::ServiceOptions options) {
   auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
-  s->service_ = std::make_unique<scheduler::SchedulerService>(std::move(options), cluster);
+  s->service_ = std::make_unique<scheduler::SchedulerService>(
+      std::move(options), cluster);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
-  if (!s->server_ || port == 0) return absl::UnavailableError("cannot listen on loopback");
+  if (!s->server_ || port == 0)
+    return absl::UnavailableError("cannot listen on loopback");
   s->address_ = absl::StrCat("127.0.0.1:", port);
   if (absl::Status st = s->service_->Start(); !st.ok()) return st;
   return s;
@@ -32,8 +35,8 @@ void InProcessScheduler::Shutdown(absl::Duration grace) {
 
 InProcessScheduler::~InProcessScheduler() { Shutdown(absl::ZeroDuration()); }
 
-absl::StatusOr<std::unique_ptr<EventCounter>> EventCounter::Start(const KafkaCluster& cluster,
-                                                                  const std::string& topic) {
+absl::StatusOr<std::unique_ptr<EventCounter>> EventCounter::Start(
+    const KafkaCluster& cluster, const std::string& topic) {
   auto counter = std::unique_ptr<EventCounter>(new EventCounter());
   auto conf = MakeKafkaConf(cluster.ConsumerConfig(
       absl::StrCat("kwq-event-counter-", absl::ToUnixNanos(absl::Now()))));
@@ -59,10 +62,23 @@ void EventCounter::Loop() {
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
     if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
     kwq::v1::TaskEvent ev;
-    if (!ev.ParseFromArray(msg->payload(), static_cast<int>(msg->len()))) continue;
+    if (!ev.ParseFromArray(msg->payload(), static_cast<int>(msg->len())))
+      continue;
     const int64_t us = absl::ToUnixMicros(FromProto(ev.time()));
     absl::MutexLock lock(&mu_);
     ++events_;
+    const bool terminal =
+        ev.state() == kwq::v1::COMPLETED || ev.state() == kwq::v1::FAILED;
+    if (terminal) {
+      open_.erase(ev.task_id());
+    } else if (!completed_.count(ev.task_id()) &&
+               !failed_.count(ev.task_id())) {
+      std::string& h = open_[ev.task_id()];
+      if (h.size() < 200) {
+        absl::StrAppend(&h, h.empty() ? "" : " ",
+                        kwq::v1::TaskState_Name(ev.state()), "/", ev.attempt());
+      }
+    }
     switch (ev.state()) {
       case kwq::v1::PENDING:
         if (ev.attempt() == 1) {
@@ -74,7 +90,8 @@ void EventCounter::Loop() {
       case kwq::v1::RUNNING:
         if (auto it = submit_us_.find(ev.task_id());
             it != submit_us_.end() && !start_ms_.count(ev.task_id())) {
-          start_ms_[ev.task_id()] = static_cast<double>(us - it->second) / 1000.0;
+          start_ms_[ev.task_id()] =
+              static_cast<double>(us - it->second) / 1000.0;
         }
         break;
       case kwq::v1::COMPLETED:
@@ -124,6 +141,11 @@ std::map<std::string, int> EventCounter::CompletedCounts() const {
 std::set<std::string> EventCounter::FailedIds() const {
   absl::MutexLock lock(&mu_);
   return failed_;
+}
+
+std::map<std::string, std::string> EventCounter::Unfinished() const {
+  absl::MutexLock lock(&mu_);
+  return open_;
 }
 
 bool EventCounter::WaitFor(const std::function<bool(const EventCounter&)>& pred,

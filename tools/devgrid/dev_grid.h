@@ -16,8 +16,9 @@
 
 namespace kwq::devgrid {
 
-// A scheduler served over gRPC on a loopback port chosen by the OS, on the given Kafka.
-// Used by the simulator (kwq_simulate) and the integration tests. Not thread-safe.
+// A scheduler served over gRPC on a loopback port chosen by the OS, on the
+// given Kafka. Used by the simulator (kwq_simulate) and the integration tests.
+// Not thread-safe.
 class InProcessScheduler {
  public:
   static absl::StatusOr<std::unique_ptr<InProcessScheduler>> Start(
@@ -35,26 +36,33 @@ class InProcessScheduler {
   bool down_ = false;
 };
 
-// Reads `<prefix>.events` from the beginning in the background and counts, per task,
-// the COMPLETED and FAILED events, and submit-to-start latencies. Thread-safe.
+// Reads `<prefix>.events` from the beginning in the background and counts, per
+// task, the COMPLETED and FAILED events, and submit-to-start latencies.
+// Thread-safe.
 class EventCounter {
  public:
-  static absl::StatusOr<std::unique_ptr<EventCounter>> Start(const KafkaCluster& cluster,
-                                                             const std::string& topic);
+  static absl::StatusOr<std::unique_ptr<EventCounter>> Start(
+      const KafkaCluster& cluster, const std::string& topic);
   ~EventCounter();
 
-  int64_t completed_tasks() const;   // tasks with at least one COMPLETED event
-  int64_t duplicates() const;        // COMPLETED events beyond the first per task
+  int64_t completed_tasks() const;  // tasks with at least one COMPLETED event
+  int64_t duplicates() const;  // COMPLETED events beyond the first per task
   int64_t failed_tasks() const;
-  int64_t retries() const;           // PENDING events with attempt > 1
+  int64_t retries() const;  // PENDING events with attempt > 1
   int64_t events() const;
-  // Submit (PENDING attempt 1) to first RUNNING, in milliseconds, of tasks seen so far.
+  // Submit (PENDING attempt 1) to first RUNNING, in milliseconds, of tasks seen
+  // so far.
   std::vector<double> StartLatenciesMs() const;
   // Tasks that completed more than once, by id.
   std::map<std::string, int> CompletedCounts() const;
   std::set<std::string> FailedIds() const;
+  // Tasks seen (any event) with no COMPLETED or FAILED event yet, with the
+  // states their events went through, e.g. "PENDING/1 ALLOCATED/1 RUNNING/1".
+  // For failure messages.
+  std::map<std::string, std::string> Unfinished() const;
   // Blocks until `pred` holds or `timeout` passes; returns whether it held.
-  bool WaitFor(const std::function<bool(const EventCounter&)>& pred, absl::Duration timeout);
+  bool WaitFor(const std::function<bool(const EventCounter&)>& pred,
+               absl::Duration timeout);
 
  private:
   EventCounter() = default;
@@ -67,6 +75,8 @@ class EventCounter {
   std::set<std::string> failed_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> open_
+      ABSL_GUARDED_BY(mu_);  // see Unfinished()
   int64_t retries_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
 };
