@@ -46,14 +46,24 @@ class KafkaTaskLog::DeliveryReporter : public RdKafka::DeliveryReportCb {
 class KafkaTaskLog::CommitReporter : public RdKafka::OffsetCommitCb {
  public:
   explicit CommitReporter(KafkaTaskLog* log) : log_(log) {}
-  void offset_commit_cb(RdKafka::ErrorCode err,
-                        std::vector<RdKafka::TopicPartition*>& offsets) override {
+  void offset_commit_cb(
+      RdKafka::ErrorCode err,
+      std::vector<RdKafka::TopicPartition*>& offsets) override {
     if (err == RdKafka::ERR_NO_ERROR || err == RdKafka::ERR__NO_OFFSET) {
       ++log_->commits_ok_;
       VLOG(1) << "committed " << offsets.size() << " partition offsets";
     } else {
       ++log_->commit_errors_;
-      LOG(WARNING) << "offset commit failed: " << RdKafka::err2str(err);
+      LOG(WARNING) << "offset commit failed: " << RdKafka::err2str(err)
+                   << "; retrying with the next commit";
+      // Commit again later, unless the partition moved away meanwhile
+      // (committing for it then could move the new owner's offset backwards).
+      for (auto* tp : offsets) {
+        if (log_->owned_.count({tp->topic(), tp->partition()}) &&
+            tp->offset() >= 0) {
+          log_->Commit(tp->topic(), tp->partition(), tp->offset());
+        }
+      }
     }
   }
 
@@ -64,10 +74,13 @@ class KafkaTaskLog::CommitReporter : public RdKafka::OffsetCommitCb {
 class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
  public:
   explicit Rebalancer(KafkaTaskLog* log) : log_(log) {}
-  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
-                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+  void rebalance_cb(
+      RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+      std::vector<RdKafka::TopicPartition*>& partitions) override {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       LOG(INFO) << "assigned " << partitions.size() << " partitions";
+      for (auto* tp : partitions)
+        log_->owned_.insert({tp->topic(), tp->partition()});
       consumer->assign(partitions);
       {
         absl::MutexLock lock(&log_->mu_);
@@ -77,7 +90,10 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
     } else {
       LOG(INFO) << "revoking " << partitions.size() << " partitions";
       std::vector<std::pair<std::string, int32_t>> revoked;
-      for (auto* tp : partitions) revoked.emplace_back(tp->topic(), tp->partition());
+      for (auto* tp : partitions) {
+        revoked.emplace_back(tp->topic(), tp->partition());
+        log_->owned_.erase({tp->topic(), tp->partition()});
+      }
       if (log_->callbacks_.on_revoked) log_->callbacks_.on_revoked(revoked);
       log_->FlushCommits(/*sync=*/true);
       {
@@ -93,8 +109,8 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
 };
 
 absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
-    const KafkaCluster& cluster, const std::string& group, std::vector<std::string> topics,
-    Callbacks callbacks) {
+    const KafkaCluster& cluster, const std::string& group,
+    std::vector<std::string> topics, Callbacks callbacks) {
   std::unique_ptr<KafkaTaskLog> log(new KafkaTaskLog());
   log->callbacks_ = std::move(callbacks);
   log->topics_ = std::move(topics);
@@ -102,13 +118,15 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   log->reporter_ = std::make_unique<DeliveryReporter>(log.get());
   log->commit_reporter_ = std::make_unique<CommitReporter>(log.get());
 
-  auto cconf = MakeKafkaConf(MergeConfig(cluster.ConsumerConfig(group),
-                                         {{"queued.max.messages.kbytes", "16384"},
-                                          {"fetch.wait.max.ms", "5"},
-                                          {"partition.assignment.strategy", "roundrobin"}}));
+  auto cconf = MakeKafkaConf(
+      MergeConfig(cluster.ConsumerConfig(group),
+                  {{"queued.max.messages.kbytes", "16384"},
+                   {"fetch.wait.max.ms", "5"},
+                   {"partition.assignment.strategy", "roundrobin"}}));
   if (!cconf.ok()) return cconf.status();
   std::string err;
-  if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) != RdKafka::Conf::CONF_OK) {
+  if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) !=
+      RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
   }
   if ((*cconf)->set("offset_commit_cb", log->commit_reporter_.get(), err) !=
@@ -116,19 +134,22 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
     return absl::InternalError(err);
   }
   log->consumer_.reset(RdKafka::KafkaConsumer::create(cconf->get(), err));
-  if (!log->consumer_) return absl::InternalError(absl::StrCat("consumer: ", err));
+  if (!log->consumer_)
+    return absl::InternalError(absl::StrCat("consumer: ", err));
 
-  auto pconf = MakeKafkaConf(MergeConfig(cluster.ClientConfig(),
-                                         {{"enable.idempotence", "true"},
-                                          {"acks", "all"},
-                                          {"linger.ms", "2"},
-                                          {"delivery.timeout.ms", "30000"}}));
+  auto pconf = MakeKafkaConf(
+      MergeConfig(cluster.ClientConfig(), {{"enable.idempotence", "true"},
+                                           {"acks", "all"},
+                                           {"linger.ms", "2"},
+                                           {"delivery.timeout.ms", "30000"}}));
   if (!pconf.ok()) return pconf.status();
-  if ((*pconf)->set("dr_cb", log->reporter_.get(), err) != RdKafka::Conf::CONF_OK) {
+  if ((*pconf)->set("dr_cb", log->reporter_.get(), err) !=
+      RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
   }
   log->producer_.reset(RdKafka::Producer::create(pconf->get(), err));
-  if (!log->producer_) return absl::InternalError(absl::StrCat("producer: ", err));
+  if (!log->producer_)
+    return absl::InternalError(absl::StrCat("producer: ", err));
   log->poll_thread_ = std::thread([l = log.get()] { l->PollProducerLoop(); });
   return log;
 }
@@ -161,9 +182,9 @@ void KafkaTaskLog::ConsumeLoop() {
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
     switch (msg->err()) {
       case RdKafka::ERR_NO_ERROR:
-        callbacks_.on_record(msg->topic_name(), msg->partition(), msg->offset(),
-                             std::string(static_cast<const char*>(msg->payload()),
-                                         msg->len()));
+        callbacks_.on_record(
+            msg->topic_name(), msg->partition(), msg->offset(),
+            std::string(static_cast<const char*>(msg->payload()), msg->len()));
         break;
       case RdKafka::ERR__TIMED_OUT:
       case RdKafka::ERR__PARTITION_EOF:
@@ -201,9 +222,9 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   for (LogRecord& r : records) {
     RdKafka::ErrorCode err;
     while (true) {
-      err = producer_->produce(r.topic, RdKafka::Topic::PARTITION_UA,
-                               RdKafka::Producer::RK_MSG_COPY, r.value.data(),
-                               r.value.size(), r.key.data(), r.key.size(), 0, batch);
+      err = producer_->produce(
+          r.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+          r.value.data(), r.value.size(), r.key.data(), r.key.size(), 0, batch);
       if (err != RdKafka::ERR__QUEUE_FULL) break;
       producer_->poll(10);  // the local queue is full: wait for deliveries
     }
@@ -224,7 +245,8 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   }
 }
 
-void KafkaTaskLog::Commit(const std::string& topic, int32_t partition, int64_t next_offset) {
+void KafkaTaskLog::Commit(const std::string& topic, int32_t partition,
+                          int64_t next_offset) {
   absl::MutexLock lock(&mu_);
   int64_t& slot = to_commit_[{topic, partition}];
   slot = std::max(slot, next_offset);
@@ -239,11 +261,14 @@ void KafkaTaskLog::FlushCommits(bool sync) {
   if (pending.empty()) return;
   std::vector<RdKafka::TopicPartition*> offsets;
   for (const auto& [tp, offset] : pending) {
-    offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, offset));
+    offsets.push_back(
+        RdKafka::TopicPartition::create(tp.first, tp.second, offset));
   }
-  RdKafka::ErrorCode err = sync ? consumer_->commitSync(offsets) : consumer_->commitAsync(offsets);
+  RdKafka::ErrorCode err =
+      sync ? consumer_->commitSync(offsets) : consumer_->commitAsync(offsets);
   if (err != RdKafka::ERR_NO_ERROR) {
-    LOG(WARNING) << "commit failed: " << RdKafka::err2str(err) << "; will retry";
+    LOG(WARNING) << "commit failed: " << RdKafka::err2str(err)
+                 << "; will retry";
     absl::MutexLock lock(&mu_);
     for (const auto& [tp, offset] : pending) {
       int64_t& slot = to_commit_[tp];

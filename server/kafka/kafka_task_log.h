@@ -22,20 +22,22 @@ struct LogRecord {
   std::string value;
 };
 
-// The scheduler's view of Kafka: consumes the priority topics in a consumer group (never
-// auto-committing), produces records with the idempotent producer (acks=all) and reports
-// when a batch is durable, commits offsets it is told are decided, and pauses topics for
-// backpressure while polling goes on. Thread-safe; callbacks run on its own threads.
+// The scheduler's view of Kafka: consumes the priority topics in a consumer
+// group (never auto-committing), produces records with the idempotent producer
+// (acks=all) and reports when a batch is durable, commits offsets it is told
+// are decided, and pauses topics for backpressure while polling goes on.
+// Thread-safe; callbacks run on its own threads.
 class KafkaTaskLog {
  public:
   struct Callbacks {
     // A record from a subscribed topic (consumer thread).
-    std::function<void(const std::string& topic, int32_t partition, int64_t offset,
-                       std::string value)>
+    std::function<void(const std::string& topic, int32_t partition,
+                       int64_t offset, std::string value)>
         on_record;
-    // Partitions are about to be taken away; must return only when the owner dropped
-    // them (consumer thread, inside the rebalance).
-    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)> on_revoked;
+    // Partitions are about to be taken away; must return only when the owner
+    // dropped them (consumer thread, inside the rebalance).
+    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)>
+        on_revoked;
   };
   // Called once per Produce batch: ok, or the first error.
   using DoneFn = std::function<void(bool ok, const std::string& error)>;
@@ -47,12 +49,13 @@ class KafkaTaskLog {
 
   // Starts consuming.
   void Start();
-  // Leaves the group without committing anything undecided, and flushes the producer
-  // (bounded by `timeout`).
+  // Leaves the group without committing anything undecided, and flushes the
+  // producer (bounded by `timeout`).
   void Stop(absl::Duration timeout);
 
   void Produce(std::vector<LogRecord> records, DoneFn done);
-  // `next_offset` of (topic, partition) may be committed (committed in the background).
+  // `next_offset` of (topic, partition) may be committed (committed in the
+  // background).
   void Commit(const std::string& topic, int32_t partition, int64_t next_offset);
   // Pauses or resumes every assigned partition of `topic` (polling continues).
   void SetTopicPaused(const std::string& topic, bool paused);
@@ -88,8 +91,12 @@ class KafkaTaskLog {
   std::thread poll_thread_;
 
   absl::Mutex mu_;
-  std::map<std::pair<std::string, int32_t>, int64_t> to_commit_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, int32_t>, int64_t> to_commit_
+      ABSL_GUARDED_BY(mu_);
   std::set<std::string> paused_topics_ ABSL_GUARDED_BY(mu_);
+  // Partitions assigned now; read and written only on the consume thread
+  // (rebalance and commit callbacks run there).
+  std::set<std::pair<std::string, int32_t>> owned_;
   bool pauses_dirty_ ABSL_GUARDED_BY(mu_) = false;
 };
 

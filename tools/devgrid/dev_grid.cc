@@ -159,4 +159,32 @@ bool EventCounter::WaitFor(const std::function<bool(const EventCounter&)>& pred,
   return pred(*this);
 }
 
+absl::StatusOr<int64_t> SumCommittedOffsets(
+    const KafkaCluster& cluster, const std::string& group,
+    const std::vector<std::string>& topics, int partitions) {
+  auto conf = MakeKafkaConf(cluster.ConsumerConfig(group));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!consumer) return absl::InternalError(err);
+  std::vector<RdKafka::TopicPartition*> tps;
+  for (const auto& t : topics) {
+    for (int p = 0; p < partitions; ++p)
+      tps.push_back(RdKafka::TopicPartition::create(t, p));
+  }
+  const RdKafka::ErrorCode code = consumer->committed(tps, 10000);
+  int64_t sum = 0;
+  for (auto* tp : tps) {
+    if (tp->offset() >= 0) sum += tp->offset();
+  }
+  RdKafka::TopicPartition::destroy(tps);
+  consumer->close();
+  if (code != RdKafka::ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("committed offsets of ", group,
+                                               ": ", RdKafka::err2str(code)));
+  }
+  return sum;
+}
+
 }  // namespace kwq::devgrid

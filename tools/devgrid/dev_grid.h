@@ -81,4 +81,11 @@ class EventCounter {
   int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// The sum over `topics` x partitions [0, partitions) of the offsets committed
+// by consumer `group` (a partition with no commit counts 0): how many records
+// the group decided. Reads only (OffsetFetch); it does not join the group.
+absl::StatusOr<int64_t> SumCommittedOffsets(
+    const KafkaCluster& cluster, const std::string& group,
+    const std::vector<std::string>& topics, int partitions);
+
 }  // namespace kwq::devgrid
