@@ -1,0 +1,421 @@
+#include "tracker/store/tracker_store.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/options_util.h"
+#include "server/util/time_util.h"
+#include "tracker/model/task_model.h"
+#include "tracker/store/keys.h"
+
+namespace kwq::tracker {
+
+using internal::Aggregate;
+using kwq::v1::StateCounts;
+using kwq::v1::TaskEvent;
+using kwq::v1::TaskState;
+using kwq::v1::TaskStatus;
+
+namespace {
+
+constexpr int kRecentErrors = 10;
+constexpr int kRecentSeconds = 16;
+
+void Bump(StateCounts* c, TaskState s, int64_t d) {
+  switch (s) {
+    case kwq::v1::PENDING:
+      c->set_pending(c->pending() + d);
+      break;
+    case kwq::v1::ALLOCATED:
+      c->set_allocated(c->allocated() + d);
+      break;
+    case kwq::v1::RUNNING:
+      c->set_running(c->running() + d);
+      break;
+    case kwq::v1::COMPLETED:
+      c->set_completed(c->completed() + d);
+      break;
+    case kwq::v1::ERROR:
+      c->set_error(c->error() + d);
+      break;
+    case kwq::v1::FAILED:
+      c->set_failed(c->failed() + d);
+      break;
+    case kwq::v1::CANCELLED:
+      c->set_cancelled(c->cancelled() + d);
+      break;
+    default:
+      break;
+  }
+}
+
+absl::Status ToStatus(const rocksdb::Status& s, const char* what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+}
+
+void EarliestTime(google::protobuf::Timestamp* slot,
+                  const google::protobuf::Timestamp& t) {
+  if ((slot->seconds() == 0 && slot->nanos() == 0) ||
+      FromProto(t) < FromProto(*slot)) {
+    *slot = t;
+  }
+}
+void LatestTime(google::protobuf::Timestamp* slot,
+                const google::protobuf::Timestamp& t) {
+  if (FromProto(t) > FromProto(*slot)) *slot = t;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
+    const std::string& path, const StoreOptions& options, bool wipe) {
+  std::unique_ptr<TrackerStore> store(new TrackerStore());
+  store->options_ = options;
+  store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = store->cache_;
+  table.cache_index_and_filter_blocks = true;  // counted in the bounded cache
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  db_options.write_buffer_size = options.write_buffer_bytes;
+  db_options.max_write_buffer_number = options.max_write_buffers;
+  db_options.max_background_jobs = 2;
+  db_options.max_open_files = 512;
+  db_options.compression = rocksdb::kNoCompression;
+  for (auto c : rocksdb::GetSupportedCompressions()) {
+    if (c == rocksdb::kLZ4Compression) db_options.compression = c;
+  }
+  if (wipe &&
+      std::filesystem::exists(std::filesystem::path(path) / "CURRENT")) {
+    // Deletes RocksDB's own files only, never anything else in the directory.
+    rocksdb::Status s = rocksdb::DestroyDB(path, db_options);
+    if (!s.ok()) return ToStatus(s, "wiping the tracker store for --rebuild");
+  }
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, &db);
+  if (!s.ok()) return ToStatus(s, "opening the tracker store");
+  store->db_.reset(db);
+  std::string raw;
+  s = store->db_->Get(rocksdb::ReadOptions(), std::string(keys::kCounters),
+                      &raw);
+  if (s.ok()) {
+    store->counters_.ParseFromString(raw);
+  } else if (!s.IsNotFound()) {
+    return ToStatus(s, "reading the ingest counters");
+  }
+  store->published_counters_ = store->counters_;
+  return store;
+}
+
+TrackerStore::~TrackerStore() {
+  if (db_) db_->Close();
+}
+
+std::map<int32_t, int64_t> TrackerStore::Offsets(
+    const std::string& topic) const {
+  std::map<int32_t, int64_t> out;
+  const std::string prefix = keys::OffsetPrefix(topic);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    int64_t offset = 0;
+    if (absl::SimpleAtoi(it->value().ToString(), &offset)) {
+      const auto part = it->key().ToStringView().substr(prefix.size());
+      out[static_cast<int32_t>(keys::ParseHex16(part))] = offset;
+    }
+  }
+  return out;
+}
+
+internal::IngestCounters TrackerStore::counters() const {
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  return published_counters_;
+}
+
+// The changes of one batch: records read once and written once, in one
+// WriteBatch.
+class TrackerStore::Batch {
+ public:
+  explicit Batch(TrackerStore* store) : store_(store) {}
+
+  absl::StatusOr<TaskStatus*> Task(const std::string& id) {
+    auto it = tasks_.find(id);
+    if (it != tasks_.end()) return &it->second;
+    TaskStatus& t = tasks_[id];
+    if (auto r = store_->recent_tasks_.find(id);
+        r != store_->recent_tasks_.end()) {
+      t = r->second;
+      return &t;
+    }
+    std::string raw;
+    rocksdb::Status s =
+        store_->db_->Get(rocksdb::ReadOptions(), keys::Task(id), &raw);
+    if (s.ok()) {
+      if (!t.ParseFromString(raw)) {
+        return absl::DataLossError(
+            absl::StrCat("task record of ", id, " is corrupt"));
+      }
+    } else if (!s.IsNotFound()) {
+      return ToStatus(s, "reading a task record");
+    }
+    return &t;
+  }
+
+  absl::StatusOr<Aggregate*> Agg(const std::string& key, bool* created) {
+    *created = false;
+    auto it = aggs_.find(key);
+    if (it != aggs_.end()) return &it->second;
+    Aggregate& a = aggs_[key];
+    if (auto c = store_->aggregates_.find(key);
+        c != store_->aggregates_.end()) {
+      a = c->second;
+      return &a;
+    }
+    std::string raw;
+    rocksdb::Status s = store_->db_->Get(rocksdb::ReadOptions(), key, &raw);
+    if (s.ok()) {
+      a.ParseFromString(raw);
+    } else if (s.IsNotFound()) {
+      *created = true;
+    } else {
+      return ToStatus(s, "reading an aggregate");
+    }
+    return &a;
+  }
+
+  absl::StatusOr<internal::ThroughputCount*> Second(int64_t second) {
+    auto it = seconds_.find(second);
+    if (it != seconds_.end()) return &it->second;
+    internal::ThroughputCount& c = seconds_[second];
+    std::string raw;
+    rocksdb::Status s =
+        store_->db_->Get(rocksdb::ReadOptions(), keys::Second(second), &raw);
+    if (s.ok()) {
+      c.ParseFromString(raw);
+    } else if (!s.IsNotFound()) {
+      return ToStatus(s, "reading a throughput bucket");
+    }
+    return &c;
+  }
+
+  rocksdb::WriteBatch& wb() { return wb_; }
+  std::unordered_map<std::string, TaskStatus>& tasks() { return tasks_; }
+  std::unordered_map<std::string, Aggregate>& aggs() { return aggs_; }
+  std::map<int64_t, internal::ThroughputCount>& seconds() { return seconds_; }
+
+ private:
+  TrackerStore* store_;
+  rocksdb::WriteBatch wb_;
+  std::unordered_map<std::string, TaskStatus> tasks_;
+  std::unordered_map<std::string, Aggregate> aggs_;
+  std::map<int64_t, internal::ThroughputCount> seconds_;
+};
+
+absl::Status TrackerStore::ApplyBatch(const std::string& topic,
+                                      const std::vector<EventRecord>& records) {
+  if (records.empty()) return absl::OkStatus();
+  Batch batch(this);
+  rocksdb::WriteBatch& wb = batch.wb();
+  std::map<int32_t, int64_t> next_offsets;
+  internal::IngestCounters counters = counters_;
+  for (const EventRecord& rec : records) {
+    next_offsets[rec.partition] = rec.offset + 1;
+    counters.set_events(counters.events() + 1);
+    TaskEvent ev;
+    if (!ev.ParseFromString(rec.value) || ev.task_id().empty() ||
+        ev.job_id().empty() || ev.task_id().find('\0') != std::string::npos ||
+        ev.job_id().find('\0') != std::string::npos) {
+      counters.set_unparsable(counters.unparsable() + 1);
+      LOG_EVERY_N(WARNING, 1000)
+          << "skipping an event that is not a kwq.v1.TaskEvent at " << topic
+          << "/" << rec.partition << "@" << rec.offset;
+      continue;
+    }
+    auto task_or = batch.Task(ev.task_id());
+    if (!task_or.ok()) return task_or.status();
+    TaskStatus* task = *task_or;
+    const ApplyOutcome o = ApplyEvent(ev, task);
+    switch (o.kind) {
+      case ApplyOutcome::kApplied:
+        counters.set_applied(counters.applied() + 1);
+        break;
+      case ApplyOutcome::kDuplicate:
+        counters.set_duplicates(counters.duplicates() + 1);
+        break;
+      case ApplyOutcome::kStale:
+        counters.set_stale(counters.stale() + 1);
+        break;
+      case ApplyOutcome::kConflict:
+        counters.set_conflicts(counters.conflicts() + 1);
+        break;
+    }
+    if (!o.changed) continue;
+    const std::string& job = task->job_id();
+    const std::string& id = task->task_id();
+
+    // Indexes.
+    if (o.new_task) wb.Put(keys::JobTask(job, id), "");
+    if (o.old_state != o.new_state) {
+      if (o.old_state != kwq::v1::TASK_STATE_UNSPECIFIED) {
+        wb.Delete(keys::StateTask(job, o.old_state, id));
+      }
+      wb.Put(keys::StateTask(job, o.new_state, id), "");
+    }
+    if (o.tags_learned) {
+      for (const auto& [k, v] : task->tags()) {
+        wb.Put(keys::TagTask(job, absl::StrCat(k, "=", v), id), "");
+      }
+    }
+
+    // The job's aggregate.
+    bool created = false;
+    auto agg_or = batch.Agg(keys::Job(job), &created);
+    if (!agg_or.ok()) return agg_or.status();
+    Aggregate* agg = *agg_or;
+    if (created) {
+      agg->set_list_key(
+          keys::JobList(absl::ToUnixMicros(FromProto(ev.time())), job));
+      wb.Put(agg->list_key(), "");
+    }
+    StateCounts* c = agg->mutable_counts();
+    if (o.new_task) c->set_total(c->total() + 1);
+    if (o.old_state != o.new_state) {
+      Bump(c, o.old_state, -1);
+      Bump(c, o.new_state, +1);
+    }
+    if (o.retry_started) c->set_retries(c->retries() + 1);
+    if (ev.state() == kwq::v1::PENDING && ev.attempt() <= 1) {
+      EarliestTime(agg->mutable_first_submit(), ev.time());
+    }
+    if (o.finished) {
+      LatestTime(agg->mutable_last_finish(), ev.time());
+      const int64_t sec = ev.time().seconds();
+      auto* recent = agg->mutable_recent();
+      auto slot = std::find_if(
+          recent->begin(), recent->end(),
+          [&](const internal::SecondCount& sc) { return sc.second() == sec; });
+      if (slot != recent->end()) {
+        slot->set_finished(slot->finished() + 1);
+      } else {
+        internal::SecondCount sc;
+        sc.set_second(sec);
+        sc.set_finished(1);
+        const int pos = static_cast<int>(
+            std::find_if(recent->begin(), recent->end(),
+                         [&](const auto& x) { return x.second() > sec; }) -
+            recent->begin());
+        recent->Add(std::move(sc));  // invalidates iterators: pos is an index
+        for (int i = recent->size() - 1; i > pos; --i) {
+          recent->SwapElements(i, i - 1);
+        }
+        while (recent->size() > kRecentSeconds) recent->DeleteSubrange(0, 1);
+      }
+    }
+    if ((o.attempt_errored || (o.finished && o.new_state == kwq::v1::FAILED)) &&
+        !ev.error().empty()) {
+      auto* errors = agg->mutable_recent_errors();
+      errors->Add(
+          absl::StrCat(id, " (attempt ", ev.attempt(), "): ", ev.error()));
+      for (int i = errors->size() - 1; i > 0; --i)
+        errors->SwapElements(i, i - 1);
+      while (errors->size() > kRecentErrors) errors->RemoveLast();
+    }
+
+    // The (job, tag) aggregates.
+    if (o.tags_learned ||
+        (!task->tags().empty() &&
+         (o.old_state != o.new_state || o.retry_started || o.finished))) {
+      for (const auto& [k, v] : task->tags()) {
+        bool tag_created = false;
+        auto tag_or =
+            batch.Agg(keys::JobTag(job, absl::StrCat(k, "=", v)), &tag_created);
+        if (!tag_or.ok()) return tag_or.status();
+        StateCounts* tc = (*tag_or)->mutable_counts();
+        if (o.tags_learned) {
+          tc->set_total(tc->total() + 1);
+          Bump(tc, o.new_state, +1);
+          tc->set_retries(tc->retries() + std::max(0, task->attempts() - 1));
+        } else {
+          if (o.old_state != o.new_state) {
+            Bump(tc, o.old_state, -1);
+            Bump(tc, o.new_state, +1);
+          }
+          if (o.retry_started) tc->set_retries(tc->retries() + 1);
+        }
+        if (ev.state() == kwq::v1::PENDING && ev.attempt() <= 1) {
+          EarliestTime((*tag_or)->mutable_first_submit(), ev.time());
+        }
+        if (o.finished) LatestTime((*tag_or)->mutable_last_finish(), ev.time());
+      }
+    }
+
+    // Global throughput.
+    if ((o.finished && o.new_state == kwq::v1::COMPLETED) ||
+        o.attempt_errored) {
+      auto sec_or = batch.Second(ev.time().seconds());
+      if (!sec_or.ok()) return sec_or.status();
+      if (o.attempt_errored) (*sec_or)->set_errors((*sec_or)->errors() + 1);
+      if (o.finished && o.new_state == kwq::v1::COMPLETED) {
+        (*sec_or)->set_completed((*sec_or)->completed() + 1);
+        counters.set_completed(counters.completed() + 1);
+      }
+    }
+  }
+
+  for (const auto& [id, task] : batch.tasks()) {
+    wb.Put(keys::Task(id), task.SerializeAsString());
+  }
+  for (const auto& [key, agg] : batch.aggs())
+    wb.Put(key, agg.SerializeAsString());
+  for (const auto& [sec, count] : batch.seconds()) {
+    wb.Put(keys::Second(sec), count.SerializeAsString());
+  }
+  for (const auto& [partition, next] : next_offsets) {
+    wb.Put(keys::Offset(topic, partition), absl::StrCat(next));
+  }
+  wb.Put(std::string(keys::kCounters), counters.SerializeAsString());
+  rocksdb::WriteOptions wo;
+  wo.sync = false;  // the WAL survives a process kill; offsets and state stay
+                    // together
+  rocksdb::Status s = db_->Write(wo, &wb);
+  if (!s.ok()) return ToStatus(s, "writing a batch");
+
+  // Carry bounded caches to the next batch.
+  counters_ = counters;
+  {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    published_counters_ = counters;
+  }
+  recent_tasks_ = std::move(batch.tasks());
+  if (aggregates_.size() + batch.aggs().size() >
+      options_.aggregate_cache_entries) {
+    aggregates_.clear();
+  }
+  for (auto& [key, agg] : batch.aggs()) aggregates_[key] = std::move(agg);
+  return absl::OkStatus();
+}
+
+uint64_t TrackerStore::DiskBytes() const {
+  uint64_t v = 0;
+  db_->GetIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &v);
+  return v;
+}
+
+uint64_t TrackerStore::MemoryBytes() const {
+  uint64_t mem = 0;
+  db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &mem);
+  return mem + cache_->GetUsage();
+}
+
+}  // namespace kwq::tracker

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kwq/v1/tracker.pb.h"
+#include "rocksdb/db.h"
+#include "tracker/store/tracker_store.pb.h"
+
+namespace kwq::tracker {
+
+struct StoreOptions {
+  // RocksDB memory: the block cache (index and filter blocks included) and the
+  // memtables. Together with the batch caches below they bound the tracker's
+  // memory whatever the number of tasks.
+  size_t block_cache_bytes = 128 << 20;
+  size_t write_buffer_bytes = 32 << 20;
+  int max_write_buffers = 3;
+  // Job and (job, tag) aggregates kept in memory between batches.
+  size_t aggregate_cache_entries = 20000;
+};
+
+// One record of `<prefix>.events` to apply.
+struct EventRecord {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string value;  // a serialized kwq.v1.TaskEvent
+};
+
+// The tracker's model in RocksDB: task records with their attempt history,
+// indexes by job, state and tag, aggregates per job and per (job, tag), global
+// throughput per second, and the consumed offsets. A batch of events and the
+// offsets after it are one atomic RocksDB write: after a crash the store is
+// exactly the state after some batch, and consuming resumes at that batch's
+// offsets.
+//
+// Threads: ApplyBatch and Offsets from one ingest thread; the query methods
+// from any thread (they read what committed batches wrote).
+class TrackerStore {
+ public:
+  // Opens (creating) the store in `path`. `wipe` deletes what is there first
+  // (rebuild).
+  static absl::StatusOr<std::unique_ptr<TrackerStore>> Open(
+      const std::string& path, const StoreOptions& options, bool wipe);
+  ~TrackerStore();
+
+  // --- ingest ---
+  absl::Status ApplyBatch(const std::string& topic,
+                          const std::vector<EventRecord>& batch);
+  // Next offset to consume per partition of `topic` (absent: from the
+  // beginning).
+  std::map<int32_t, int64_t> Offsets(const std::string& topic) const;
+  internal::IngestCounters counters() const;
+
+  // --- queries (validated; NOT_FOUND for unknown ids, INVALID_ARGUMENT for bad
+  // input) ---
+  absl::StatusOr<kwq::v1::TaskStatus> GetTask(const std::string& task_id) const;
+  absl::StatusOr<kwq::v1::ListTasksResponse> ListTasks(
+      const kwq::v1::ListTasksRequest& request) const;
+  absl::StatusOr<kwq::v1::JobSummary> GetJobSummary(const std::string& job_id,
+                                                    int max_tags,
+                                                    absl::Time now) const;
+  absl::StatusOr<kwq::v1::ListJobsResponse> ListJobs(
+      const kwq::v1::ListJobsRequest& request, absl::Time now) const;
+  absl::StatusOr<kwq::v1::ThroughputStats> GetThroughput(
+      const kwq::v1::GetThroughputRequest& request, absl::Time now) const;
+
+  // RocksDB's estimate of live data bytes on disk, and of its memory use.
+  uint64_t DiskBytes() const;
+  uint64_t MemoryBytes() const;
+
+ private:
+  TrackerStore() = default;
+  class Batch;
+  absl::StatusOr<kwq::v1::JobSummary> Summarize(const std::string& job_id,
+                                                const internal::Aggregate& agg,
+                                                int max_tags,
+                                                absl::Time now) const;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  StoreOptions options_;
+  // Ingest-thread state, carried between batches (bounded).
+  std::unordered_map<std::string, kwq::v1::TaskStatus> recent_tasks_;
+  std::unordered_map<std::string, internal::Aggregate>
+      aggregates_;  // by RocksDB key
+  internal::IngestCounters counters_;
+  mutable std::mutex counters_mu_;
+  internal::IngestCounters published_counters_;  // guarded by counters_mu_
+};
+
+}  // namespace kwq::tracker
