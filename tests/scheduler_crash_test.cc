@@ -22,76 +22,29 @@
 #include "gtest/gtest.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "server/kafka/test_backends.h"
+#include "tests/child_process.h"
 #include "tools/devgrid/dev_grid.h"
 #include "worker_sdk/worker.h"
 
 namespace kwq {
 namespace {
 
-// A kwq_scheduler child process; killed by its own pid at the end at the
-// latest.
-class SchedulerProcess {
- public:
-  SchedulerProcess(const std::string& bootstrap, const std::string& prefix,
-                   int port) {
-    const std::string binary =
-        absl::StrCat(std::getenv("TEST_SRCDIR"), "/kwq/server/kwq_scheduler");
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      const std::string listen = absl::StrCat("--listen=127.0.0.1:", port);
-      const std::string boot = absl::StrCat("--bootstrap_servers=", bootstrap);
-      const std::string pre = absl::StrCat("--topic_prefix=", prefix);
-      execl(binary.c_str(), binary.c_str(), listen.c_str(), boot.c_str(),
-            pre.c_str(), "--partitions=2", "--lease_period_ms=3000",
-            "--heartbeat_period_ms=500", "--retry_backoff_ms=10",
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(out[1]);
-    // The first stdout line names the address: "... listening on 127.0.0.1:PORT
-    // (...".
-    FILE* f = fdopen(out[0], "r");
-    char line[512];
-    while (f != nullptr && fgets(line, sizeof(line), f) != nullptr) {
-      std::string s(line);
-      auto at = s.find("listening on ");
-      if (at != std::string::npos) {
-        address_ = s.substr(at + 13, s.find(' ', at + 13) - at - 13);
-        break;
-      }
-    }
-    if (f != nullptr) fclose(f);
-  }
-  ~SchedulerProcess() { Kill(SIGKILL); }
-  void Kill(int sig) {
-    if (pid_ <= 0) return;
-    kill(pid_, sig);
-    int status;
-    waitpid(pid_, &status, 0);
-    exit_status_ = status;
-    pid_ = -1;
-  }
-  const std::string& address() const { return address_; }
-  int port() const {
-    return std::stoi(address_.substr(address_.rfind(':') + 1));
-  }
-  int exit_status() const { return exit_status_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string address_;
-  int exit_status_ = -1;
-};
+std::unique_ptr<testing::ChildProcess> StartScheduler(
+    const std::string& bootstrap, const std::string& prefix, int port) {
+  auto p = std::make_unique<testing::ChildProcess>();
+  p->Start("server/kwq_scheduler",
+           {absl::StrCat("--listen=127.0.0.1:", port),
+            absl::StrCat("--bootstrap_servers=", bootstrap),
+            absl::StrCat("--topic_prefix=", prefix), "--partitions=2",
+            "--lease_period_ms=3000", "--heartbeat_period_ms=500",
+            "--retry_backoff_ms=10"});
+  return p;
+}
 
 TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
   const std::string prefix = testing::UniqueName("kwqcrash");
-  auto sched = std::make_unique<SchedulerProcess>(cluster->bootstrap_servers(),
-                                                  prefix, 0);
+  auto sched = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
   ASSERT_FALSE(sched->address().empty()) << "the scheduler did not start";
   const int port = sched->port();
   auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
@@ -152,8 +105,7 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   EXPECT_LT(at_kill, kTasks)
       << "the run finished before the kill; nothing was tested";
 
-  sched = std::make_unique<SchedulerProcess>(cluster->bootstrap_servers(),
-                                             prefix, port);
+  sched = StartScheduler(cluster->bootstrap_servers(), prefix, port);
   ASSERT_FALSE(sched->address().empty()) << "the scheduler did not restart";
   EXPECT_TRUE((*events)->WaitFor(
       [](const devgrid::EventCounter& e) {

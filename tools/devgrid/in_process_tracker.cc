@@ -1,0 +1,42 @@
+#include "tools/devgrid/in_process_tracker.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kwq::devgrid {
+
+absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
+    const KafkaCluster& cluster, const std::string& topic_prefix,
+    const std::string& db_dir, int partitions) {
+  std::unique_ptr<InProcessTracker> t(new InProcessTracker());
+  auto store = tracker::TrackerStore::Open(db_dir, tracker::StoreOptions(),
+                                           /*wipe=*/true);
+  if (!store.ok()) return store.status();
+  t->store_ = std::move(*store);
+  tracker::IngestOptions io;
+  io.topic = topic_prefix + ".events";
+  io.partitions = partitions;
+  auto ingestor = tracker::EventIngestor::Start(cluster, t->store_.get(), io);
+  if (!ingestor.ok()) return ingestor.status();
+  t->ingestor_ = std::move(*ingestor);
+  t->service_ = std::make_unique<tracker::TrackerService>(t->store_.get());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(t->service_.get());
+  t->server_ = builder.BuildAndStart();
+  if (!t->server_ || port == 0)
+    return absl::UnavailableError("cannot listen on loopback");
+  t->address_ = absl::StrCat("127.0.0.1:", port);
+  return t;
+}
+
+InProcessTracker::~InProcessTracker() {
+  if (service_) service_->Stop();
+  if (server_)
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(2));
+  if (ingestor_) ingestor_->Stop();
+}
+
+}  // namespace kwq::devgrid

@@ -1,0 +1,168 @@
+#include "tracker/ingest/event_ingestor.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace kwq::tracker {
+
+absl::StatusOr<std::unique_ptr<EventIngestor>> EventIngestor::Start(
+    const KafkaCluster& cluster, TrackerStore* store, IngestOptions options) {
+  std::unique_ptr<EventIngestor> in(new EventIngestor());
+  in->store_ = store;
+  in->options_ = std::move(options);
+  TopicSpec spec;
+  spec.name = in->options_.topic;
+  spec.partitions = in->options_.partitions;
+  if (absl::Status s = cluster.EnsureTopics({spec}, absl::Seconds(15));
+      !s.ok()) {
+    return s;
+  }
+  auto conf = MakeKafkaConf(
+      MergeConfig(cluster.ConsumerConfig(in->options_.topic + ".tracker"),
+                  {{"fetch.wait.max.ms", "10"},
+                   {"queued.max.messages.kbytes", "65536"},
+                   {"statistics.interval.ms", "0"}}));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  in->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!in->consumer_)
+    return absl::InternalError(absl::StrCat("tracker consumer: ", err));
+  if (absl::Status s = in->Assign(); !s.ok()) return s;
+  in->thread_ = std::thread([p = in.get()] { p->Loop(); });
+  return in;
+}
+
+absl::Status EventIngestor::Assign() {
+  // The partitions of the topic, from metadata.
+  RdKafka::Metadata* raw = nullptr;
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> topic(
+      RdKafka::Topic::create(consumer_.get(), options_.topic, nullptr, err));
+  if (!topic) return absl::InternalError(err);
+  RdKafka::ErrorCode code = RdKafka::ERR_UNKNOWN;
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < deadline) {
+    code = consumer_->metadata(false, topic.get(), &raw, 2000);
+    if (code == RdKafka::ERR_NO_ERROR && raw != nullptr &&
+        !raw->topics()->empty() &&
+        !raw->topics()->at(0)->partitions()->empty()) {
+      break;
+    }
+    delete raw;
+    raw = nullptr;
+    absl::SleepFor(
+        absl::Milliseconds(100));  // the topic was just created: poll metadata
+  }
+  if (raw == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "no metadata for ", options_.topic, ": ", RdKafka::err2str(code)));
+  }
+  std::unique_ptr<RdKafka::Metadata> md(raw);
+  const auto offsets = store_->Offsets(options_.topic);
+  std::vector<RdKafka::TopicPartition*> parts;
+  for (const auto* p : *md->topics()->at(0)->partitions()) {
+    partitions_.push_back(p->id());
+    auto it = offsets.find(p->id());
+    parts.push_back(RdKafka::TopicPartition::create(
+        options_.topic, p->id(),
+        it == offsets.end() ? RdKafka::Topic::OFFSET_BEGINNING : it->second));
+  }
+  LOG(INFO) << "tracker reads " << parts.size() << " partitions of "
+            << options_.topic
+            << (offsets.empty() ? " from the beginning"
+                                : " from its stored offsets");
+  code = consumer_->assign(parts);
+  RdKafka::TopicPartition::destroy(parts);
+  if (code != RdKafka::ERR_NO_ERROR) {
+    return absl::InternalError(
+        absl::StrCat("assign: ", RdKafka::err2str(code)));
+  }
+  return absl::OkStatus();
+}
+
+EventIngestor::~EventIngestor() { Stop(); }
+
+void EventIngestor::Stop() {
+  if (stop_.exchange(true)) return;
+  if (thread_.joinable()) thread_.join();
+  if (consumer_) consumer_->close();
+}
+
+int64_t EventIngestor::BrokerLag() {
+  std::vector<RdKafka::TopicPartition*> parts;
+  for (int32_t p : partitions_) {
+    parts.push_back(RdKafka::TopicPartition::create(options_.topic, p));
+  }
+  int64_t lag = 0;
+  if (consumer_->position(parts) == RdKafka::ERR_NO_ERROR) {
+    for (auto* tp : parts) {
+      int64_t low = 0, high = 0;
+      // Cached by the client from fetch responses: no broker round trip.
+      if (consumer_->get_watermark_offsets(options_.topic, tp->partition(),
+                                           &low,
+                                           &high) == RdKafka::ERR_NO_ERROR &&
+          high >= 0) {
+        const int64_t pos = tp->offset() >= 0 ? tp->offset() : low;
+        lag += std::max<int64_t>(0, high - pos);
+      }
+    }
+  }
+  RdKafka::TopicPartition::destroy(parts);
+  return lag;
+}
+
+absl::Status EventIngestor::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+void EventIngestor::Loop() {
+  std::vector<EventRecord> batch;
+  batch.reserve(static_cast<size_t>(options_.max_batch_events));
+  absl::Time batch_start = absl::Now();
+  absl::Time next_lag = absl::Now();
+  while (!stop_) {
+    std::unique_ptr<RdKafka::Message> msg(
+        consumer_->consume(batch.empty() ? 100 : 5));
+    bool idle = false;
+    switch (msg->err()) {
+      case RdKafka::ERR_NO_ERROR:
+        if (batch.empty()) batch_start = absl::Now();
+        batch.push_back({msg->partition(), msg->offset(),
+                         std::string(static_cast<const char*>(msg->payload()),
+                                     msg->len())});
+        break;
+      case RdKafka::ERR__TIMED_OUT:
+      case RdKafka::ERR__PARTITION_EOF:
+        idle = true;
+        break;
+      default:
+        LOG_EVERY_N(WARNING, 100) << "events consumer: " << msg->errstr();
+        idle = true;
+        break;
+    }
+    const bool full =
+        static_cast<int>(batch.size()) >= options_.max_batch_events;
+    if (!batch.empty() &&
+        (full || idle ||
+         absl::Now() - batch_start >= options_.max_batch_wait)) {
+      absl::Status s = store_->ApplyBatch(options_.topic, batch);
+      if (!s.ok()) {
+        LOG(ERROR) << "tracker ingest stopped: " << s;
+        absl::MutexLock lock(&mu_);
+        status_ = s;
+        return;
+      }
+      batch.clear();
+    }
+    if (absl::Now() >= next_lag) {
+      next_lag = absl::Now() + absl::Milliseconds(200);
+      lag_ = static_cast<int64_t>(batch.size()) + BrokerLag();
+    }
+  }
+}
+
+}  // namespace kwq::tracker

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "server/kafka/kafka_cluster.h"
+#include "tracker/store/tracker_store.h"
+
+namespace kwq::tracker {
+
+struct IngestOptions {
+  std::string topic = "kwq.events";
+  // Partitions of the topic when the tracker has to create it (same default as
+  // the scheduler's --partitions).
+  int partitions = 4;
+  // A batch is applied when it has this many events or is this old, whichever
+  // first.
+  int max_batch_events = 10000;
+  absl::Duration max_batch_wait = absl::Milliseconds(20);
+};
+
+// Reads every partition of the events topic from the offsets the store holds
+// (or the beginning) and applies the events to the store in batches, each batch
+// together with the offsets after it. Partitions are assigned explicitly: one
+// tracker reads all partitions (the group id is only a label; nothing is
+// committed to Kafka). Thread-safe.
+class EventIngestor {
+ public:
+  static absl::StatusOr<std::unique_ptr<EventIngestor>> Start(
+      const KafkaCluster& cluster, TrackerStore* store, IngestOptions options);
+  ~EventIngestor();
+  void Stop();
+  // OK while ingest runs; the error that stopped it otherwise.
+  absl::Status status() const;
+  // Events consumed but not yet applied, plus the distance of each partition's
+  // position to its end as last reported by the broker (0 when caught up).
+  // Updated every 200 ms.
+  int64_t lag() const { return lag_; }
+
+ private:
+  EventIngestor() = default;
+  void Loop();
+  absl::Status Assign();
+  int64_t BrokerLag();
+  std::vector<int32_t> partitions_;  // assigned (all of the topic's)
+
+  TrackerStore* store_ = nullptr;
+  IngestOptions options_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> lag_{0};
+  mutable absl::Mutex mu_;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kwq::tracker

@@ -1,0 +1,186 @@
+// kwq_tracker: materialises <prefix>.events into a queryable model in RocksDB.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "grpc/health/v1/health.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/kafka/kafka_cluster.h"
+#include "tracker/ingest/event_ingestor.h"
+#include "tracker/store/tracker_store.h"
+#include "tracker/tracker_service.h"
+
+DEFINE_string(listen, "127.0.0.1:50052",
+              "gRPC address to listen on (host:port; port 0 picks a free port, "
+              "printed at "
+              "start). Loopback by default.");
+DEFINE_string(
+    kafka, "",
+    "'embedded' runs librdkafka's in-process mock cluster (only useful to try "
+    "the "
+    "binary alone: no scheduler writes there); empty uses --bootstrap_servers");
+DEFINE_string(bootstrap_servers, "", "Kafka bootstrap servers (host:port,...)");
+DEFINE_string(topic_prefix, "kwq",
+              "prefix of the kwq topics; the tracker reads <prefix>.events");
+DEFINE_int32(partitions, 4,
+             "partitions of <prefix>.events if the tracker has to create it");
+DEFINE_string(
+    db, "", "RocksDB directory of the tracker's model (created when missing)");
+DEFINE_bool(
+    rebuild, false,
+    "delete the model in --db and replay <prefix>.events from the beginning");
+DEFINE_int32(block_cache_mb, 128,
+             "RocksDB block cache (index and filters included)");
+DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (up to 3 of them)");
+DEFINE_int32(max_batch_events, 10000,
+             "events applied per RocksDB write batch at most");
+DEFINE_int32(kafka_wait_ms, 15000,
+             "how long to wait for Kafka at start before giving up");
+
+namespace {
+absl::Notification* g_stop = nullptr;
+void OnSignal(int) {
+  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
+}
+
+bool ValidateFlags(std::string* error) {
+  if (FLAGS_kafka != "" && FLAGS_kafka != "embedded") {
+    *error = "--kafka must be 'embedded' or empty";
+  } else if (FLAGS_kafka.empty() && FLAGS_bootstrap_servers.empty()) {
+    *error = "give --bootstrap_servers=host:port or --kafka=embedded";
+  } else if (FLAGS_db.empty()) {
+    *error = "give --db=DIR, the RocksDB directory of the tracker's model";
+  } else if (FLAGS_partitions < 1 || FLAGS_partitions > 1000) {
+    *error = "--partitions must be 1-1000";
+  } else if (FLAGS_block_cache_mb < 8 || FLAGS_write_buffer_mb < 1) {
+    *error =
+        "--block_cache_mb must be at least 8 and --write_buffer_mb at least 1";
+  } else if (FLAGS_max_batch_events < 1) {
+    *error = "--max_batch_events must be at least 1";
+  } else if (FLAGS_topic_prefix.empty()) {
+    *error = "--topic_prefix must not be empty";
+  } else {
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "kwq_tracker --bootstrap_servers=host:port --db=DIR [flags]\n"
+      "Consumes <prefix>.events into a RocksDB model (exact across restarts: "
+      "state and "
+      "offsets are written together) and serves kwq.v1.Tracker queries over "
+      "gRPC.");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  std::string error;
+  if (!ValidateFlags(&error)) {
+    std::cerr << "kwq_tracker: " << error << " (see --help)\n";
+    return 2;
+  }
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+
+  std::unique_ptr<kwq::KafkaCluster> cluster;
+  if (FLAGS_kafka == "embedded") {
+    auto c = kwq::KafkaCluster::StartEmbedded(1);
+    if (!c.ok()) {
+      std::cerr << "kwq_tracker: " << c.status() << "\n";
+      return 1;
+    }
+    cluster = std::move(c).value();
+    LOG(WARNING) << "embedded Kafka at " << cluster->bootstrap_servers()
+                 << ": nothing but this process can write events there";
+  } else {
+    auto c = kwq::KafkaCluster::Connect(
+        FLAGS_bootstrap_servers, absl::Milliseconds(FLAGS_kafka_wait_ms));
+    if (!c.ok()) {
+      std::cerr << "kwq_tracker: " << c.status().message() << "\n";
+      return 1;
+    }
+    cluster = std::move(c).value();
+  }
+
+  const absl::Time open_start = absl::Now();
+  kwq::tracker::StoreOptions store_options;
+  store_options.block_cache_bytes = static_cast<size_t>(FLAGS_block_cache_mb)
+                                    << 20;
+  store_options.write_buffer_bytes = static_cast<size_t>(FLAGS_write_buffer_mb)
+                                     << 20;
+  std::error_code ec;
+  std::filesystem::create_directories(FLAGS_db, ec);
+  auto store =
+      kwq::tracker::TrackerStore::Open(FLAGS_db, store_options, FLAGS_rebuild);
+  if (!store.ok()) {
+    std::cerr << "kwq_tracker: " << store.status() << "\n";
+    return 1;
+  }
+  LOG(INFO) << "model in " << FLAGS_db << " open in "
+            << absl::Now() - open_start << " (" << (*store)->counters().events()
+            << " events applied so far"
+            << (FLAGS_rebuild ? "; rebuilding from the beginning" : "") << ")";
+
+  kwq::tracker::IngestOptions ingest_options;
+  ingest_options.topic = FLAGS_topic_prefix + ".events";
+  ingest_options.partitions = FLAGS_partitions;
+  ingest_options.max_batch_events = FLAGS_max_batch_events;
+  auto ingestor = kwq::tracker::EventIngestor::Start(*cluster, store->get(),
+                                                     ingest_options);
+  if (!ingestor.ok()) {
+    std::cerr << "kwq_tracker: Kafka: " << ingestor.status() << "\n";
+    return 1;
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  kwq::tracker::TrackerService service(store->get());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::cerr << "kwq_tracker: cannot listen on " << FLAGS_listen << "\n";
+    return 1;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
+  std::cout << "kwq_tracker listening on " << host << ":" << port << " (kafka "
+            << cluster->bootstrap_servers() << ", topic "
+            << ingest_options.topic << ", db " << FLAGS_db << ")" << std::endl;
+
+  absl::Notification stop;
+  g_stop = &stop;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  int exit_code = 0;
+  while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    if (absl::Status s = (*ingestor)->status(); !s.ok()) {
+      std::cerr << "kwq_tracker: ingest stopped: " << s << "\n";
+      exit_code = 1;
+      break;
+    }
+  }
+  LOG(INFO) << "stopping";
+  server->GetHealthCheckService()->SetServingStatus(false);
+  service.Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  (*ingestor)->Stop();
+  LOG(INFO) << "stopped";
+  return exit_code;
+}

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "kwq/v1/tracker.grpc.pb.h"
+#include "tracker/store/tracker_store.h"
+
+namespace kwq::tracker {
+
+class JobWatcher;
+
+// kwq.v1.Tracker over a TrackerStore. Unary queries run in the callback (short
+// RocksDB reads); WatchJob streams are fed by one thread that checks every
+// watched job every 200 ms and writes a summary when it changed. Thread-safe.
+class TrackerService final : public kwq::v1::Tracker::CallbackService {
+ public:
+  explicit TrackerService(const TrackerStore* store);
+  ~TrackerService() override;
+  // Ends every watch stream (CANCELLED) and stops the watch thread; call before
+  // grpc::Server::Shutdown so that shutdown does not wait on open streams.
+  void Stop();
+
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
+                                    const kwq::v1::GetTaskRequest* request,
+                                    kwq::v1::TaskStatus* response) override;
+  grpc::ServerUnaryReactor* ListTasks(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::ListTasksRequest* request,
+      kwq::v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* GetJobSummary(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::GetJobSummaryRequest* request,
+      kwq::v1::JobSummary* response) override;
+  grpc::ServerUnaryReactor* ListJobs(
+      grpc::CallbackServerContext* ctx, const kwq::v1::ListJobsRequest* request,
+      kwq::v1::ListJobsResponse* response) override;
+  grpc::ServerWriteReactor<kwq::v1::JobSummary>* WatchJob(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* GetThroughput(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::GetThroughputRequest* request,
+      kwq::v1::ThroughputStats* response) override;
+
+ private:
+  friend class JobWatcher;
+  void WatchLoop();
+  void Remove(JobWatcher* w);
+
+  const TrackerStore* store_;
+  absl::Mutex mu_;
+  std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread watch_thread_;
+};
+
+}  // namespace kwq::tracker
