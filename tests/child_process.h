@@ -27,6 +27,8 @@ class ChildProcess {
   void Kill(int sig);
 
   const std::string& address() const { return address_; }
+  // The whole line that named the address.
+  const std::string& line() const { return line_; }
   int port() const;
   // waitpid status after Kill, -1 before.
   int exit_status() const { return exit_status_; }
@@ -34,7 +36,18 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
   std::string address_;
+  std::string line_;
   int exit_status_ = -1;
 };
+
+// Runs a kwq binary (runfiles-relative like ChildProcess) to its end with `input` on its
+// stdin, killing it (SIGKILL, by its pid) after `timeout_s`. Captures stdout and stderr.
+struct CommandResult {
+  int exit_code = -1;  // -1: killed or did not start
+  std::string out;
+  std::string err;
+};
+CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                         const std::string& input = "", int timeout_s = 120);
 
 }  // namespace kwq::testing

@@ -9,19 +9,20 @@
 namespace kwq::devgrid {
 
 absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
-    const KafkaCluster* cluster, scheduler::ServiceOptions options) {
+    const KafkaCluster* cluster, scheduler::ServiceOptions options,
+    const std::string& listen) {
   auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
   s->service_ = std::make_unique<scheduler::SchedulerService>(
       std::move(options), cluster);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
-  if (!s->server_ || port == 0)
-    return absl::UnavailableError("cannot listen on loopback");
-  s->address_ = absl::StrCat("127.0.0.1:", port);
+  if (!s->server_ || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
+  s->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   if (absl::Status st = s->service_->Start(); !st.ok()) return st;
   return s;
 }

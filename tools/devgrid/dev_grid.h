@@ -22,7 +22,8 @@ namespace kwq::devgrid {
 class InProcessScheduler {
  public:
   static absl::StatusOr<std::unique_ptr<InProcessScheduler>> Start(
-      const KafkaCluster* cluster, scheduler::ServiceOptions options);
+      const KafkaCluster* cluster, scheduler::ServiceOptions options,
+      const std::string& listen = "127.0.0.1:0");
   ~InProcessScheduler();
   const std::string& address() const { return address_; }
   scheduler::SchedulerService& service() { return *service_; }

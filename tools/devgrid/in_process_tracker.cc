@@ -6,7 +6,7 @@ namespace kwq::devgrid {
 
 absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
     const KafkaCluster& cluster, const std::string& topic_prefix,
-    const std::string& db_dir, int partitions) {
+    const std::string& db_dir, int partitions, const std::string& listen) {
   std::unique_ptr<InProcessTracker> t(new InProcessTracker());
   auto store = tracker::TrackerStore::Open(db_dir, tracker::StoreOptions(),
                                            /*wipe=*/true);
@@ -21,13 +21,13 @@ absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
   t->service_ = std::make_unique<tracker::TrackerService>(t->store_.get());
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(t->service_.get());
   t->server_ = builder.BuildAndStart();
-  if (!t->server_ || port == 0)
-    return absl::UnavailableError("cannot listen on loopback");
-  t->address_ = absl::StrCat("127.0.0.1:", port);
+  if (!t->server_ || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
+  t->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   return t;
 }
 

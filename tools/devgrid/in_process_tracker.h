@@ -19,7 +19,8 @@ class InProcessTracker {
  public:
   static absl::StatusOr<std::unique_ptr<InProcessTracker>> Start(
       const KafkaCluster& cluster, const std::string& topic_prefix,
-      const std::string& db_dir, int partitions = 4);
+      const std::string& db_dir, int partitions = 4,
+      const std::string& listen = "127.0.0.1:0");
   ~InProcessTracker();
   const std::string& address() const { return address_; }
   tracker::TrackerStore& store() { return *store_; }

@@ -1,0 +1,170 @@
+// kwqctl against a dev grid (`kwqctl dev`, a real child process on embedded Kafka): exit
+// codes, JSON output parsed and checked, bad input messages, the piped job monitor.
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/child_process.h"
+
+namespace kwq {
+namespace {
+
+using testing::CommandResult;
+using testing::RunCommand;
+
+google::protobuf::Struct ParseJson(const std::string& line) {
+  google::protobuf::Struct s;
+  auto st = google::protobuf::util::JsonStringToMessage(line, &s);
+  EXPECT_TRUE(st.ok()) << "not JSON: " << line;
+  return s;
+}
+
+std::string LastLine(const std::string& out) {
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  return lines.empty() ? "" : lines.back();
+}
+
+double Num(const google::protobuf::Struct& s, const std::string& key) {
+  auto it = s.fields().find(key);
+  EXPECT_TRUE(it != s.fields().end()) << "missing " << key;
+  return it == s.fields().end() ? -1 : it->second.number_value();
+}
+
+class KwqctlTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dev_ = new testing::ChildProcess();
+    ASSERT_TRUE(dev_->Start("tools/kwqctl", {"dev", "--scheduler-listen", "127.0.0.1:0",
+                                             "--tracker-listen", "127.0.0.1:0"}))
+        << "kwqctl dev did not start";
+    // "ready: scheduler listening on A tracker B"
+    const std::string& line = dev_->line();
+    tracker_ = line.substr(line.find(" tracker ") + 9);
+    tracker_ = tracker_.substr(0, tracker_.find_first_of(" \n"));
+  }
+  static void TearDownTestSuite() {
+    dev_->Kill(15);
+    delete dev_;
+  }
+  CommandResult Ctl(std::vector<std::string> args, const std::string& input = "") {
+    args.insert(args.end(), {"--scheduler", dev_->address(), "--tracker", tracker_});
+    return RunCommand("tools/kwqctl", args, input);
+  }
+  static testing::ChildProcess* dev_;
+  static std::string tracker_;
+};
+testing::ChildProcess* KwqctlTest::dev_ = nullptr;
+std::string KwqctlTest::tracker_;
+
+TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
+  auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = ParseJson(LastLine(r.out));
+  EXPECT_EQ(Num(j, "submitted"), 3000);
+  EXPECT_EQ(Num(j, "completed"), 3000);
+  EXPECT_EQ(Num(j, "failed"), 0);
+  EXPECT_EQ(Num(j, "duplicates"), 0);
+  EXPECT_EQ(Num(j, "tracker_completed"), 3000);
+  EXPECT_GT(Num(j, "tasks_per_second"), 0);
+  EXPECT_GE(Num(j, "submit_to_start_p99_ms"), Num(j, "submit_to_start_p50_ms"));
+  EXPECT_FALSE(j.fields().count("affinity_hit_rate"));
+  // Piped: the monitor (on stderr here) writes one line per update, no escape codes.
+  EXPECT_TRUE(absl::StrContains(r.err, "100.0% completed 3000")) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "\x1b[")) << "escape codes in piped output";
+}
+
+TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
+  auto r = Ctl({"simulate", "--tasks", "40", "--workers", "1", "--slots", "4", "--error-rate",
+                "0.95", "--affinity-keys", "2", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto j = ParseJson(LastLine(r.out));
+  EXPECT_GT(Num(j, "failed"), 0);
+  EXPECT_EQ(Num(j, "completed") + Num(j, "failed"), 40);
+  EXPECT_GT(Num(j, "retries"), 0);
+  EXPECT_TRUE(j.fields().count("affinity_hit_rate"));
+
+  // The job, from the list; its monitor ends with exit 1 (tasks failed).
+  auto list = Ctl({"job", "list", "-o", "jsonl"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::string job;
+  const std::vector<std::string> lines = absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  for (const std::string& line : lines) {
+    auto s = ParseJson(line);
+    // int64 fields are JSON strings.
+    if (s.fields().at("counts").struct_value().fields().at("total").string_value() == "40") {
+      job = s.fields().at("job_id").string_value();
+    }
+  }
+  ASSERT_FALSE(job.empty()) << list.out;
+  auto watch = Ctl({"job", "watch", job});
+  EXPECT_EQ(watch.exit_code, 1) << watch.err;
+  EXPECT_TRUE(absl::StrContains(watch.out, "done:")) << watch.out;
+
+  auto failed = Ctl({"task", "list", "--job", job, "--state", "failed", "-o", "jsonl"});
+  ASSERT_EQ(failed.exit_code, 0) << failed.err;
+  const std::string first = std::vector<std::string>(
+      absl::StrSplit(failed.out, '\n', absl::SkipEmpty())).front();
+  const std::string id = ParseJson(first).fields().at("task_id").string_value();
+  auto task = Ctl({"task", "get", id, "-o", "json"});
+  ASSERT_EQ(task.exit_code, 0) << task.err;
+  auto t = ParseJson(task.out);
+  EXPECT_EQ(t.fields().at("state").string_value(), "FAILED");
+  EXPECT_EQ(t.fields().at("history").list_value().values_size(), 3);  // 3 attempts
+  auto table = Ctl({"task", "get", id});
+  EXPECT_TRUE(absl::StrContains(table.out, "simulated error")) << table.out;
+}
+
+TEST_F(KwqctlTest, SubmitPrintsIdsAndRejectsBadInputWithAClearMessage) {
+  auto one = Ctl({"submit", "--job", "cli-job", "--tag", "book=b1", "--payload", "x", "-o",
+                  "json"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(ParseJson(one.out).fields().at("task_ids").list_value().values_size(), 1);
+
+  auto many = Ctl({"submit", "--job", "cli-job", "--file", "-"},
+                  "{\"id\":\"cli-1\",\"priority\":3}\n{\"id\":\"cli-2\",\"tags\":{\"k\":\"v\"}}\n");
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  EXPECT_EQ(many.out, "cli-1\ncli-2\n");
+
+  auto bad_line = Ctl({"submit", "--job", "cli-job", "--file", "-"},
+                      "{\"id\":\"cli-3\"}\n{\"priority\": \"high\"}\n");
+  EXPECT_EQ(bad_line.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(bad_line.err, "-:2: not a kwq.v1.Task")) << bad_line.err;
+
+  auto bad_priority = Ctl({"submit", "--job", "j", "--priority", "12"});
+  EXPECT_EQ(bad_priority.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(bad_priority.err, "--priority must be 0-9")) << bad_priority.err;
+
+  auto no_job = Ctl({"submit"});
+  EXPECT_EQ(no_job.exit_code, 2);
+  auto unknown_flag = Ctl({"job", "list", "--colour", "red"});
+  EXPECT_EQ(unknown_flag.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(unknown_flag.err, "unknown flag --colour")) << unknown_flag.err;
+  auto unknown_cmd = Ctl({"frobnicate"});
+  EXPECT_EQ(unknown_cmd.exit_code, 2);
+}
+
+TEST_F(KwqctlTest, UnknownIdsAndUnreachableServersSayWhatIsWrong) {
+  auto job = Ctl({"job", "get", "no-such-job"});
+  EXPECT_EQ(job.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(job.err, "no job no-such-job")) << job.err;
+  auto task = Ctl({"task", "get", "no-such-task"});
+  EXPECT_EQ(task.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(task.err, "no task no-such-task")) << task.err;
+  auto down = RunCommand("tools/kwqctl",
+                         {"worker", "list", "--scheduler", "127.0.0.1:1", "--timeout-s", "2"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(down.err, "cannot reach the scheduler at 127.0.0.1:1"))
+      << down.err;
+  auto workers = Ctl({"worker", "list", "-o", "json"});
+  EXPECT_EQ(workers.exit_code, 0) << workers.err;
+  ParseJson(workers.out);
+}
+
+}  // namespace
+}  // namespace kwq

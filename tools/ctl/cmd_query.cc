@@ -1,0 +1,364 @@
+// kwqctl job / task / queue / worker: reads from the tracker, control through the scheduler.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "server/util/time_util.h"
+#include "tools/ctl/commands.h"
+#include "tools/ctl/monitor.h"
+
+namespace kwq::ctl {
+
+std::unique_ptr<kwq::v1::Scheduler::Stub> Context::SchedulerStub() const {
+  return kwq::v1::Scheduler::NewStub(
+      grpc::CreateChannel(scheduler, grpc::InsecureChannelCredentials()));
+}
+std::unique_ptr<kwq::v1::Tracker::Stub> Context::TrackerStub() const {
+  return kwq::v1::Tracker::NewStub(
+      grpc::CreateChannel(tracker, grpc::InsecureChannelCredentials()));
+}
+void Context::SetDeadline(grpc::ClientContext* ctx) const {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
+}
+
+int Fail(int code, const std::string& message) {
+  std::cerr << "kwqctl: " << message << "\n";
+  return code;
+}
+
+namespace {
+
+std::string Time(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(t), absl::LocalTimeZone());
+}
+
+std::string StateName(kwq::v1::TaskState s) { return kwq::v1::TaskState_Name(s); }
+
+int TrackerFail(const Context& c, const grpc::Status& s) {
+  return Fail(kExitFailure, RpcError("tracker", c.tracker, s));
+}
+int SchedulerFail(const Context& c, const grpc::Status& s) {
+  return Fail(kExitFailure, RpcError("scheduler", c.scheduler, s));
+}
+
+void PrintSummaryTable(const kwq::v1::JobSummary& s) {
+  const auto& k = s.counts();
+  std::cout << "job " << s.job_id() << (s.done() ? " (done)" : "") << "\n";
+  PrintTable({"TOTAL", "PENDING", "RUNNING", "COMPLETED", "RETRYING", "FAILED", "CANCELLED",
+              "RETRIES", "RATE/S", "ETA"},
+             {{Thousands(k.total()), Thousands(k.pending()),
+               Thousands(k.running() + k.allocated()), Thousands(k.completed()),
+               Thousands(k.error()), Thousands(k.failed()), Thousands(k.cancelled()),
+               Thousands(k.retries()), absl::StrFormat("%.0f", s.rate_per_second()),
+               s.done() ? "-" : absl::StrFormat("%.1fs", s.eta_seconds())}});
+  std::cout << "first submit " << Time(s.first_submit()) << ", last finish "
+            << Time(s.last_finish()) << "\n";
+  if (s.tags_size() > 0) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : s.tags()) {
+      rows.push_back({t.tag(), Thousands(t.counts().total()), Thousands(t.counts().completed()),
+                      Thousands(t.counts().failed()), Thousands(t.counts().error()),
+                      Thousands(t.counts().running() + t.counts().allocated())});
+    }
+    std::cout << "\n";
+    PrintTable({"TAG", "TOTAL", "COMPLETED", "FAILED", "RETRYING", "RUNNING"}, rows);
+  }
+  if (s.recent_errors_size() > 0) {
+    std::cout << "\nlatest errors:\n";
+    for (const auto& e : s.recent_errors()) std::cout << "  " << e << "\n";
+  }
+}
+
+int JobWatch(const Context& c, const std::string& job) {
+  auto stub = c.TrackerStub();
+  grpc::ClientContext ctx;
+  kwq::v1::WatchJobRequest req;
+  req.set_job_id(job);
+  auto reader = stub->WatchJob(&ctx, req);
+  JobMonitor monitor(std::cout, c.format == Format::kTable && isatty(STDOUT_FILENO));
+  kwq::v1::JobSummary s, last;
+  bool any = false;
+  while (reader->Read(&s)) {
+    any = true;
+    last = s;
+    if (c.format == Format::kTable) {
+      monitor.Draw(s);
+    } else {
+      std::cout << ToJson(s) << "\n" << std::flush;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return TrackerFail(c, st);
+  if (!any || !last.done()) return Fail(kExitFailure, "the watch ended before the job was done");
+  if (c.format == Format::kTable) {
+    monitor.Done();
+    std::cout << "job " << job << " done: " << last.counts().completed() << " completed, "
+              << last.counts().failed() << " failed, " << last.counts().cancelled()
+              << " cancelled\n";
+  }
+  return last.counts().failed() + last.counts().cancelled() > 0 ? kExitFailure : kExitOk;
+}
+
+int Control(const Context& c, const std::string& verb, const kwq::v1::Scope& scope) {
+  auto stub = c.SchedulerStub();
+  grpc::ClientContext ctx;
+  c.SetDeadline(&ctx);
+  grpc::Status st;
+  const std::string who = absl::StrCat("kwqctl@", getlogin() ? getlogin() : "unknown");
+  if (verb == "pause") {
+    kwq::v1::PauseRequest req;
+    *req.mutable_scope() = scope;
+    req.set_requested_by(who);
+    kwq::v1::PauseResponse resp;
+    st = stub->Pause(&ctx, req, &resp);
+  } else if (verb == "resume") {
+    kwq::v1::ResumeRequest req;
+    *req.mutable_scope() = scope;
+    req.set_requested_by(who);
+    kwq::v1::ResumeResponse resp;
+    st = stub->Resume(&ctx, req, &resp);
+  } else {
+    kwq::v1::CancelRequest req;
+    *req.mutable_scope() = scope;
+    req.set_requested_by(who);
+    kwq::v1::CancelResponse resp;
+    st = stub->Cancel(&ctx, req, &resp);
+  }
+  if (!st.ok()) return SchedulerFail(c, st);
+  if (c.format != Format::kTable) {
+    std::cout << "{\"ok\":true}\n";
+  } else {
+    std::cout << verb << ": " << scope.ShortDebugString() << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunJob(const Context& c) {
+  const std::string verb = c.args.word(1);
+  std::string error;
+  if (!c.args.CheckAllowed({"page_size", "page_token", "max_tags"}, &error)) {
+    return Fail(kExitUsage, error);
+  }
+  auto stub = c.TrackerStub();
+  if (verb == "list") {
+    long long page_size = 0;
+    if (!c.args.GetInt("page_size", 0, &page_size, &error)) return Fail(kExitUsage, error);
+    kwq::v1::ListJobsRequest req;
+    req.set_page_size(static_cast<int>(page_size));
+    req.set_page_token(c.args.Get("page_token"));
+    kwq::v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    grpc::Status st = stub->ListJobs(&ctx, req, &resp);
+    if (!st.ok()) return TrackerFail(c, st);
+    if (c.format == Format::kJson) {
+      std::cout << ToJson(resp) << "\n";
+    } else if (c.format == Format::kJsonl) {
+      for (const auto& j : resp.jobs()) std::cout << ToJson(j) << "\n";
+    } else {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& j : resp.jobs()) {
+        const auto& k = j.counts();
+        rows.push_back({j.job_id(), Thousands(k.total()), Thousands(k.completed()),
+                        Thousands(k.failed()), Thousands(k.running() + k.allocated()),
+                        Thousands(k.pending() + k.error()),
+                        absl::StrFormat("%.0f", j.rate_per_second()),
+                        j.done() ? "yes" : "no", Time(j.first_submit())});
+      }
+      PrintTable({"JOB", "TOTAL", "COMPLETED", "FAILED", "RUNNING", "PENDING", "RATE/S",
+                  "DONE", "FIRST SUBMIT"},
+                 rows);
+      if (!resp.next_page_token().empty()) {
+        std::cout << "more: --page-token " << resp.next_page_token() << "\n";
+      }
+    }
+    return kExitOk;
+  }
+  const std::string job = c.args.word(2);
+  if (verb.empty() || job.empty()) {
+    return Fail(kExitUsage, "usage: kwqctl job list | job get|watch|pause|resume|cancel JOB");
+  }
+  if (verb == "get") {
+    long long max_tags = 0;
+    if (!c.args.GetInt("max_tags", 0, &max_tags, &error)) return Fail(kExitUsage, error);
+    kwq::v1::GetJobSummaryRequest req;
+    req.set_job_id(job);
+    req.set_max_tags(static_cast<int>(max_tags));
+    kwq::v1::JobSummary resp;
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    grpc::Status st = stub->GetJobSummary(&ctx, req, &resp);
+    if (!st.ok()) return TrackerFail(c, st);
+    if (c.format == Format::kTable) {
+      PrintSummaryTable(resp);
+    } else {
+      std::cout << ToJson(resp) << "\n";
+    }
+    return kExitOk;
+  }
+  if (verb == "watch") return JobWatch(c, job);
+  if (verb == "pause" || verb == "resume" || verb == "cancel") {
+    kwq::v1::Scope scope;
+    scope.set_job_id(job);
+    return Control(c, verb, scope);
+  }
+  return Fail(kExitUsage, "unknown verb 'job " + verb + "' (see kwqctl --help)");
+}
+
+int RunTask(const Context& c) {
+  const std::string verb = c.args.word(1);
+  std::string error;
+  if (!c.args.CheckAllowed({"job", "state", "tag", "page_size", "page_token"}, &error)) {
+    return Fail(kExitUsage, error);
+  }
+  if (verb == "get" || verb == "why") {
+    const std::string id = c.args.word(2);
+    if (id.empty()) return Fail(kExitUsage, "usage: kwqctl task " + verb + " TASK_ID");
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    if (verb == "why") {
+      kwq::v1::ExplainTaskRequest req;
+      req.set_task_id(id);
+      kwq::v1::ExplainTaskResponse resp;
+      grpc::Status st = c.SchedulerStub()->ExplainTask(&ctx, req, &resp);
+      if (!st.ok()) return SchedulerFail(c, st);
+      if (c.format != Format::kTable) {
+        std::cout << ToJson(resp) << "\n";
+      } else {
+        std::cout << "task " << id << ": " << StateName(resp.state())
+                  << (resp.worker_id().empty() ? "" : " on " + resp.worker_id()) << "\n";
+        for (const auto& r : resp.reasons()) std::cout << "  - " << r << "\n";
+      }
+      return kExitOk;
+    }
+    kwq::v1::GetTaskRequest req;
+    req.set_task_id(id);
+    kwq::v1::TaskStatus t;
+    grpc::Status st = c.TrackerStub()->GetTask(&ctx, req, &t);
+    if (!st.ok()) return TrackerFail(c, st);
+    if (c.format != Format::kTable) {
+      std::cout << ToJson(t) << "\n";
+      return kExitOk;
+    }
+    std::vector<std::string> tags;
+    for (const auto& [k, v] : t.tags()) tags.push_back(k + "=" + v);
+    std::sort(tags.begin(), tags.end());
+    std::cout << "task " << t.task_id() << "  job " << t.job_id() << "  priority "
+              << t.priority() << "  state " << StateName(t.state()) << "  attempts "
+              << t.attempts() << "\n";
+    if (!tags.empty()) std::cout << "tags " << absl::StrJoin(tags, " ") << "\n";
+    if (!t.last_error().empty()) std::cout << "last error: " << t.last_error() << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& a : t.history()) {
+      rows.push_back({absl::StrCat(a.attempt()), StateName(a.state()), a.worker_id(),
+                      Time(a.pending_time()), Time(a.allocated_time()), Time(a.running_time()),
+                      Time(a.finished_time()), a.error()});
+    }
+    PrintTable({"ATTEMPT", "STATE", "WORKER", "PENDING", "ALLOCATED", "RUNNING", "FINISHED",
+                "ERROR"},
+               rows);
+    return kExitOk;
+  }
+  if (verb == "list") {
+    kwq::v1::ListTasksRequest req;
+    req.set_job_id(c.args.Get("job"));
+    if (req.job_id().empty()) return Fail(kExitUsage, "usage: kwqctl task list --job JOB");
+    if (c.args.Has("state")) {
+      kwq::v1::TaskState s;
+      std::string name = c.args.Get("state");
+      std::transform(name.begin(), name.end(), name.begin(), ::toupper);
+      if (!kwq::v1::TaskState_Parse(name, &s)) {
+        return Fail(kExitUsage, "--state must be one of PENDING ALLOCATED RUNNING COMPLETED "
+                                "ERROR FAILED CANCELLED");
+      }
+      req.set_state(s);
+    }
+    req.set_tag(c.args.Get("tag"));
+    long long page_size = 0;
+    if (!c.args.GetInt("page_size", 0, &page_size, &error)) return Fail(kExitUsage, error);
+    req.set_page_size(static_cast<int>(page_size));
+    req.set_page_token(c.args.Get("page_token"));
+    grpc::ClientContext ctx;
+    c.SetDeadline(&ctx);
+    kwq::v1::ListTasksResponse resp;
+    grpc::Status st = c.TrackerStub()->ListTasks(&ctx, req, &resp);
+    if (!st.ok()) return TrackerFail(c, st);
+    if (c.format == Format::kJson) {
+      std::cout << ToJson(resp) << "\n";
+    } else if (c.format == Format::kJsonl) {
+      for (const auto& t : resp.tasks()) std::cout << ToJson(t) << "\n";
+    } else {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& t : resp.tasks()) {
+        const auto* last = t.history().empty() ? nullptr : &t.history(t.history_size() - 1);
+        rows.push_back({t.task_id(), StateName(t.state()), absl::StrCat(t.attempts()),
+                        last ? last->worker_id() : "", last ? Time(last->finished_time()) : "-",
+                        t.last_error()});
+      }
+      PrintTable({"TASK", "STATE", "ATTEMPTS", "WORKER", "FINISHED", "LAST ERROR"}, rows);
+      if (!resp.next_page_token().empty()) {
+        std::cout << "more: --page-token " << resp.next_page_token() << "\n";
+      }
+    }
+    return kExitOk;
+  }
+  return Fail(kExitUsage, "usage: kwqctl task get|why ID | task list --job JOB");
+}
+
+int RunQueue(const Context& c) {
+  const std::string verb = c.args.word(1);
+  std::string error;
+  if (!c.args.CheckAllowed({"priority"}, &error)) return Fail(kExitUsage, error);
+  if (verb != "pause" && verb != "resume") {
+    return Fail(kExitUsage, "usage: kwqctl queue pause|resume [--priority P]");
+  }
+  kwq::v1::Scope scope;
+  if (c.args.Has("priority")) {
+    long long p = 0;
+    if (!c.args.GetInt("priority", 0, &p, &error) || p < 0 || p > 9) {
+      return Fail(kExitUsage, "--priority must be 0-9");
+    }
+    scope.set_priority(static_cast<int>(p));
+  } else {
+    scope.set_all(true);
+  }
+  return Control(c, verb, scope);
+}
+
+int RunWorker(const Context& c) {
+  if (c.args.word(1) != "list") return Fail(kExitUsage, "usage: kwqctl worker list");
+  std::string error;
+  if (!c.args.CheckAllowed({}, &error)) return Fail(kExitUsage, error);
+  grpc::ClientContext ctx;
+  c.SetDeadline(&ctx);
+  kwq::v1::ListWorkersResponse resp;
+  grpc::Status st = c.SchedulerStub()->ListWorkers(&ctx, kwq::v1::ListWorkersRequest(), &resp);
+  if (!st.ok()) return SchedulerFail(c, st);
+  if (c.format == Format::kJson) {
+    std::cout << ToJson(resp) << "\n";
+  } else if (c.format == Format::kJsonl) {
+    for (const auto& w : resp.workers()) std::cout << ToJson(w) << "\n";
+  } else {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& w : resp.workers()) {
+      rows.push_back({w.worker_id(), absl::StrCat(w.slots()), absl::StrCat(w.in_flight()),
+                      Thousands(w.completed()), Thousands(w.errors()),
+                      absl::StrJoin(w.affinity_keys(), ","), absl::StrJoin(w.labels(), ","),
+                      Time(w.last_heartbeat()), w.draining() ? "draining" : ""});
+    }
+    std::cout << "scheduler " << resp.scheduler_id() << "\n";
+    PrintTable({"WORKER", "SLOTS", "IN FLIGHT", "COMPLETED", "ERRORS", "AFFINITY", "LABELS",
+                "LAST HEARTBEAT", ""},
+               rows);
+  }
+  return kExitOk;
+}
+
+}  // namespace kwq::ctl

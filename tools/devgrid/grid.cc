@@ -1,0 +1,55 @@
+#include "tools/devgrid/grid.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace kwq::devgrid {
+
+absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
+  std::unique_ptr<DevGrid> g(new DevGrid());
+  if (options.bootstrap_servers.empty()) {
+    auto c = KafkaCluster::StartEmbedded(1);
+    if (!c.ok()) return c.status();
+    g->cluster_ = std::move(*c);
+  } else {
+    auto c = KafkaCluster::Connect(options.bootstrap_servers, absl::Seconds(15));
+    if (!c.ok()) return c.status();
+    g->cluster_ = std::move(*c);
+  }
+  options.scheduler.core.topic_prefix = options.topic_prefix;
+  if (options.scheduler.core.scheduler_id == "sched") {
+    options.scheduler.core.scheduler_id = absl::StrCat("dev-", getpid());
+  }
+  options.scheduler.partitions = options.partitions;
+  auto s = InProcessScheduler::Start(g->cluster_.get(), options.scheduler,
+                                     options.scheduler_listen);
+  if (!s.ok()) return s.status();
+  g->scheduler_ = std::move(*s);
+  const char* tmp = std::getenv("TMPDIR");
+  g->db_dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/kwq-dev-tracker-", getpid(), "-",
+                            options.topic_prefix);
+  std::filesystem::remove_all(g->db_dir_);
+  std::filesystem::create_directories(g->db_dir_);
+  auto t = InProcessTracker::Start(*g->cluster_, options.topic_prefix, g->db_dir_,
+                                   options.partitions, options.tracker_listen);
+  if (!t.ok()) return t.status();
+  g->tracker_ = std::move(*t);
+  return g;
+}
+
+void DevGrid::Shutdown(absl::Duration grace) {
+  if (scheduler_) scheduler_->Shutdown(grace);
+}
+
+DevGrid::~DevGrid() {
+  tracker_.reset();
+  scheduler_.reset();
+  cluster_.reset();
+  if (!db_dir_.empty()) std::filesystem::remove_all(db_dir_);
+}
+
+}  // namespace kwq::devgrid

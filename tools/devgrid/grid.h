@@ -1,0 +1,44 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/kafka/kafka_cluster.h"
+#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/in_process_tracker.h"
+
+namespace kwq::devgrid {
+
+struct GridOptions {
+  // Empty: librdkafka's in-process mock cluster (nothing kept on disk).
+  std::string bootstrap_servers;
+  std::string scheduler_listen = "127.0.0.1:0";
+  std::string tracker_listen = "127.0.0.1:0";
+  std::string topic_prefix = "kwq";
+  int partitions = 4;
+  scheduler::ServiceOptions scheduler;  // topic prefix and partitions are set from above
+};
+
+// A whole grid in one process: Kafka (embedded or real), a scheduler and a tracker (its
+// RocksDB model in a temp dir removed at the end). What `kwqctl dev` and `kwqctl simulate`
+// run.
+class DevGrid {
+ public:
+  static absl::StatusOr<std::unique_ptr<DevGrid>> Start(GridOptions options);
+  ~DevGrid();
+  KafkaCluster& cluster() { return *cluster_; }
+  InProcessScheduler& scheduler() { return *scheduler_; }
+  InProcessTracker& tracker() { return *tracker_; }
+  bool embedded() const { return cluster_->embedded(); }
+  void Shutdown(absl::Duration grace);
+
+ private:
+  DevGrid() = default;
+  std::unique_ptr<KafkaCluster> cluster_;
+  std::unique_ptr<InProcessScheduler> scheduler_;
+  std::unique_ptr<InProcessTracker> tracker_;
+  std::string db_dir_;
+};
+
+}  // namespace kwq::devgrid

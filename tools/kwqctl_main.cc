@@ -1,0 +1,88 @@
+// kwqctl: the kwq command line (dev grid, submission, job monitor, admin, simulator).
+#include <iostream>
+#include <string>
+
+#include "glog/logging.h"
+#include "tools/ctl/commands.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(kwqctl: the kwq command line
+
+Usage: kwqctl <noun> <verb> [args] [flags]
+
+  dev                          scheduler + tracker + embedded Kafka in this process
+                               [--scheduler-listen 127.0.0.1:50051] [--tracker-listen 127.0.0.1:50052]
+                               [--bootstrap-servers HOST:PORT] [--topic-prefix kwq]
+  submit                       one task from flags: --job J [--id ID] [--priority 0-9]
+                               [--tag k=v]... [--affinity K]... [--label L]... [--max-attempts N]
+                               [--timeout 30s] [--payload TEXT | --payload-file F]
+                               or many: --file F.jsonl (or - for stdin), one kwq.v1.Task as
+                               JSON per line (flags fill what a line leaves out) [--batch 1000]
+  job list                     jobs, newest first [--page-size N] [--page-token T]
+  job get JOB                  counts per state, per tag, rate, ETA, latest errors
+  job watch JOB                the live job monitor; exit 0 if every task completed, 1 if any failed
+  job pause|resume|cancel JOB  (scheduler control)
+  task get ID                  a task with every attempt and its stage times
+  task list --job J            [--state S] [--tag k=v] [--page-size N] [--page-token T]
+  task why ID                  what holds a queued task back (scheduler's explanation)
+  queue pause|resume           [--priority P] (everything without it)
+  worker list                  connected workers, slots, in flight, heartbeats
+  simulate                     a simulated job on SDK workers in this process, with the monitor
+                               [--tasks 100000] [--workers 8] [--slots 16] [--duration-ms 0]
+                               [--jitter-ms 0] [--error-rate 0] [--priorities 10]
+                               [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
+                               (without --scheduler it starts the dev grid itself)
+
+Global flags:
+  --scheduler HOST:PORT   default 127.0.0.1:50051
+  --tracker HOST:PORT     default 127.0.0.1:50052
+  -o table|json|jsonl     output (JSON only on stdout; progress and monitors on stderr
+                          unless the monitor is the command's output)
+  --timeout-s N           per-RPC deadline, default 10
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  FLAGS_logtostderr = true;
+  if (!getenv("GLOG_minloglevel")) FLAGS_minloglevel = 2;  // only errors from libraries
+  google::InitGoogleLogging(argv[0]);
+  kwq::ctl::Args args;
+  std::string error;
+  if (!args.Parse(argc, argv, &error)) return kwq::ctl::Fail(kwq::ctl::kExitUsage, error);
+  if (args.GetBool("help") || args.words().empty() || args.word(0) == "help") {
+    std::cout << kUsage;
+    return args.words().empty() && !args.GetBool("help") ? kwq::ctl::kExitUsage
+                                                         : kwq::ctl::kExitOk;
+  }
+  kwq::ctl::Context c{args};
+  c.scheduler = args.Get("scheduler", c.scheduler);
+  c.tracker = args.Get("tracker", c.tracker);
+  const std::string o = args.Get("o", "table");
+  if (o == "table") {
+    c.format = kwq::ctl::Format::kTable;
+  } else if (o == "json") {
+    c.format = kwq::ctl::Format::kJson;
+  } else if (o == "jsonl") {
+    c.format = kwq::ctl::Format::kJsonl;
+  } else {
+    return kwq::ctl::Fail(kwq::ctl::kExitUsage, "-o must be table, json or jsonl");
+  }
+  long long t = 10;
+  if (!args.GetInt("timeout_s", 10, &t, &error) || t < 1) {
+    return kwq::ctl::Fail(kwq::ctl::kExitUsage,
+                          error.empty() ? "--timeout-s must be at least 1" : error);
+  }
+  c.timeout_s = static_cast<int>(t);
+  const std::string noun = args.word(0);
+  if (noun == "dev") return kwq::ctl::RunDev(c);
+  if (noun == "submit") return kwq::ctl::RunSubmit(c);
+  if (noun == "job") return kwq::ctl::RunJob(c);
+  if (noun == "task") return kwq::ctl::RunTask(c);
+  if (noun == "queue") return kwq::ctl::RunQueue(c);
+  if (noun == "worker") return kwq::ctl::RunWorker(c);
+  if (noun == "simulate") return kwq::ctl::RunSimulate(c);
+  return kwq::ctl::Fail(kwq::ctl::kExitUsage,
+                        "unknown command '" + noun + "' (see kwqctl --help)");
+}
