@@ -1,10 +1,9 @@
 #include "tests/child_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <chrono>
 #include <cstdio>
@@ -70,15 +69,18 @@ std::string Slurp(const std::string& path) {
 }
 }  // namespace
 
-CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
+CommandResult RunCommand(const std::string& binary,
+                         const std::vector<std::string>& args,
                          const std::string& input, int timeout_s) {
   CommandResult r;
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(srcdir ? srcdir : ".") + "/kwq/" + binary;
+  const std::string path =
+      std::string(srcdir ? srcdir : ".") + "/kwq/" + binary;
   static int counter = 0;
   const std::string base = std::string(tmp ? tmp : "/tmp") + "/cmd-" +
-                           std::to_string(getpid()) + "-" + std::to_string(++counter);
+                           std::to_string(getpid()) + "-" +
+                           std::to_string(++counter);
   {
     std::ofstream in(base + ".in", std::ios::binary);
     in << input;
@@ -99,7 +101,8 @@ CommandResult RunCommand(const std::string& binary, const std::vector<std::strin
     execv(path.c_str(), argv.data());
     _exit(127);
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   int status = 0;
   while (true) {
     const pid_t done = waitpid(pid, &status, WNOHANG);

@@ -40,14 +40,16 @@ class ChildProcess {
   int exit_status_ = -1;
 };
 
-// Runs a kwq binary (runfiles-relative like ChildProcess) to its end with `input` on its
-// stdin, killing it (SIGKILL, by its pid) after `timeout_s`. Captures stdout and stderr.
+// Runs a kwq binary (runfiles-relative like ChildProcess) to its end with
+// `input` on its stdin, killing it (SIGKILL, by its pid) after `timeout_s`.
+// Captures stdout and stderr.
 struct CommandResult {
   int exit_code = -1;  // -1: killed or did not start
   std::string out;
   std::string err;
 };
-CommandResult RunCommand(const std::string& binary, const std::vector<std::string>& args,
+CommandResult RunCommand(const std::string& binary,
+                         const std::vector<std::string>& args,
                          const std::string& input = "", int timeout_s = 120);
 
 }  // namespace kwq::testing

@@ -1,5 +1,6 @@
-// kwqctl against a dev grid (`kwqctl dev`, a real child process on embedded Kafka): exit
-// codes, JSON output parsed and checked, bad input messages, the piped job monitor.
+// kwqctl against a dev grid (`kwqctl dev`, a real child process on embedded
+// Kafka): exit codes, JSON output parsed and checked, bad input messages, the
+// piped job monitor.
 #include <memory>
 #include <sstream>
 #include <string>
@@ -40,8 +41,9 @@ class KwqctlTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dev_ = new testing::ChildProcess();
-    ASSERT_TRUE(dev_->Start("tools/kwqctl", {"dev", "--scheduler-listen", "127.0.0.1:0",
-                                             "--tracker-listen", "127.0.0.1:0"}))
+    ASSERT_TRUE(
+        dev_->Start("tools/kwqctl", {"dev", "--scheduler-listen", "127.0.0.1:0",
+                                     "--tracker-listen", "127.0.0.1:0"}))
         << "kwqctl dev did not start";
     // "ready: scheduler listening on A tracker B"
     const std::string& line = dev_->line();
@@ -52,8 +54,10 @@ class KwqctlTest : public ::testing::Test {
     dev_->Kill(15);
     delete dev_;
   }
-  CommandResult Ctl(std::vector<std::string> args, const std::string& input = "") {
-    args.insert(args.end(), {"--scheduler", dev_->address(), "--tracker", tracker_});
+  CommandResult Ctl(std::vector<std::string> args,
+                    const std::string& input = "") {
+    args.insert(args.end(),
+                {"--scheduler", dev_->address(), "--tracker", tracker_});
     return RunCommand("tools/kwqctl", args, input);
   }
   static testing::ChildProcess* dev_;
@@ -63,7 +67,8 @@ testing::ChildProcess* KwqctlTest::dev_ = nullptr;
 std::string KwqctlTest::tracker_;
 
 TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
-  auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4", "-o", "json"});
+  auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4",
+                "-o", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = ParseJson(LastLine(r.out));
   EXPECT_EQ(Num(j, "submitted"), 3000);
@@ -74,14 +79,16 @@ TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
   EXPECT_GT(Num(j, "tasks_per_second"), 0);
   EXPECT_GE(Num(j, "submit_to_start_p99_ms"), Num(j, "submit_to_start_p50_ms"));
   EXPECT_FALSE(j.fields().count("affinity_hit_rate"));
-  // Piped: the monitor (on stderr here) writes one line per update, no escape codes.
+  // Piped: the monitor (on stderr here) writes one line per update, no escape
+  // codes.
   EXPECT_TRUE(absl::StrContains(r.err, "100.0% completed 3000")) << r.err;
-  EXPECT_FALSE(absl::StrContains(r.err, "\x1b[")) << "escape codes in piped output";
+  EXPECT_FALSE(absl::StrContains(r.err, "\x1b["))
+      << "escape codes in piped output";
 }
 
 TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
-  auto r = Ctl({"simulate", "--tasks", "40", "--workers", "1", "--slots", "4", "--error-rate",
-                "0.95", "--affinity-keys", "2", "-o", "json"});
+  auto r = Ctl({"simulate", "--tasks", "40", "--workers", "1", "--slots", "4",
+                "--error-rate", "0.95", "--affinity-keys", "2", "-o", "json"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto j = ParseJson(LastLine(r.out));
   EXPECT_GT(Num(j, "failed"), 0);
@@ -93,11 +100,17 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
   auto list = Ctl({"job", "list", "-o", "jsonl"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   std::string job;
-  const std::vector<std::string> lines = absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  const std::vector<std::string> lines =
+      absl::StrSplit(list.out, '\n', absl::SkipEmpty());
   for (const std::string& line : lines) {
     auto s = ParseJson(line);
     // int64 fields are JSON strings.
-    if (s.fields().at("counts").struct_value().fields().at("total").string_value() == "40") {
+    if (s.fields()
+            .at("counts")
+            .struct_value()
+            .fields()
+            .at("total")
+            .string_value() == "40") {
       job = s.fields().at("job_id").string_value();
     }
   }
@@ -106,45 +119,54 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
   EXPECT_EQ(watch.exit_code, 1) << watch.err;
   EXPECT_TRUE(absl::StrContains(watch.out, "done:")) << watch.out;
 
-  auto failed = Ctl({"task", "list", "--job", job, "--state", "failed", "-o", "jsonl"});
+  auto failed =
+      Ctl({"task", "list", "--job", job, "--state", "failed", "-o", "jsonl"});
   ASSERT_EQ(failed.exit_code, 0) << failed.err;
-  const std::string first = std::vector<std::string>(
-      absl::StrSplit(failed.out, '\n', absl::SkipEmpty())).front();
+  const std::string first =
+      std::vector<std::string>(
+          absl::StrSplit(failed.out, '\n', absl::SkipEmpty()))
+          .front();
   const std::string id = ParseJson(first).fields().at("task_id").string_value();
   auto task = Ctl({"task", "get", id, "-o", "json"});
   ASSERT_EQ(task.exit_code, 0) << task.err;
   auto t = ParseJson(task.out);
   EXPECT_EQ(t.fields().at("state").string_value(), "FAILED");
-  EXPECT_EQ(t.fields().at("history").list_value().values_size(), 3);  // 3 attempts
+  EXPECT_EQ(t.fields().at("history").list_value().values_size(),
+            3);  // 3 attempts
   auto table = Ctl({"task", "get", id});
   EXPECT_TRUE(absl::StrContains(table.out, "simulated error")) << table.out;
 }
 
 TEST_F(KwqctlTest, SubmitPrintsIdsAndRejectsBadInputWithAClearMessage) {
-  auto one = Ctl({"submit", "--job", "cli-job", "--tag", "book=b1", "--payload", "x", "-o",
-                  "json"});
+  auto one = Ctl({"submit", "--job", "cli-job", "--tag", "book=b1", "--payload",
+                  "x", "-o", "json"});
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  EXPECT_EQ(ParseJson(one.out).fields().at("task_ids").list_value().values_size(), 1);
+  EXPECT_EQ(
+      ParseJson(one.out).fields().at("task_ids").list_value().values_size(), 1);
 
   auto many = Ctl({"submit", "--job", "cli-job", "--file", "-"},
-                  "{\"id\":\"cli-1\",\"priority\":3}\n{\"id\":\"cli-2\",\"tags\":{\"k\":\"v\"}}\n");
+                  "{\"id\":\"cli-1\",\"priority\":3}\n{\"id\":\"cli-2\","
+                  "\"tags\":{\"k\":\"v\"}}\n");
   ASSERT_EQ(many.exit_code, 0) << many.err;
   EXPECT_EQ(many.out, "cli-1\ncli-2\n");
 
   auto bad_line = Ctl({"submit", "--job", "cli-job", "--file", "-"},
                       "{\"id\":\"cli-3\"}\n{\"priority\": \"high\"}\n");
   EXPECT_EQ(bad_line.exit_code, 2);
-  EXPECT_TRUE(absl::StrContains(bad_line.err, "-:2: not a kwq.v1.Task")) << bad_line.err;
+  EXPECT_TRUE(absl::StrContains(bad_line.err, "-:2: not a kwq.v1.Task"))
+      << bad_line.err;
 
   auto bad_priority = Ctl({"submit", "--job", "j", "--priority", "12"});
   EXPECT_EQ(bad_priority.exit_code, 2);
-  EXPECT_TRUE(absl::StrContains(bad_priority.err, "--priority must be 0-9")) << bad_priority.err;
+  EXPECT_TRUE(absl::StrContains(bad_priority.err, "--priority must be 0-9"))
+      << bad_priority.err;
 
   auto no_job = Ctl({"submit"});
   EXPECT_EQ(no_job.exit_code, 2);
   auto unknown_flag = Ctl({"job", "list", "--colour", "red"});
   EXPECT_EQ(unknown_flag.exit_code, 2);
-  EXPECT_TRUE(absl::StrContains(unknown_flag.err, "unknown flag --colour")) << unknown_flag.err;
+  EXPECT_TRUE(absl::StrContains(unknown_flag.err, "unknown flag --colour"))
+      << unknown_flag.err;
   auto unknown_cmd = Ctl({"frobnicate"});
   EXPECT_EQ(unknown_cmd.exit_code, 2);
 }
@@ -156,10 +178,11 @@ TEST_F(KwqctlTest, UnknownIdsAndUnreachableServersSayWhatIsWrong) {
   auto task = Ctl({"task", "get", "no-such-task"});
   EXPECT_EQ(task.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(task.err, "no task no-such-task")) << task.err;
-  auto down = RunCommand("tools/kwqctl",
-                         {"worker", "list", "--scheduler", "127.0.0.1:1", "--timeout-s", "2"});
+  auto down = RunCommand("tools/kwqctl", {"worker", "list", "--scheduler",
+                                          "127.0.0.1:1", "--timeout-s", "2"});
   EXPECT_EQ(down.exit_code, 1);
-  EXPECT_TRUE(absl::StrContains(down.err, "cannot reach the scheduler at 127.0.0.1:1"))
+  EXPECT_TRUE(
+      absl::StrContains(down.err, "cannot reach the scheduler at 127.0.0.1:1"))
       << down.err;
   auto workers = Ctl({"worker", "list", "-o", "json"});
   EXPECT_EQ(workers.exit_code, 0) << workers.err;

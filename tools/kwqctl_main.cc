@@ -1,4 +1,5 @@
-// kwqctl: the kwq command line (dev grid, submission, job monitor, admin, simulator).
+// kwqctl: the kwq command line (dev grid, submission, job monitor, admin,
+// simulator).
 #include <iostream>
 #include <string>
 
@@ -46,11 +47,13 @@ Global flags:
 
 int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
-  if (!getenv("GLOG_minloglevel")) FLAGS_minloglevel = 2;  // only errors from libraries
+  if (!getenv("GLOG_minloglevel"))
+    FLAGS_minloglevel = 2;  // only errors from libraries
   google::InitGoogleLogging(argv[0]);
   kwq::ctl::Args args;
   std::string error;
-  if (!args.Parse(argc, argv, &error)) return kwq::ctl::Fail(kwq::ctl::kExitUsage, error);
+  if (!args.Parse(argc, argv, &error))
+    return kwq::ctl::Fail(kwq::ctl::kExitUsage, error);
   if (args.GetBool("help") || args.words().empty() || args.word(0) == "help") {
     std::cout << kUsage;
     return args.words().empty() && !args.GetBool("help") ? kwq::ctl::kExitUsage
@@ -67,12 +70,14 @@ int main(int argc, char** argv) {
   } else if (o == "jsonl") {
     c.format = kwq::ctl::Format::kJsonl;
   } else {
-    return kwq::ctl::Fail(kwq::ctl::kExitUsage, "-o must be table, json or jsonl");
+    return kwq::ctl::Fail(kwq::ctl::kExitUsage,
+                          "-o must be table, json or jsonl");
   }
   long long t = 10;
   if (!args.GetInt("timeout_s", 10, &t, &error) || t < 1) {
-    return kwq::ctl::Fail(kwq::ctl::kExitUsage,
-                          error.empty() ? "--timeout-s must be at least 1" : error);
+    return kwq::ctl::Fail(
+        kwq::ctl::kExitUsage,
+        error.empty() ? "--timeout-s must be at least 1" : error);
   }
   c.timeout_s = static_cast<int>(t);
   const std::string noun = args.word(0);

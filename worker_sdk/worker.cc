@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -26,8 +27,15 @@ Worker::Worker(WorkerOptions options, Handler handler)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  stub_ = kwq::v1::Scheduler::NewStub(grpc::CreateCustomChannel(
-      options_.scheduler_address, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      grpc::InsecureChannelCredentials();
+  if (options_.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_root_certs_pem;
+    creds = grpc::SslCredentials(ssl);
+  }
+  stub_ = kwq::v1::Scheduler::NewStub(
+      grpc::CreateCustomChannel(options_.scheduler_address, creds, args));
   for (int i = 0; i < options_.slots; ++i)
     slots_.emplace_back([this] { SlotLoop(); });
 }
@@ -72,6 +80,9 @@ void Worker::Run() {
 
 bool Worker::RunOneStream() {
   grpc::ClientContext ctx;
+  if (!options_.auth_token.empty()) {
+    ctx.AddMetadata("authorization", "Bearer " + options_.auth_token);
+  }
   auto stream = stub_->Connect(&ctx);
   {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -83,10 +94,10 @@ bool Worker::RunOneStream() {
   h->set_worker_id(options_.worker_id);
   h->set_slots(options_.slots);
   h->set_sdk("kwq-cpp-sdk/0.1");
-  for (auto& k : options_.affinity_keys) h->add_affinity_keys(k);
   for (auto& l : options_.labels) h->add_labels(l);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    for (auto& k : options_.affinity_keys) h->add_affinity_keys(k);
     for (auto& [id, ctx_ptr] : running_) *h->add_in_flight() = ctx_ptr->token_;
   }
   bool welcomed = false;
@@ -106,7 +117,7 @@ bool Worker::RunOneStream() {
             stream_up_ = true;
             heartbeat_period_ = period;
             for (const auto& t : msg.welcome().rejected()) {
-              auto it = running_.find(t.task_id());
+              auto it = running_.find(t.lease_id());
               if (it != running_.end()) it->second->cancelled_ = true;
             }
           }
@@ -123,11 +134,12 @@ bool Worker::RunOneStream() {
         }
         case SchedulerMessage::kAssignment: {
           auto tc = std::make_shared<TaskContext>();
+          tc->worker_ = this;
           tc->task_ = msg.assignment().task();
           tc->token_ = msg.assignment().token();
           {
             std::lock_guard<std::mutex> lock(mu_);
-            running_[tc->task_.id()] = tc;
+            running_[tc->token_.lease_id()] = tc;
             queue_.push_back(tc);
           }
           work_cv_.notify_one();
@@ -135,9 +147,9 @@ bool Worker::RunOneStream() {
         }
         case SchedulerMessage::kCancel: {
           std::lock_guard<std::mutex> lock(mu_);
-          auto it = running_.find(msg.cancel().token().task_id());
-          if (it != running_.end() && it->second->token_.lease_id() ==
-                                          msg.cancel().token().lease_id()) {
+          auto it = running_.find(msg.cancel().token().lease_id());
+          if (it != running_.end() &&
+              it->second->token_.task_id() == msg.cancel().token().task_id()) {
             it->second->cancelled_ = true;
           }
           break;
@@ -145,9 +157,9 @@ bool Worker::RunOneStream() {
         case SchedulerMessage::kAck: {
           const auto& ack = msg.ack();
           std::lock_guard<std::mutex> lock(mu_);
-          auto it = unacked_.find(ack.token().task_id());
-          if (it == unacked_.end() || it->second.update().token().lease_id() !=
-                                          ack.token().lease_id()) {
+          auto it = unacked_.find(ack.token().lease_id());
+          if (it == unacked_.end() ||
+              it->second.update().token().task_id() != ack.token().task_id()) {
             break;
           }
           if (ack.code() == 14) {
@@ -178,9 +190,14 @@ bool Worker::RunOneStream() {
     stream_ = nullptr;
   }
   grpc::Status status = stream->Finish();
-  if (!status.ok()) {
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stopping_;
+  }
+  if (!status.ok() && !stopping) {
     LOG(WARNING) << "stream to " << options_.scheduler_address
-                 << " ended: " << status.error_message();
+                 << " ended: " << status.error_message() << "; reconnecting";
   }
   return welcomed;
 }
@@ -243,8 +260,8 @@ void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
   bool draining;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    running_.erase(tc->task_.id());
-    unacked_[tc->task_.id()] = update;
+    running_.erase(tc->token_.lease_id());
+    unacked_[tc->token_.lease_id()] = update;
     draining = stopping_;
   }
   Write(update);
@@ -254,6 +271,46 @@ void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
     Write(credit);
   }
   cv_.notify_all();
+}
+
+void TaskContext::ReportProgress(double fraction) {
+  if (worker_ == nullptr) return;
+  const int64_t now = absl::GetCurrentTimeNanos();
+  int64_t last = last_progress_ns_.load();
+  if (now - last <
+      absl::ToInt64Nanoseconds(worker_->options_.progress_interval))
+    return;
+  if (!last_progress_ns_.compare_exchange_strong(last, now))
+    return;  // another thread sent
+  worker_->SendProgress(*this, std::clamp(fraction, 0.0, 1.0));
+}
+
+void Worker::SendProgress(const TaskContext& ctx, double fraction) {
+  WorkerMessage m;
+  auto* u = m.mutable_update();
+  *u->mutable_token() = ctx.token_;
+  u->set_state(kwq::v1::RUNNING);
+  u->set_progress(fraction);
+  Write(m);
+}
+
+void Worker::SetAffinityKeys(std::vector<std::string> keys) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    options_.affinity_keys = std::move(keys);
+  }
+  SendAffinity();
+}
+
+void Worker::SendAffinity() {
+  WorkerMessage hb;
+  auto* h = hb.mutable_heartbeat();
+  h->set_affinity_changed(true);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& k : options_.affinity_keys) h->add_affinity_keys(k);
+  }
+  Write(hb);  // dropped when no stream is up; the next hello carries the keys
 }
 
 void Worker::Stop(absl::Duration grace) {

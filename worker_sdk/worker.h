@@ -28,6 +28,15 @@ struct WorkerOptions {
   // Reconnect backoff: doubles from min to max, with jitter.
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
+  // TLS to the scheduler: on when `tls` is set; `tls_root_certs_pem` empty uses
+  // the system roots. `auth_token` is sent as "authorization: Bearer <token>"
+  // on the stream. (The scheduler does not check tokens yet; see
+  // server/README.md.)
+  bool tls = false;
+  std::string tls_root_certs_pem;
+  std::string auth_token;
+  // Progress reports of one task are sent at most this often.
+  absl::Duration progress_interval = absl::Milliseconds(500);
 };
 
 // What a handler returns: result bytes, or an error that is retryable or fatal.
@@ -49,15 +58,21 @@ class TaskContext {
  public:
   const kwq::v1::Task& task() const { return task_; }
   int attempt() const { return task_.attempt(); }
-  // True once the scheduler cancelled this attempt (or its lease was lost):
-  // stop soon.
+  // True once the scheduler cancelled this attempt (or its lease was lost, or
+  // the worker is stopping past its grace period): stop soon.
   bool cancelled() const { return cancelled_; }
+  // Reports how far the task is, in [0, 1]. Cheap to call often: at most one
+  // report per WorkerOptions::progress_interval goes to the scheduler (each
+  // also renews the lease).
+  void ReportProgress(double fraction);
 
  private:
   friend class Worker;
+  class Worker* worker_ = nullptr;
   kwq::v1::Task task_;
   kwq::v1::FencingToken token_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t> last_progress_ns_{0};
 };
 
 using Handler = std::function<Outcome(TaskContext&)>;
@@ -78,6 +93,9 @@ class Worker {
   // Drain: take no more tasks, let running ones finish for up to `grace`, then
   // close.
   void Stop(absl::Duration grace = absl::Seconds(10));
+  // The affinity keys this worker now holds ("curve=EUR" after loading that
+  // curve); sent to the scheduler at once and used in every later hello.
+  void SetAffinityKeys(std::vector<std::string> keys);
 
   int64_t completed() const { return completed_; }
   int64_t failed() const { return failed_; }
@@ -91,6 +109,9 @@ class Worker {
   void HeartbeatLoop(absl::Duration period);
   bool Write(const kwq::v1::WorkerMessage& msg);
   void Finish(const std::shared_ptr<TaskContext>& ctx, const Outcome& outcome);
+  friend class TaskContext;
+  void SendProgress(const TaskContext& ctx, double fraction);
+  void SendAffinity();
 
   WorkerOptions options_;
   Handler handler_;
@@ -104,8 +125,10 @@ class Worker {
       work_cv_;  // queue_ or stopping_ changed: slot threads wait
   std::condition_variable cv_;  // stream_up_, running_, unacked_ changed
   std::deque<std::shared_ptr<TaskContext>> queue_;
-  std::map<std::string, std::shared_ptr<TaskContext>> running_;  // by task id
-  std::map<std::string, kwq::v1::WorkerMessage> unacked_;        // by task id
+  // By lease id: a task may come back under a new lease (a redelivery after a
+  // scheduler restart) while its old attempt still runs here.
+  std::map<std::string, std::shared_ptr<TaskContext>> running_;
+  std::map<std::string, kwq::v1::WorkerMessage> unacked_;  // completions
   bool stopping_ = false;
   bool stream_up_ = false;
   absl::Duration heartbeat_period_ = absl::Seconds(2);

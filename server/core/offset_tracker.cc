@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-
 namespace kwq::scheduler {
 
 bool OffsetTracker::Received(int64_t offset) {
@@ -14,10 +13,11 @@ bool OffsetTracker::Received(int64_t offset) {
 }
 
 std::optional<int64_t> OffsetTracker::Decided(int64_t offset) {
-  auto it = std::lower_bound(
-      entries_.begin(), entries_.end(), offset,
-      [](const Entry& e, int64_t o) { return e.offset < o; });
-  if (it == entries_.end() || it->offset != offset || it->decided) return std::nullopt;
+  auto it =
+      std::lower_bound(entries_.begin(), entries_.end(), offset,
+                       [](const Entry& e, int64_t o) { return e.offset < o; });
+  if (it == entries_.end() || it->offset != offset || it->decided)
+    return std::nullopt;
   it->decided = true;
   --open_;
   std::optional<int64_t> committable;

@@ -6,17 +6,19 @@
 
 namespace kwq::scheduler {
 
-// Tracks the records of one partition from receipt to decision and yields the offset that
-// may be committed: one past the longest prefix of decided records. Records arrive in
-// offset order (a Kafka partition guarantees it). Not thread-safe (owned by the core).
+// Tracks the records of one partition from receipt to decision and yields the
+// offset that may be committed: one past the longest prefix of decided records.
+// Records arrive in offset order (a Kafka partition guarantees it). Not
+// thread-safe (owned by the core).
 class OffsetTracker {
  public:
-  // A record was received. Returns false, and tracks nothing, when the offset is not
-  // above every offset received before: the consumer rewound (an offset reset, a
-  // re-fetch) and this is a record this owner already has.
+  // A record was received. Returns false, and tracks nothing, when the offset
+  // is not above every offset received before: the consumer rewound (an offset
+  // reset, a re-fetch) and this is a record this owner already has.
   bool Received(int64_t offset);
-  // The record reached a decision. Returns the new committable offset when the prefix
-  // moved (offset+1 of the last decided record of the prefix), or nullopt.
+  // The record reached a decision. Returns the new committable offset when the
+  // prefix moved (offset+1 of the last decided record of the prefix), or
+  // nullopt.
   std::optional<int64_t> Decided(int64_t offset);
   // Records received and not yet decided.
   size_t open() const { return open_; }

@@ -13,7 +13,8 @@ TEST(OffsetTrackerTest, CommitsOnlyTheContiguousDecidedPrefix) {
   EXPECT_EQ(t.Decided(12), std::nullopt);
   EXPECT_EQ(t.Decided(10), std::optional<int64_t>(13));  // 10, 11, 12 decided
   EXPECT_EQ(t.open(), 1u);
-  EXPECT_EQ(t.Decided(15), std::optional<int64_t>(16));  // gaps (compaction) are fine
+  EXPECT_EQ(t.Decided(15),
+            std::optional<int64_t>(16));  // gaps (compaction) are fine
   EXPECT_EQ(t.open(), 0u);
 }
 

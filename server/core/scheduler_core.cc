@@ -82,7 +82,8 @@ bool SchedulerCore::MarkReceived(const RecordPosition& pos) {
 }
 
 void SchedulerCore::Decide(const RecordPosition& pos) {
-  if (pos.topic.empty()) return;  // orphaned: the partition moved to another instance
+  if (pos.topic.empty())
+    return;  // orphaned: the partition moved to another instance
   auto it = offsets_.find({pos.topic, pos.partition});
   if (it == offsets_.end()) return;
   if (auto next = it->second.Decided(pos.offset)) {
@@ -90,11 +91,12 @@ void SchedulerCore::Decide(const RecordPosition& pos) {
   }
 }
 
-void SchedulerCore::DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
+void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
+                                  const std::string& raw,
                                   const std::string& reason) {
   ++metrics_.bad_records;
-  LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@" << pos.offset
-               << " to " << DlqTopic() << ": " << reason;
+  LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@"
+               << pos.offset << " to " << DlqTopic() << ": " << reason;
   kwq::v1::DeadLetter dl;
   dl.set_raw_value(raw);
   dl.set_reason(reason);
@@ -104,7 +106,8 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos, const std::string& 
   *dl.mutable_time() = ToProto(clock_->Now());
   const uint64_t cookie = next_cookie_++;
   effects_.produces.push_back(
-      {{{DlqTopic(), absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
+      {{{DlqTopic(),
+         absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
          dl.SerializeAsString()}},
        cookie});
   PendingDecision pd;
@@ -112,7 +115,8 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos, const std::string& 
   pending_[cookie] = std::move(pd);
 }
 
-void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& value) {
+void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
+                                 const std::string& value) {
   ++metrics_.records_received;
   if (!MarkReceived(pos)) {
     ++metrics_.redelivered_records;
@@ -124,7 +128,8 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& v
     return;
   }
   ValidationLimits limits;
-  limits.max_payload_bytes = SIZE_MAX;  // the producer's broker limit already applied
+  limits.max_payload_bytes =
+      SIZE_MAX;  // the producer's broker limit already applied
   if (task.id().empty()) {
     DeadLetterRaw(pos, value, "task has no id");
     return;
@@ -134,15 +139,16 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& v
     return;
   }
   if (leases_.contains(task.id())) {
-    // A second record of a task that runs here already (a re-delivery): the running
-    // attempt decides for the task.
+    // A second record of a task that runs here already (a re-delivery): the
+    // running attempt decides for the task.
     VLOG(1) << "duplicate record of running task " << task.id();
     Decide(pos);
     return;
   }
   if (task.attempt() <= 0) task.set_attempt(1);
   if (!task.has_submit_time()) {
-    // Written straight into the topic by a foreign producer: announce it to the tracker.
+    // Written straight into the topic by a foreign producer: announce it to the
+    // tracker.
     *task.mutable_submit_time() = ToProto(clock_->Now());
     TaskEvent ev = MakeEvent(task, kwq::v1::PENDING);
     ev.set_priority(task.priority());
@@ -156,7 +162,8 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos, const std::string& v
 
 void SchedulerCore::Enqueue(Queued q) {
   const int p = q.task.priority();
-  if (q.task.has_not_before() && FromProto(q.task.not_before()) > clock_->Now()) {
+  if (q.task.has_not_before() &&
+      FromProto(q.task.not_before()) > clock_->Now()) {
     const absl::Time due = FromProto(q.task.not_before());
     delayed_.emplace(due, std::move(q));
     ++delayed_count_[p];
@@ -225,14 +232,16 @@ void SchedulerCore::Dispatch() {
 
 void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   const int p = q.task.priority();
-  // Measure, not assume: a higher-priority task this worker could run is still waiting.
+  // Measure, not assume: a higher-priority task this worker could run is still
+  // waiting.
   for (int hp = p + 1; hp < 10; ++hp) {
     const auto& hq = queues_[hp];
     for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
       if (Eligible(w, hq[i].task)) {
         ++metrics_.priority_inversions;
         LOG(ERROR) << "priority inversion: p" << p << " task " << q.task.id()
-                   << " dispatched while p" << hp << " task " << hq[i].task.id() << " waits";
+                   << " dispatched while p" << hp << " task " << hq[i].task.id()
+                   << " waits";
         hp = 10;
         break;
       }
@@ -246,7 +255,8 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   lease.deadline = clock_->Now() + options_.lease_period;
   lease.token.set_task_id(q.task.id());
   lease.token.set_attempt(q.task.attempt());
-  lease.token.set_lease_id(absl::StrCat(options_.scheduler_id, "-", next_lease_++));
+  lease.token.set_lease_id(
+      absl::StrCat(options_.scheduler_id, "-", next_lease_++));
   lease.task = std::move(q.task);
 
   SchedulerMessage msg;
@@ -265,7 +275,8 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   leases_.emplace(std::move(id), std::move(lease));
 }
 
-void SchedulerCore::OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello) {
+void SchedulerCore::OnWorkerConnected(ConnId conn,
+                                      const kwq::v1::Hello& hello) {
   if (!IsValidId(hello.worker_id())) {
     effects_.closes.push_back(
         {conn, "hello.worker_id must be 1-128 characters of [A-Za-z0-9._:-]"});
@@ -287,7 +298,8 @@ void SchedulerCore::OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello) 
   // Adopt the tasks this worker still runs under a lease of this instance.
   for (const auto& token : hello.in_flight()) {
     auto it = leases_.find(token.task_id());
-    if (it != leases_.end() && it->second.token.lease_id() == token.lease_id() &&
+    if (it != leases_.end() &&
+        it->second.token.lease_id() == token.lease_id() &&
         it->second.token.attempt() == token.attempt() && !it->second.deciding) {
       auto old = workers_.find(it->second.conn);
       if (old != workers_.end()) old->second.task_ids.erase(token.task_id());
@@ -305,17 +317,19 @@ void SchedulerCore::OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello) 
   Dispatch();
 }
 
-void SchedulerCore::OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg) {
+void SchedulerCore::OnWorkerMessage(ConnId conn,
+                                    const kwq::v1::WorkerMessage& msg) {
   auto it = workers_.find(conn);
   if (it == workers_.end()) {
-    effects_.closes.push_back({conn, "the first message must be a valid hello"});
+    effects_.closes.push_back(
+        {conn, "the first message must be a valid hello"});
     return;
   }
   Worker& w = it->second;
   switch (msg.msg_case()) {
     case kwq::v1::WorkerMessage::kCredits: {
-      // Slots still busy from the worker's point of view: leases whose completion is
-      // being made durable are done there already.
+      // Slots still busy from the worker's point of view: leases whose
+      // completion is being made durable are done there already.
       int in_flight = 0;
       for (const std::string& id : w.task_ids) {
         auto l = leases_.find(id);
@@ -329,7 +343,8 @@ void SchedulerCore::OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& m
       w.last_heartbeat = clock_->Now();
       for (const std::string& id : w.task_ids) {
         auto l = leases_.find(id);
-        if (l != leases_.end()) l->second.deadline = clock_->Now() + options_.lease_period;
+        if (l != leases_.end())
+          l->second.deadline = clock_->Now() + options_.lease_period;
       }
       if (msg.heartbeat().affinity_changed()) {
         *w.hello.mutable_affinity_keys() = msg.heartbeat().affinity_keys();
@@ -352,8 +367,8 @@ void SchedulerCore::OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& m
   Dispatch();
 }
 
-void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
-                            const std::string& message) {
+void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token,
+                            int code, const std::string& message) {
   if (!workers_.count(conn)) return;
   SchedulerMessage msg;
   auto* ack = msg.mutable_ack();
@@ -363,23 +378,31 @@ void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token, int
   effects_.sends.push_back({conn, std::move(msg)});
 }
 
-void SchedulerCore::HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update) {
+void SchedulerCore::HandleUpdate(ConnId conn,
+                                 const kwq::v1::TaskUpdate& update) {
   auto it = leases_.find(update.token().task_id());
-  const bool current = it != leases_.end() && it->second.conn == conn &&
-                       it->second.token.lease_id() == update.token().lease_id() &&
-                       it->second.token.attempt() == update.token().attempt() &&
-                       !it->second.deciding;
+  const bool current =
+      it != leases_.end() && it->second.conn == conn &&
+      it->second.token.lease_id() == update.token().lease_id() &&
+      it->second.token.attempt() == update.token().attempt() &&
+      !it->second.deciding;
   if (!current) {
     ++metrics_.stale_updates;
     SendAck(conn, update.token(), kAckFailedPrecondition,
-            "stale lease: this attempt is no longer yours; the update was not applied");
+            "stale lease: this attempt is no longer yours; the update was not "
+            "applied");
     return;
   }
   Lease& lease = it->second;
   Worker& w = workers_[conn];
   switch (update.state()) {
     case kwq::v1::RUNNING: {
+      // The first RUNNING is the stage event; later ones are progress reports:
+      // they renew the lease and are kept for Explain, not written as events.
       lease.deadline = clock_->Now() + options_.lease_period;
+      lease.progress = std::clamp(update.progress(), 0.0, 1.0);
+      if (lease.running_reported) return;
+      lease.running_reported = true;
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
       ev.set_worker_id(w.hello.worker_id());
       effects_.produces.push_back({{EventRecord(ev)}, 0});
@@ -409,7 +432,8 @@ void SchedulerCore::HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update)
       *result.mutable_time() = ev.time();
       const uint64_t cookie = next_cookie_++;
       effects_.produces.push_back(
-          {{EventRecord(ev), {ResultsTopic(), lease.task.job_id(), result.SerializeAsString()}},
+          {{EventRecord(ev),
+            {ResultsTopic(), lease.task.job_id(), result.SerializeAsString()}},
            cookie});
       PendingDecision pd;
       pd.pos = lease.pos;
@@ -423,21 +447,23 @@ void SchedulerCore::HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update)
     case kwq::v1::ERROR: {
       Lease l = std::move(lease);
       leases_.erase(it);
-      EndAttempt(std::move(l), update.error(), update.cancelled() ? "cancelled" : "task_error",
+      EndAttempt(std::move(l), update.error(),
+                 update.cancelled() ? "cancelled" : "task_error",
                  /*infra=*/false, update.retryable(), conn);
       return;
     }
     default:
-      SendAck(conn, update.token(), 3,
-              absl::StrCat("update state must be RUNNING, COMPLETED or ERROR, not ",
-                           kwq::v1::TaskState_Name(update.state())));
+      SendAck(
+          conn, update.token(), 3,
+          absl::StrCat("update state must be RUNNING, COMPLETED or ERROR, not ",
+                       kwq::v1::TaskState_Name(update.state())));
       return;
   }
 }
 
 void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
-                               const std::string& reason, bool infra, bool retryable,
-                               ConnId ack_conn) {
+                               const std::string& reason, bool infra,
+                               bool retryable, ConnId ack_conn) {
   std::string worker_id;
   if (auto w = workers_.find(lease.conn); w != workers_.end()) {
     w->second.task_ids.erase(lease.task.id());
@@ -455,10 +481,11 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
   task.set_last_error(error);
   const int max_task_errors =
       task.max_attempts() > 0 ? task.max_attempts() : options_.max_task_errors;
-  const int max_infra =
-      task.max_attempts() > 0 ? task.max_attempts() : options_.max_infra_failures;
-  const bool exhausted = infra ? task.infra_failures() >= max_infra
-                               : (!retryable || task.task_errors() >= max_task_errors);
+  const int max_infra = task.max_attempts() > 0 ? task.max_attempts()
+                                                : options_.max_infra_failures;
+  const bool exhausted =
+      infra ? task.infra_failures() >= max_infra
+            : (!retryable || task.task_errors() >= max_task_errors);
 
   std::vector<OutRecord> records;
   TaskEvent err = MakeEvent(task, kwq::v1::ERROR);
@@ -471,8 +498,9 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     ++metrics_.dead_lettered;
     TaskEvent failed = MakeEvent(task, kwq::v1::FAILED);
     failed.set_worker_id(worker_id);
-    failed.set_error(absl::StrCat(infra ? "infrastructure failures" : "task errors",
-                                  " used up its attempts; last error: ", error));
+    failed.set_error(
+        absl::StrCat(infra ? "infrastructure failures" : "task errors",
+                     " used up its attempts; last error: ", error));
     failed.set_reason(reason);
     records.push_back(EventRecord(failed));
     kwq::v1::DeadLetter dl;
@@ -491,7 +519,8 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     TaskEvent pending = MakeEvent(task, kwq::v1::PENDING);
     pending.set_reason(reason);
     records.push_back(EventRecord(pending));
-    records.push_back({TopicForPriority(task.priority()), task.id(), task.SerializeAsString()});
+    records.push_back({TopicForPriority(task.priority()), task.id(),
+                       task.SerializeAsString()});
   }
   const uint64_t cookie = next_cookie_++;
   effects_.produces.push_back({std::move(records), cookie});
@@ -547,28 +576,33 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
     ++metrics_.durable_failures;
     if (pd.ack_conn != 0) SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
     if (had_retry_task) {
-      // The hand-off to Kafka failed: keep the task here (its offset stays open) so that
-      // it still runs; a restart would redeliver it from its original record.
+      // The hand-off to Kafka failed: keep the task here (its offset stays
+      // open) so that it still runs; a restart would redeliver it from its
+      // original record.
       LOG(WARNING) << "retry hand-off of " << retry_task.id()
                    << " not durable; retrying it locally";
       Enqueue({pd.pos, std::move(retry_task)});
     } else {
-      LOG(WARNING) << "dead-letter record not durable; the offset stays uncommitted";
+      LOG(WARNING)
+          << "dead-letter record not durable; the offset stays uncommitted";
     }
   }
   Dispatch();
 }
 
-void SchedulerCore::OnWorkerDisconnected(ConnId conn, const std::string& reason) {
+void SchedulerCore::OnWorkerDisconnected(ConnId conn,
+                                         const std::string& reason) {
   auto it = workers_.find(conn);
   if (it == workers_.end()) return;
-  std::vector<std::string> ids(it->second.task_ids.begin(), it->second.task_ids.end());
+  std::vector<std::string> ids(it->second.task_ids.begin(),
+                               it->second.task_ids.end());
   for (const std::string& id : ids) {
     auto l = leases_.find(id);
     if (l == leases_.end() || l->second.deciding) continue;
     Lease lease = std::move(l->second);
     leases_.erase(l);
-    EndAttempt(std::move(lease), absl::StrCat("worker lost: ", reason), "worker_lost",
+    EndAttempt(std::move(lease), absl::StrCat("worker lost: ", reason),
+               "worker_lost",
                /*infra=*/true, /*retryable=*/true, 0);
   }
   workers_.erase(it);
@@ -589,7 +623,8 @@ void SchedulerCore::OnTick() {
     *cancel.mutable_cancel()->mutable_token() = lease.token;
     cancel.mutable_cancel()->set_reason("lease expired");
     effects_.sends.push_back({lease.conn, std::move(cancel)});
-    EndAttempt(std::move(lease), "lease expired (no heartbeat)", "lease_expired",
+    EndAttempt(std::move(lease), "lease expired (no heartbeat)",
+               "lease_expired",
                /*infra=*/true, /*retryable=*/true, 0);
   }
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
@@ -604,7 +639,8 @@ void SchedulerCore::OnTick() {
 
 void SchedulerCore::OnPartitionsRevoked(
     const std::vector<std::pair<std::string, int32_t>>& partitions) {
-  std::set<std::pair<std::string, int32_t>> gone(partitions.begin(), partitions.end());
+  std::set<std::pair<std::string, int32_t>> gone(partitions.begin(),
+                                                 partitions.end());
   auto from_gone = [&](const RecordPosition& pos) {
     return gone.count({pos.topic, pos.partition}) > 0;
   };
@@ -634,8 +670,9 @@ void SchedulerCore::OnPartitionsRevoked(
 std::vector<WorkerView> SchedulerCore::Workers() const {
   std::vector<WorkerView> out;
   for (const auto& [conn, w] : workers_) {
-    out.push_back({conn, w.hello, w.credits, static_cast<int>(w.task_ids.size()),
-                   w.connected_at, w.last_heartbeat, w.completed, w.errors, w.draining});
+    out.push_back({conn, w.hello, w.credits,
+                   static_cast<int>(w.task_ids.size()), w.connected_at,
+                   w.last_heartbeat, w.completed, w.errors, w.draining});
   }
   return out;
 }
@@ -650,16 +687,24 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
     if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
       *worker = w->second.hello.worker_id();
     }
-    reasons.push_back(absl::StrCat("running on worker ", *worker, " (attempt ",
-                                   l->second.token.attempt(), ")"));
+    *state = l->second.running_reported ? kwq::v1::RUNNING : kwq::v1::ALLOCATED;
+    reasons.push_back(absl::StrCat(
+        l->second.running_reported ? "running on worker "
+                                   : "assigned to worker ",
+        *worker, " (attempt ", l->second.token.attempt(), ")",
+        l->second.progress > 0
+            ? absl::StrCat(", ", static_cast<int>(l->second.progress * 100),
+                           "% done")
+            : ""));
     return reasons;
   }
   const Task* found = nullptr;
   for (const auto& [due, q] : delayed_) {
     if (q.task.id() == task_id) {
       found = &q.task;
-      reasons.push_back(absl::StrCat("retry backoff until ", absl::FormatTime(due),
-                                     " (attempt ", q.task.attempt(), ")"));
+      reasons.push_back(absl::StrCat("retry backoff until ",
+                                     absl::FormatTime(due), " (attempt ",
+                                     q.task.attempt(), ")"));
       break;
     }
   }
@@ -673,7 +718,8 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
   }
   if (found == nullptr) return reasons;
   *state = kwq::v1::PENDING;
-  if (!leasing_) reasons.push_back("this scheduler is draining: it assigns nothing");
+  if (!leasing_)
+    reasons.push_back("this scheduler is draining: it assigns nothing");
   bool any_eligible = false, any_free = false;
   for (const auto& [conn, w] : workers_) {
     if (Eligible(w, *found)) {
@@ -693,7 +739,8 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
   size_t higher = 0;
   for (int p = found->priority() + 1; p < 10; ++p) higher += buffered(p);
   if (higher > 0) {
-    reasons.push_back(absl::StrCat("behind ", higher, " higher-priority tasks"));
+    reasons.push_back(
+        absl::StrCat("behind ", higher, " higher-priority tasks"));
   }
   if (reasons.empty()) reasons.push_back("queued; about to be dispatched");
   return reasons;

@@ -29,11 +29,12 @@ struct SchedulerOptions {
   // Retry budgets; a task's max_attempts, when set, bounds each of them.
   int max_task_errors = 3;
   int max_infra_failures = 3;
-  // Backoff before retry n (1-based): base * 2^(n-1), capped, times a jitter in [0.5, 1].
+  // Backoff before retry n (1-based): base * 2^(n-1), capped, times a jitter in
+  // [0.5, 1].
   absl::Duration retry_backoff_base = absl::Milliseconds(100);
   absl::Duration retry_backoff_max = absl::Seconds(30);
-  // Records buffered per priority (queued or waiting for backoff) before that priority's
-  // partitions are paused; resumed below half of it.
+  // Records buffered per priority (queued or waiting for backoff) before that
+  // priority's partitions are paused; resumed below half of it.
   int max_buffered_per_priority = 2000;
   size_t max_result_bytes = 1 << 20;
 };
@@ -52,15 +53,15 @@ struct OutRecord {
   std::string value;
 };
 
-// What the core decided; the shell carries it out. Filled by every On* call and drained by
-// TakeEffects().
+// What the core decided; the shell carries it out. Filled by every On* call and
+// drained by TakeEffects().
 struct Effects {
   struct Send {
     ConnId conn;
     kwq::v1::SchedulerMessage msg;
   };
-  // Records to produce. When cookie != 0 the shell calls OnDurable(cookie, ok) once all
-  // records of the batch were acknowledged (or one failed).
+  // Records to produce. When cookie != 0 the shell calls OnDurable(cookie, ok)
+  // once all records of the batch were acknowledged (or one failed).
   struct Produce {
     std::vector<OutRecord> records;
     uint64_t cookie = 0;
@@ -85,8 +86,8 @@ struct Effects {
   std::vector<PausePriority> pauses;
   std::vector<Close> closes;
   bool empty() const {
-    return sends.empty() && produces.empty() && commits.empty() && pauses.empty() &&
-           closes.empty();
+    return sends.empty() && produces.empty() && commits.empty() &&
+           pauses.empty() && closes.empty();
   }
 };
 
@@ -100,11 +101,12 @@ struct SchedulerMetrics {
   int64_t retries = 0;
   int64_t dead_lettered = 0;
   int64_t stale_updates = 0;
-  // Dispatches of a task while a higher-priority task this worker could run waited here.
-  // Must stay 0.
+  // Dispatches of a task while a higher-priority task this worker could run
+  // waited here. Must stay 0.
   int64_t priority_inversions = 0;
   int64_t durable_failures = 0;
-  // Records received again after the consumer rewound; skipped (this owner has them).
+  // Records received again after the consumer rewound; skipped (this owner has
+  // them).
   int64_t redelivered_records = 0;
 };
 
@@ -120,21 +122,25 @@ struct WorkerView {
   bool draining;
 };
 
-// The scheduling state machine: buffered tasks per priority, workers and their credits,
-// leases, retries, and the committable offset prefix per partition. It does no I/O and
-// starts no threads: the shell feeds it events and carries out the Effects it returns.
-// Single-threaded: every call must come from the shell's event loop.
+// The scheduling state machine: buffered tasks per priority, workers and their
+// credits, leases, retries, and the committable offset prefix per partition. It
+// does no I/O and starts no threads: the shell feeds it events and carries out
+// the Effects it returns. Single-threaded: every call must come from the
+// shell's event loop.
 class SchedulerCore {
  public:
-  SchedulerCore(SchedulerOptions options, const Clock* clock, uint64_t random_seed = 1);
+  SchedulerCore(SchedulerOptions options, const Clock* clock,
+                uint64_t random_seed = 1);
 
   // --- Kafka side ---
-  // A record from a priority topic. Invalid records go to the dead-letter topic.
+  // A record from a priority topic. Invalid records go to the dead-letter
+  // topic.
   void OnTaskRecord(const RecordPosition& pos, const std::string& value);
-  // This instance no longer owns these partitions: drop what it buffered from them
-  // (another instance will receive those records). Tasks running on workers keep running;
-  // their decisions are no longer committed here.
-  void OnPartitionsRevoked(const std::vector<std::pair<std::string, int32_t>>& partitions);
+  // This instance no longer owns these partitions: drop what it buffered from
+  // them (another instance will receive those records). Tasks running on
+  // workers keep running; their decisions are no longer committed here.
+  void OnPartitionsRevoked(
+      const std::vector<std::pair<std::string, int32_t>>& partitions);
   // A batch produced with a cookie was acknowledged (ok) or failed.
   void OnDurable(uint64_t cookie, bool ok);
 
@@ -159,11 +165,14 @@ class SchedulerCore {
   std::vector<WorkerView> Workers() const;
   // Why a task is held, or empty when this instance does not hold it.
   std::vector<std::string> Explain(const std::string& task_id,
-                                   kwq::v1::TaskState* state, std::string* worker) const;
+                                   kwq::v1::TaskState* state,
+                                   std::string* worker) const;
 
   std::string TopicForPriority(int priority) const;
   std::string EventsTopic() const { return options_.topic_prefix + ".events"; }
-  std::string ResultsTopic() const { return options_.topic_prefix + ".results"; }
+  std::string ResultsTopic() const {
+    return options_.topic_prefix + ".results";
+  }
   std::string DlqTopic() const { return options_.topic_prefix + ".dlq"; }
 
  private:
@@ -177,7 +186,9 @@ class SchedulerCore {
     kwq::v1::FencingToken token;
     ConnId conn;
     absl::Time deadline;
-    bool deciding = false;  // a decision is being made durable
+    bool deciding = false;          // a decision is being made durable
+    bool running_reported = false;  // the RUNNING event was written
+    double progress = 0;            // last reported by the worker, [0, 1]
   };
   struct Worker {
     kwq::v1::Hello hello;
@@ -205,14 +216,16 @@ class SchedulerCore {
   void Enqueue(Queued q);
   void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
   // Ends an attempt that did not complete: retry or dead-letter.
-  void EndAttempt(Lease lease, const std::string& error, const std::string& reason,
-                  bool infra, bool retryable, ConnId ack_conn);
+  void EndAttempt(Lease lease, const std::string& error,
+                  const std::string& reason, bool infra, bool retryable,
+                  ConnId ack_conn);
   void Decide(const RecordPosition& pos);
   bool MarkReceived(const RecordPosition& pos);
   void UpdateBackpressure(int priority);
   void SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
                const std::string& message);
-  kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task, kwq::v1::TaskState state) const;
+  kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task,
+                               kwq::v1::TaskState state) const;
   OutRecord EventRecord(const kwq::v1::TaskEvent& ev) const;
   absl::Duration Backoff(int retry);
   uint64_t NextRandom();

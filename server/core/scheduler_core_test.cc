@@ -1,5 +1,6 @@
-// The scheduler core driven by hand: records, worker messages and a fake clock in; the
-// effects (sends, produces, commits, pauses) out. No threads, no sleeps, no I/O.
+// The scheduler core driven by hand: records, worker messages and a fake clock
+// in; the effects (sends, produces, commits, pauses) out. No threads, no
+// sleeps, no I/O.
 #include "server/core/scheduler_core.h"
 
 #include <string>
@@ -36,8 +37,9 @@ class SchedulerCoreTest : public ::testing::Test {
   }
 
   void Record(const Task& t, int partition, int64_t offset) {
-    core_->OnTaskRecord({core_->TopicForPriority(t.priority()), partition, offset},
-                        t.SerializeAsString());
+    core_->OnTaskRecord(
+        {core_->TopicForPriority(t.priority()), partition, offset},
+        t.SerializeAsString());
     Collect();
   }
 
@@ -183,7 +185,8 @@ TEST_F(SchedulerCoreTest, NeverAssignsMoreThanCredits) {
   for (int i = 0; i < 5; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
   auto first = TakeAssignments(1);
   EXPECT_EQ(first.size(), 2u);
-  Credits(1, 1);  // slots are full (2 in flight): capped at slots - in_flight = 0
+  Credits(1,
+          1);  // slots are full (2 in flight): capped at slots - in_flight = 0
   EXPECT_TRUE(TakeAssignments(1).empty());
   Update(1, first[0].token(), kwq::v1::COMPLETED);
   MakeDurable();
@@ -193,8 +196,8 @@ TEST_F(SchedulerCoreTest, NeverAssignsMoreThanCredits) {
 }
 
 TEST_F(SchedulerCoreTest, LowerPriorityGoesOnlyWhereTheHigherCannotRun) {
-  // p9 needs a gpu; the only worker has none: the p1 task may run, and that is not an
-  // inversion (the worker could not run the p9 task).
+  // p9 needs a gpu; the only worker has none: the p1 task may run, and that is
+  // not an inversion (the worker could not run the p9 task).
   Task gpu = MakeTask("gpu", 9);
   gpu.add_required_labels("gpu");
   Record(gpu, 0, 0);
@@ -225,13 +228,16 @@ TEST_F(SchedulerCoreTest, ExplainsWhyAQueuedTaskWaits) {
   auto reasons = core_->Explain("needs-fpga", &state, &worker);
   EXPECT_EQ(state, kwq::v1::PENDING);
   ASSERT_FALSE(reasons.empty());
-  EXPECT_NE(reasons[0].find("no connected worker has labels [fpga]"), std::string::npos);
+  EXPECT_NE(reasons[0].find("no connected worker has labels [fpga]"),
+            std::string::npos);
   EXPECT_TRUE(core_->Explain("unknown", &state, &worker).empty());
 }
 
-TEST_F(SchedulerCoreTest, AcksCompletionOnlyAfterItIsDurableAndCommitsThePrefix) {
+TEST_F(SchedulerCoreTest,
+       AcksCompletionOnlyAfterItIsDurableAndCommitsThePrefix) {
   Connect(1, 3);
-  for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("t", i), 2), 0, 100 + i);
+  for (int i = 0; i < 3; ++i)
+    Record(MakeTask(absl::StrCat("t", i), 2), 0, 100 + i);
   auto got = TakeAssignments(1);
   ASSERT_EQ(got.size(), 3u);
   Update(1, got[2].token(), kwq::v1::COMPLETED);
@@ -250,7 +256,8 @@ TEST_F(SchedulerCoreTest, AcksCompletionOnlyAfterItIsDurableAndCommitsThePrefix)
   EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 3u);
 }
 
-TEST_F(SchedulerCoreTest, ACompletionThatIsNotDurableIsRefusedAndCanBeSentAgain) {
+TEST_F(SchedulerCoreTest,
+       ACompletionThatIsNotDurableIsRefusedAndCanBeSentAgain) {
   Connect(1, 1);
   Record(MakeTask("t", 0), 0, 0);
   auto got = TakeAssignments(1);
@@ -266,7 +273,8 @@ TEST_F(SchedulerCoreTest, ACompletionThatIsNotDurableIsRefusedAndCanBeSentAgain)
   ASSERT_EQ(commits_.size(), 1u);
 }
 
-TEST_F(SchedulerCoreTest, HeartbeatsRenewLeasesAndExpiryRetriesWithTheNextAttempt) {
+TEST_F(SchedulerCoreTest,
+       HeartbeatsRenewLeasesAndExpiryRetriesWithTheNextAttempt) {
   SchedulerOptions o;
   o.lease_period = absl::Seconds(10);
   Reset(o);
@@ -295,7 +303,8 @@ TEST_F(SchedulerCoreTest, HeartbeatsRenewLeasesAndExpiryRetriesWithTheNextAttemp
   for (auto& s : sends_) cancelled |= s.msg.has_cancel();
   EXPECT_TRUE(cancelled);
   MakeDurable();
-  ASSERT_EQ(commits_.size(), 1u);  // the retry record is durable: the old offset is done
+  ASSERT_EQ(commits_.size(),
+            1u);  // the retry record is durable: the old offset is done
   EXPECT_EQ(commits_[0].next_offset, 8);
   Update(1, got[0].token(), kwq::v1::COMPLETED);
   EXPECT_EQ(core_->metrics().stale_updates, 1);
@@ -304,7 +313,8 @@ TEST_F(SchedulerCoreTest, HeartbeatsRenewLeasesAndExpiryRetriesWithTheNextAttemp
   EXPECT_TRUE(Events(kwq::v1::COMPLETED).empty());
 }
 
-TEST_F(SchedulerCoreTest, FencingRejectsUpdatesWithAnotherLeaseOrFromAnotherWorker) {
+TEST_F(SchedulerCoreTest,
+       FencingRejectsUpdatesWithAnotherLeaseOrFromAnotherWorker) {
   Connect(1, 1);
   Connect(2, 1);
   Record(MakeTask("t", 0), 0, 0);
@@ -344,7 +354,8 @@ TEST_F(SchedulerCoreTest, TaskErrorBudgetEndsInFailedAndTheDeadLetterTopic) {
     if (attempt < 3) {
       auto requeued = Requeued();
       ASSERT_EQ(requeued.size(), static_cast<size_t>(attempt));
-      t = requeued.back();  // the retry record, as the consumer would read it back
+      t = requeued
+              .back();  // the retry record, as the consumer would read it back
       EXPECT_EQ(t.task_errors(), attempt);
     }
   }
@@ -380,7 +391,8 @@ TEST_F(SchedulerCoreTest, InfrastructureBudgetIsSeparateFromTaskErrors) {
   o.max_task_errors = 5;
   Reset(o);
   Task t = MakeTask("t", 0);
-  t.set_task_errors(4);  // four task errors already: the infra budget still counts alone
+  t.set_task_errors(
+      4);  // four task errors already: the infra budget still counts alone
   for (int lost = 1; lost <= 2; ++lost) {
     Tick(absl::Minutes(1));
     Record(t, 0, lost);
@@ -433,7 +445,8 @@ TEST_F(SchedulerCoreTest, BadRecordsGoToTheDeadLetterTopicAndDispatchGoesOn) {
   EXPECT_EQ(core_->metrics().bad_records, 2);
   MakeDurable();
   ASSERT_FALSE(commits_.empty());
-  EXPECT_EQ(commits_.back().next_offset, 2);  // the good task (offset 2) still runs
+  EXPECT_EQ(commits_.back().next_offset,
+            2);  // the good task (offset 2) still runs
 }
 
 TEST_F(SchedulerCoreTest, BackpressurePausesAPriorityAndResumesItWhenDrained) {
@@ -450,7 +463,8 @@ TEST_F(SchedulerCoreTest, BackpressurePausesAPriorityAndResumesItWhenDrained) {
   EXPECT_EQ(core_->buffered(), 1u);
 }
 
-TEST_F(SchedulerCoreTest, RevokedPartitionsAreDroppedAndTheirDecisionsNotCommitted) {
+TEST_F(SchedulerCoreTest,
+       RevokedPartitionsAreDroppedAndTheirDecisionsNotCommitted) {
   Record(MakeTask("a", 1), 0, 0);
   Record(MakeTask("b", 1), 1, 0);
   Connect(1, 1);
@@ -460,10 +474,12 @@ TEST_F(SchedulerCoreTest, RevokedPartitionsAreDroppedAndTheirDecisionsNotCommitt
   core_->OnPartitionsRevoked({{"kwq.tasks.p1", 0}, {"kwq.tasks.p1", 1}});
   Collect();
   EXPECT_EQ(core_->buffered(), 0u);
-  Update(1, got[0].token(), kwq::v1::COMPLETED);  // still accepted: the work is done
+  Update(1, got[0].token(),
+         kwq::v1::COMPLETED);  // still accepted: the work is done
   MakeDurable();
   EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
-  EXPECT_TRUE(commits_.empty());  // but the partition is not ours to commit any more
+  EXPECT_TRUE(
+      commits_.empty());  // but the partition is not ours to commit any more
 }
 
 TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsItsLeasesWhenAdopted) {
@@ -471,7 +487,8 @@ TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsItsLeasesWhenAdopted) {
   Record(MakeTask("t", 0), 0, 0);
   auto got = TakeAssignments(1);
   ASSERT_EQ(got.size(), 1u);
-  // The same process reconnects on a new stream before the old one is noticed as gone.
+  // The same process reconnects on a new stream before the old one is noticed
+  // as gone.
   kwq::v1::Hello hello;
   hello.set_worker_id("w1");
   hello.set_slots(2);
@@ -505,6 +522,34 @@ TEST_F(SchedulerCoreTest, RejectsABadHello) {
   Effects e = core_->TakeEffects();
   ASSERT_EQ(e.closes.size(), 1u);
   EXPECT_NE(e.closes[0].reason.find("worker_id"), std::string::npos);
+}
+
+TEST_F(SchedulerCoreTest, ProgressReportsRenewTheLeaseWithoutMoreEvents) {
+  SchedulerOptions o;
+  o.lease_period = absl::Seconds(10);
+  Reset(o);
+  Record(MakeTask("p1", 4), 0, 0);
+  Connect(1, 1);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  Update(1, a[0].token(), kwq::v1::RUNNING);
+  for (int i = 1; i <= 3; ++i) {
+    Tick(absl::Seconds(8));  // under the lease period each time, 24 s in all
+    kwq::v1::WorkerMessage msg;
+    *msg.mutable_update()->mutable_token() = a[0].token();
+    msg.mutable_update()->set_state(kwq::v1::RUNNING);
+    msg.mutable_update()->set_progress(0.25 * i);
+    Send(1, msg);
+  }
+  EXPECT_EQ(Events(kwq::v1::RUNNING).size(), 1u);
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty())
+      << "the lease expired despite progress";
+  kwq::v1::TaskState state;
+  std::string worker;
+  auto why = core_->Explain("p1", &state, &worker);
+  EXPECT_EQ(state, kwq::v1::RUNNING);
+  ASSERT_FALSE(why.empty());
+  EXPECT_NE(why[0].find("75% done"), std::string::npos) << why[0];
 }
 
 }  // namespace

@@ -6,22 +6,25 @@ namespace kwq::scheduler {
 namespace {
 
 std::string Where(const kwq::v1::Task& task, int index) {
-  return task.id().empty() ? absl::StrCat("tasks[", index, "]")
-                           : absl::StrCat("tasks[", index, "] (id \"", task.id(), "\")");
+  return task.id().empty()
+             ? absl::StrCat("tasks[", index, "]")
+             : absl::StrCat("tasks[", index, "] (id \"", task.id(), "\")");
 }
 
-absl::Status CheckKeys(const google::protobuf::RepeatedPtrField<std::string>& keys,
-                       const char* field, const std::string& where,
-                       const ValidationLimits& limits) {
+absl::Status CheckKeys(
+    const google::protobuf::RepeatedPtrField<std::string>& keys,
+    const char* field, const std::string& where,
+    const ValidationLimits& limits) {
   if (keys.size() > limits.max_keys) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", field, " has ", keys.size(),
-                                                   " entries; at most ", limits.max_keys));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", field, " has ", keys.size(),
+                     " entries; at most ", limits.max_keys));
   }
   for (const std::string& k : keys) {
     if (k.empty() || k.size() > limits.max_key_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", field, " entry \"", k,
-                                                     "\" must be 1-", limits.max_key_bytes,
-                                                     " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", field, " entry \"", k, "\" must be 1-",
+                       limits.max_key_bytes, " bytes"));
     }
   }
   return absl::OkStatus();
@@ -33,7 +36,8 @@ bool IsValidId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                    c == ':' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -47,7 +51,8 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
         where, ": id must be 1-128 characters of [A-Za-z0-9._:-]"));
   }
   if (task.job_id().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": job_id is required"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": job_id is required"));
   }
   if (!IsValidId(task.job_id())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -63,36 +68,43 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
         limits.max_payload_bytes, " (--max_payload_bytes)"));
   }
   if (task.tags_size() > limits.max_tags) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": tags has ", task.tags_size(),
-                                                   " entries; at most ", limits.max_tags));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": tags has ", task.tags_size(),
+                     " entries; at most ", limits.max_tags));
   }
   for (const auto& [k, v] : task.tags()) {
     if (k.empty() || k.size() > limits.max_tag_key_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": tag key \"", k, "\" must be 1-", limits.max_tag_key_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": tag key \"", k, "\" must be 1-",
+                       limits.max_tag_key_bytes, " bytes"));
     }
     if (v.size() > limits.max_tag_value_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": tag \"", k,
-                                                     "\" value is longer than ",
-                                                     limits.max_tag_value_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": tag \"", k, "\" value is longer than ",
+                       limits.max_tag_value_bytes, " bytes"));
     }
   }
-  if (auto s = CheckKeys(task.affinity_keys(), "affinity_keys", where, limits); !s.ok()) {
+  if (auto s = CheckKeys(task.affinity_keys(), "affinity_keys", where, limits);
+      !s.ok()) {
     return s;
   }
-  if (auto s = CheckKeys(task.required_labels(), "required_labels", where, limits);
+  if (auto s =
+          CheckKeys(task.required_labels(), "required_labels", where, limits);
       !s.ok()) {
     return s;
   }
   if (task.max_attempts() < 0 || task.max_attempts() > limits.max_attempts) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": max_attempts ",
-                                                   task.max_attempts(), " is outside 0-",
-                                                   limits.max_attempts));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": max_attempts ", task.max_attempts(),
+                     " is outside 0-", limits.max_attempts));
   }
-  if (task.has_timeout() && (task.timeout().seconds() < 0 || task.timeout().nanos() < 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": timeout is negative"));
+  if (task.has_timeout() &&
+      (task.timeout().seconds() < 0 || task.timeout().nanos() < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": timeout is negative"));
   }
-  if (task.attempt() < 0 || task.infra_failures() < 0 || task.task_errors() < 0) {
+  if (task.attempt() < 0 || task.infra_failures() < 0 ||
+      task.task_errors() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": attempt counters must not be negative"));
   }

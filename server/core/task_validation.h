@@ -20,9 +20,9 @@ struct ValidationLimits {
 // True for 1-128 characters of [A-Za-z0-9._:-].
 bool IsValidId(const std::string& id);
 
-// Checks one submitted task. INVALID_ARGUMENT or RESOURCE_EXHAUSTED (payload too large),
-// with a message naming the task (by index and id) and the field. An empty id is allowed
-// (the server generates one).
+// Checks one submitted task. INVALID_ARGUMENT or RESOURCE_EXHAUSTED (payload
+// too large), with a message naming the task (by index and id) and the field.
+// An empty id is allowed (the server generates one).
 absl::Status ValidateTask(const kwq::v1::Task& task, int index,
                           const ValidationLimits& limits);
 

@@ -42,7 +42,8 @@ TEST(TaskValidationTest, RejectsBadFieldsNamingTheTaskAndTheField) {
        absl::StatusCode::kInvalidArgument, "priority 10"},
       {"negative priority", [](kwq::v1::Task* t) { t->set_priority(-1); },
        absl::StatusCode::kInvalidArgument, "priority -1"},
-      {"payload", [](kwq::v1::Task* t) { t->set_payload(std::string(2000, 'x')); },
+      {"payload",
+       [](kwq::v1::Task* t) { t->set_payload(std::string(2000, 'x')); },
        absl::StatusCode::kResourceExhausted, "payload is 2000 bytes"},
       {"tag key", [](kwq::v1::Task* t) { (*t->mutable_tags())[""] = "v"; },
        absl::StatusCode::kInvalidArgument, "tag key"},
@@ -58,8 +59,10 @@ TEST(TaskValidationTest, RejectsBadFieldsNamingTheTaskAndTheField) {
     c.mutate(&t);
     absl::Status s = ValidateTask(t, 3, limits);
     EXPECT_EQ(s.code(), c.code) << c.name << ": " << s;
-    EXPECT_NE(s.message().find(c.message_part), std::string::npos) << c.name << ": " << s;
-    EXPECT_NE(s.message().find("tasks[3]"), std::string::npos) << c.name << ": " << s;
+    EXPECT_NE(s.message().find(c.message_part), std::string::npos)
+        << c.name << ": " << s;
+    EXPECT_NE(s.message().find("tasks[3]"), std::string::npos)
+        << c.name << ": " << s;
   }
 }
 

@@ -8,12 +8,13 @@ namespace kwq::ctl {
 namespace {
 // Flags that take no value.
 const std::set<std::string>& BoolFlags() {
-  static const auto* s = new std::set<std::string>{"help", "rebuild", "all", "no_color"};
+  static const auto* s =
+      new std::set<std::string>{"help", "rebuild", "all", "no_color"};
   return *s;
 }
 const std::set<std::string>& GlobalFlags() {
-  static const auto* s = new std::set<std::string>{"scheduler", "tracker", "o", "help",
-                                                   "timeout_s"};
+  static const auto* s = new std::set<std::string>{"scheduler", "tracker", "o",
+                                                   "help", "timeout_s"};
   return *s;
 }
 }  // namespace
@@ -61,7 +62,8 @@ bool Args::Parse(int argc, char** argv, std::string* error) {
   return true;
 }
 
-std::string Args::Get(const std::string& name, const std::string& fallback) const {
+std::string Args::Get(const std::string& name,
+                      const std::string& fallback) const {
   auto range = flags_.equal_range(Norm(name));
   if (range.first == range.second) return fallback;
   return std::prev(range.second)->second;
@@ -70,7 +72,8 @@ std::string Args::Get(const std::string& name, const std::string& fallback) cons
 std::vector<std::string> Args::GetAll(const std::string& name) const {
   std::vector<std::string> out;
   auto range = flags_.equal_range(Norm(name));
-  for (auto it = range.first; it != range.second; ++it) out.push_back(it->second);
+  for (auto it = range.first; it != range.second; ++it)
+    out.push_back(it->second);
   return out;
 }
 
@@ -111,10 +114,12 @@ bool Args::GetBool(const std::string& name) const {
   return v == "true" || v == "1" || v == "yes";
 }
 
-bool Args::CheckAllowed(const std::set<std::string>& allowed, std::string* error) const {
+bool Args::CheckAllowed(const std::set<std::string>& allowed,
+                        std::string* error) const {
   for (const auto& name : order_) {
     if (!allowed.count(name) && !GlobalFlags().count(name)) {
-      *error = "unknown flag --" + name + " for this command (see kwqctl --help)";
+      *error =
+          "unknown flag --" + name + " for this command (see kwqctl --help)";
       return false;
     }
   }

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "tools/devgrid/grid.h"
 #include "tools/ctl/commands.h"
+#include "tools/devgrid/grid.h"
 
 namespace kwq::ctl {
 
@@ -18,8 +18,8 @@ void OnSignal(int) {
 
 int RunDev(const Context& c) {
   std::string error;
-  if (!c.args.CheckAllowed({"scheduler_listen", "tracker_listen", "bootstrap_servers",
-                            "topic_prefix", "partitions"},
+  if (!c.args.CheckAllowed({"scheduler_listen", "tracker_listen",
+                            "bootstrap_servers", "topic_prefix", "partitions"},
                            &error)) {
     return Fail(kExitUsage, error);
   }
@@ -31,31 +31,35 @@ int RunDev(const Context& c) {
   long long partitions = 4;
   if (!c.args.GetInt("partitions", 4, &partitions, &error) || partitions < 1 ||
       partitions > 100) {
-    return Fail(kExitUsage, error.empty() ? "--partitions must be 1-100" : error);
+    return Fail(kExitUsage,
+                error.empty() ? "--partitions must be 1-100" : error);
   }
   o.partitions = static_cast<int>(partitions);
   auto grid = devgrid::DevGrid::Start(o);
-  if (!grid.ok()) return Fail(kExitFailure, std::string(grid.status().message()));
+  if (!grid.ok())
+    return Fail(kExitFailure, std::string(grid.status().message()));
   const std::string sched = (*grid)->scheduler().address();
   const std::string tracker = (*grid)->tracker().address();
-  std::cout << "kwq dev grid\n"
-            << "  scheduler  " << sched << "\n"
-            << "  tracker    " << tracker << "\n"
-            << "  kafka      "
-            << ((*grid)->embedded()
-                    ? absl::StrCat("embedded at ", (*grid)->cluster().bootstrap_servers(),
-                                   " (librdkafka mock cluster: everything lives in memory "
-                                   "and is gone when this process exits)")
-                    : o.bootstrap_servers)
-            << "\n  topics     " << o.topic_prefix << ".tasks.p0-9, " << o.topic_prefix
-            << ".events, ...\n"
-            << "Try, in another terminal:\n"
-            << "  kwqctl simulate --scheduler " << sched << " --tracker " << tracker
-            << " --tasks 10000 --workers 4\n"
-            << "  kwqctl job list --tracker " << tracker << "\n"
-            << "Ctrl-C stops it.\n"
-            << "ready: scheduler listening on " << sched << " tracker " << tracker
-            << std::endl;
+  std::cout
+      << "kwq dev grid\n"
+      << "  scheduler  " << sched << "\n"
+      << "  tracker    " << tracker << "\n"
+      << "  kafka      "
+      << ((*grid)->embedded()
+              ? absl::StrCat(
+                    "embedded at ", (*grid)->cluster().bootstrap_servers(),
+                    " (librdkafka mock cluster: everything lives in memory "
+                    "and is gone when this process exits)")
+              : o.bootstrap_servers)
+      << "\n  topics     " << o.topic_prefix << ".tasks.p0-9, "
+      << o.topic_prefix << ".events, ...\n"
+      << "Try, in another terminal:\n"
+      << "  kwqctl simulate --scheduler " << sched << " --tracker " << tracker
+      << " --tasks 10000 --workers 4\n"
+      << "  kwqctl job list --tracker " << tracker << "\n"
+      << "Ctrl-C stops it.\n"
+      << "ready: scheduler listening on " << sched << " tracker " << tracker
+      << std::endl;
   absl::Notification stop;
   g_stop = &stop;
   std::signal(SIGINT, OnSignal);

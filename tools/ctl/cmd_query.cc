@@ -1,4 +1,5 @@
-// kwqctl job / task / queue / worker: reads from the tracker, control through the scheduler.
+// kwqctl job / task / queue / worker: reads from the tracker, control through
+// the scheduler.
 #include <unistd.h>
 
 #include <iostream>
@@ -22,7 +23,8 @@ std::unique_ptr<kwq::v1::Tracker::Stub> Context::TrackerStub() const {
       grpc::CreateChannel(tracker, grpc::InsecureChannelCredentials()));
 }
 void Context::SetDeadline(grpc::ClientContext* ctx) const {
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(timeout_s));
 }
 
 int Fail(int code, const std::string& message) {
@@ -34,10 +36,13 @@ namespace {
 
 std::string Time(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(t), absl::LocalTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(t),
+                          absl::LocalTimeZone());
 }
 
-std::string StateName(kwq::v1::TaskState s) { return kwq::v1::TaskState_Name(s); }
+std::string StateName(kwq::v1::TaskState s) {
+  return kwq::v1::TaskState_Name(s);
+}
 
 int TrackerFail(const Context& c, const grpc::Status& s) {
   return Fail(kExitFailure, RpcError("tracker", c.tracker, s));
@@ -49,24 +54,28 @@ int SchedulerFail(const Context& c, const grpc::Status& s) {
 void PrintSummaryTable(const kwq::v1::JobSummary& s) {
   const auto& k = s.counts();
   std::cout << "job " << s.job_id() << (s.done() ? " (done)" : "") << "\n";
-  PrintTable({"TOTAL", "PENDING", "RUNNING", "COMPLETED", "RETRYING", "FAILED", "CANCELLED",
-              "RETRIES", "RATE/S", "ETA"},
-             {{Thousands(k.total()), Thousands(k.pending()),
-               Thousands(k.running() + k.allocated()), Thousands(k.completed()),
-               Thousands(k.error()), Thousands(k.failed()), Thousands(k.cancelled()),
-               Thousands(k.retries()), absl::StrFormat("%.0f", s.rate_per_second()),
-               s.done() ? "-" : absl::StrFormat("%.1fs", s.eta_seconds())}});
+  PrintTable(
+      {"TOTAL", "PENDING", "RUNNING", "COMPLETED", "RETRYING", "FAILED",
+       "CANCELLED", "RETRIES", "RATE/S", "ETA"},
+      {{Thousands(k.total()), Thousands(k.pending()),
+        Thousands(k.running() + k.allocated()), Thousands(k.completed()),
+        Thousands(k.error()), Thousands(k.failed()), Thousands(k.cancelled()),
+        Thousands(k.retries()), absl::StrFormat("%.0f", s.rate_per_second()),
+        s.done() ? "-" : absl::StrFormat("%.1fs", s.eta_seconds())}});
   std::cout << "first submit " << Time(s.first_submit()) << ", last finish "
             << Time(s.last_finish()) << "\n";
   if (s.tags_size() > 0) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : s.tags()) {
-      rows.push_back({t.tag(), Thousands(t.counts().total()), Thousands(t.counts().completed()),
-                      Thousands(t.counts().failed()), Thousands(t.counts().error()),
-                      Thousands(t.counts().running() + t.counts().allocated())});
+      rows.push_back(
+          {t.tag(), Thousands(t.counts().total()),
+           Thousands(t.counts().completed()), Thousands(t.counts().failed()),
+           Thousands(t.counts().error()),
+           Thousands(t.counts().running() + t.counts().allocated())});
     }
     std::cout << "\n";
-    PrintTable({"TAG", "TOTAL", "COMPLETED", "FAILED", "RETRYING", "RUNNING"}, rows);
+    PrintTable({"TAG", "TOTAL", "COMPLETED", "FAILED", "RETRYING", "RUNNING"},
+               rows);
   }
   if (s.recent_errors_size() > 0) {
     std::cout << "\nlatest errors:\n";
@@ -80,7 +89,8 @@ int JobWatch(const Context& c, const std::string& job) {
   kwq::v1::WatchJobRequest req;
   req.set_job_id(job);
   auto reader = stub->WatchJob(&ctx, req);
-  JobMonitor monitor(std::cout, c.format == Format::kTable && isatty(STDOUT_FILENO));
+  JobMonitor monitor(std::cout,
+                     c.format == Format::kTable && isatty(STDOUT_FILENO));
   kwq::v1::JobSummary s, last;
   bool any = false;
   while (reader->Read(&s)) {
@@ -94,22 +104,26 @@ int JobWatch(const Context& c, const std::string& job) {
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return TrackerFail(c, st);
-  if (!any || !last.done()) return Fail(kExitFailure, "the watch ended before the job was done");
+  if (!any || !last.done())
+    return Fail(kExitFailure, "the watch ended before the job was done");
   if (c.format == Format::kTable) {
     monitor.Done();
-    std::cout << "job " << job << " done: " << last.counts().completed() << " completed, "
-              << last.counts().failed() << " failed, " << last.counts().cancelled()
-              << " cancelled\n";
+    std::cout << "job " << job << " done: " << last.counts().completed()
+              << " completed, " << last.counts().failed() << " failed, "
+              << last.counts().cancelled() << " cancelled\n";
   }
-  return last.counts().failed() + last.counts().cancelled() > 0 ? kExitFailure : kExitOk;
+  return last.counts().failed() + last.counts().cancelled() > 0 ? kExitFailure
+                                                                : kExitOk;
 }
 
-int Control(const Context& c, const std::string& verb, const kwq::v1::Scope& scope) {
+int Control(const Context& c, const std::string& verb,
+            const kwq::v1::Scope& scope) {
   auto stub = c.SchedulerStub();
   grpc::ClientContext ctx;
   c.SetDeadline(&ctx);
   grpc::Status st;
-  const std::string who = absl::StrCat("kwqctl@", getlogin() ? getlogin() : "unknown");
+  const std::string who =
+      absl::StrCat("kwqctl@", getlogin() ? getlogin() : "unknown");
   if (verb == "pause") {
     kwq::v1::PauseRequest req;
     *req.mutable_scope() = scope;
@@ -149,7 +163,8 @@ int RunJob(const Context& c) {
   auto stub = c.TrackerStub();
   if (verb == "list") {
     long long page_size = 0;
-    if (!c.args.GetInt("page_size", 0, &page_size, &error)) return Fail(kExitUsage, error);
+    if (!c.args.GetInt("page_size", 0, &page_size, &error))
+      return Fail(kExitUsage, error);
     kwq::v1::ListJobsRequest req;
     req.set_page_size(static_cast<int>(page_size));
     req.set_page_token(c.args.Get("page_token"));
@@ -166,14 +181,15 @@ int RunJob(const Context& c) {
       std::vector<std::vector<std::string>> rows;
       for (const auto& j : resp.jobs()) {
         const auto& k = j.counts();
-        rows.push_back({j.job_id(), Thousands(k.total()), Thousands(k.completed()),
-                        Thousands(k.failed()), Thousands(k.running() + k.allocated()),
+        rows.push_back({j.job_id(), Thousands(k.total()),
+                        Thousands(k.completed()), Thousands(k.failed()),
+                        Thousands(k.running() + k.allocated()),
                         Thousands(k.pending() + k.error()),
                         absl::StrFormat("%.0f", j.rate_per_second()),
                         j.done() ? "yes" : "no", Time(j.first_submit())});
       }
-      PrintTable({"JOB", "TOTAL", "COMPLETED", "FAILED", "RUNNING", "PENDING", "RATE/S",
-                  "DONE", "FIRST SUBMIT"},
+      PrintTable({"JOB", "TOTAL", "COMPLETED", "FAILED", "RUNNING", "PENDING",
+                  "RATE/S", "DONE", "FIRST SUBMIT"},
                  rows);
       if (!resp.next_page_token().empty()) {
         std::cout << "more: --page-token " << resp.next_page_token() << "\n";
@@ -183,11 +199,14 @@ int RunJob(const Context& c) {
   }
   const std::string job = c.args.word(2);
   if (verb.empty() || job.empty()) {
-    return Fail(kExitUsage, "usage: kwqctl job list | job get|watch|pause|resume|cancel JOB");
+    return Fail(
+        kExitUsage,
+        "usage: kwqctl job list | job get|watch|pause|resume|cancel JOB");
   }
   if (verb == "get") {
     long long max_tags = 0;
-    if (!c.args.GetInt("max_tags", 0, &max_tags, &error)) return Fail(kExitUsage, error);
+    if (!c.args.GetInt("max_tags", 0, &max_tags, &error))
+      return Fail(kExitUsage, error);
     kwq::v1::GetJobSummaryRequest req;
     req.set_job_id(job);
     req.set_max_tags(static_cast<int>(max_tags));
@@ -209,18 +228,21 @@ int RunJob(const Context& c) {
     scope.set_job_id(job);
     return Control(c, verb, scope);
   }
-  return Fail(kExitUsage, "unknown verb 'job " + verb + "' (see kwqctl --help)");
+  return Fail(kExitUsage,
+              "unknown verb 'job " + verb + "' (see kwqctl --help)");
 }
 
 int RunTask(const Context& c) {
   const std::string verb = c.args.word(1);
   std::string error;
-  if (!c.args.CheckAllowed({"job", "state", "tag", "page_size", "page_token"}, &error)) {
+  if (!c.args.CheckAllowed({"job", "state", "tag", "page_size", "page_token"},
+                           &error)) {
     return Fail(kExitUsage, error);
   }
   if (verb == "get" || verb == "why") {
     const std::string id = c.args.word(2);
-    if (id.empty()) return Fail(kExitUsage, "usage: kwqctl task " + verb + " TASK_ID");
+    if (id.empty())
+      return Fail(kExitUsage, "usage: kwqctl task " + verb + " TASK_ID");
     grpc::ClientContext ctx;
     c.SetDeadline(&ctx);
     if (verb == "why") {
@@ -233,7 +255,8 @@ int RunTask(const Context& c) {
         std::cout << ToJson(resp) << "\n";
       } else {
         std::cout << "task " << id << ": " << StateName(resp.state())
-                  << (resp.worker_id().empty() ? "" : " on " + resp.worker_id()) << "\n";
+                  << (resp.worker_id().empty() ? "" : " on " + resp.worker_id())
+                  << "\n";
         for (const auto& r : resp.reasons()) std::cout << "  - " << r << "\n";
       }
       return kExitOk;
@@ -250,39 +273,45 @@ int RunTask(const Context& c) {
     std::vector<std::string> tags;
     for (const auto& [k, v] : t.tags()) tags.push_back(k + "=" + v);
     std::sort(tags.begin(), tags.end());
-    std::cout << "task " << t.task_id() << "  job " << t.job_id() << "  priority "
-              << t.priority() << "  state " << StateName(t.state()) << "  attempts "
-              << t.attempts() << "\n";
+    std::cout << "task " << t.task_id() << "  job " << t.job_id()
+              << "  priority " << t.priority() << "  state "
+              << StateName(t.state()) << "  attempts " << t.attempts() << "\n";
     if (!tags.empty()) std::cout << "tags " << absl::StrJoin(tags, " ") << "\n";
-    if (!t.last_error().empty()) std::cout << "last error: " << t.last_error() << "\n";
+    if (!t.last_error().empty())
+      std::cout << "last error: " << t.last_error() << "\n";
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : t.history()) {
-      rows.push_back({absl::StrCat(a.attempt()), StateName(a.state()), a.worker_id(),
-                      Time(a.pending_time()), Time(a.allocated_time()), Time(a.running_time()),
+      rows.push_back({absl::StrCat(a.attempt()), StateName(a.state()),
+                      a.worker_id(), Time(a.pending_time()),
+                      Time(a.allocated_time()), Time(a.running_time()),
                       Time(a.finished_time()), a.error()});
     }
-    PrintTable({"ATTEMPT", "STATE", "WORKER", "PENDING", "ALLOCATED", "RUNNING", "FINISHED",
-                "ERROR"},
+    PrintTable({"ATTEMPT", "STATE", "WORKER", "PENDING", "ALLOCATED", "RUNNING",
+                "FINISHED", "ERROR"},
                rows);
     return kExitOk;
   }
   if (verb == "list") {
     kwq::v1::ListTasksRequest req;
     req.set_job_id(c.args.Get("job"));
-    if (req.job_id().empty()) return Fail(kExitUsage, "usage: kwqctl task list --job JOB");
+    if (req.job_id().empty())
+      return Fail(kExitUsage, "usage: kwqctl task list --job JOB");
     if (c.args.Has("state")) {
       kwq::v1::TaskState s;
       std::string name = c.args.Get("state");
       std::transform(name.begin(), name.end(), name.begin(), ::toupper);
       if (!kwq::v1::TaskState_Parse(name, &s)) {
-        return Fail(kExitUsage, "--state must be one of PENDING ALLOCATED RUNNING COMPLETED "
-                                "ERROR FAILED CANCELLED");
+        return Fail(
+            kExitUsage,
+            "--state must be one of PENDING ALLOCATED RUNNING COMPLETED "
+            "ERROR FAILED CANCELLED");
       }
       req.set_state(s);
     }
     req.set_tag(c.args.Get("tag"));
     long long page_size = 0;
-    if (!c.args.GetInt("page_size", 0, &page_size, &error)) return Fail(kExitUsage, error);
+    if (!c.args.GetInt("page_size", 0, &page_size, &error))
+      return Fail(kExitUsage, error);
     req.set_page_size(static_cast<int>(page_size));
     req.set_page_token(c.args.Get("page_token"));
     grpc::ClientContext ctx;
@@ -297,25 +326,31 @@ int RunTask(const Context& c) {
     } else {
       std::vector<std::vector<std::string>> rows;
       for (const auto& t : resp.tasks()) {
-        const auto* last = t.history().empty() ? nullptr : &t.history(t.history_size() - 1);
-        rows.push_back({t.task_id(), StateName(t.state()), absl::StrCat(t.attempts()),
-                        last ? last->worker_id() : "", last ? Time(last->finished_time()) : "-",
-                        t.last_error()});
+        const auto* last =
+            t.history().empty() ? nullptr : &t.history(t.history_size() - 1);
+        rows.push_back(
+            {t.task_id(), StateName(t.state()), absl::StrCat(t.attempts()),
+             last ? last->worker_id() : "",
+             last ? Time(last->finished_time()) : "-", t.last_error()});
       }
-      PrintTable({"TASK", "STATE", "ATTEMPTS", "WORKER", "FINISHED", "LAST ERROR"}, rows);
+      PrintTable(
+          {"TASK", "STATE", "ATTEMPTS", "WORKER", "FINISHED", "LAST ERROR"},
+          rows);
       if (!resp.next_page_token().empty()) {
         std::cout << "more: --page-token " << resp.next_page_token() << "\n";
       }
     }
     return kExitOk;
   }
-  return Fail(kExitUsage, "usage: kwqctl task get|why ID | task list --job JOB");
+  return Fail(kExitUsage,
+              "usage: kwqctl task get|why ID | task list --job JOB");
 }
 
 int RunQueue(const Context& c) {
   const std::string verb = c.args.word(1);
   std::string error;
-  if (!c.args.CheckAllowed({"priority"}, &error)) return Fail(kExitUsage, error);
+  if (!c.args.CheckAllowed({"priority"}, &error))
+    return Fail(kExitUsage, error);
   if (verb != "pause" && verb != "resume") {
     return Fail(kExitUsage, "usage: kwqctl queue pause|resume [--priority P]");
   }
@@ -333,13 +368,15 @@ int RunQueue(const Context& c) {
 }
 
 int RunWorker(const Context& c) {
-  if (c.args.word(1) != "list") return Fail(kExitUsage, "usage: kwqctl worker list");
+  if (c.args.word(1) != "list")
+    return Fail(kExitUsage, "usage: kwqctl worker list");
   std::string error;
   if (!c.args.CheckAllowed({}, &error)) return Fail(kExitUsage, error);
   grpc::ClientContext ctx;
   c.SetDeadline(&ctx);
   kwq::v1::ListWorkersResponse resp;
-  grpc::Status st = c.SchedulerStub()->ListWorkers(&ctx, kwq::v1::ListWorkersRequest(), &resp);
+  grpc::Status st = c.SchedulerStub()->ListWorkers(
+      &ctx, kwq::v1::ListWorkersRequest(), &resp);
   if (!st.ok()) return SchedulerFail(c, st);
   if (c.format == Format::kJson) {
     std::cout << ToJson(resp) << "\n";
@@ -348,14 +385,16 @@ int RunWorker(const Context& c) {
   } else {
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : resp.workers()) {
-      rows.push_back({w.worker_id(), absl::StrCat(w.slots()), absl::StrCat(w.in_flight()),
-                      Thousands(w.completed()), Thousands(w.errors()),
-                      absl::StrJoin(w.affinity_keys(), ","), absl::StrJoin(w.labels(), ","),
-                      Time(w.last_heartbeat()), w.draining() ? "draining" : ""});
+      rows.push_back({w.worker_id(), absl::StrCat(w.slots()),
+                      absl::StrCat(w.in_flight()), Thousands(w.completed()),
+                      Thousands(w.errors()),
+                      absl::StrJoin(w.affinity_keys(), ","),
+                      absl::StrJoin(w.labels(), ","), Time(w.last_heartbeat()),
+                      w.draining() ? "draining" : ""});
     }
     std::cout << "scheduler " << resp.scheduler_id() << "\n";
-    PrintTable({"WORKER", "SLOTS", "IN FLIGHT", "COMPLETED", "ERRORS", "AFFINITY", "LABELS",
-                "LAST HEARTBEAT", ""},
+    PrintTable({"WORKER", "SLOTS", "IN FLIGHT", "COMPLETED", "ERRORS",
+                "AFFINITY", "LABELS", "LAST HEARTBEAT", ""},
                rows);
   }
   return kExitOk;

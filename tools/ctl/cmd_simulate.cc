@@ -1,4 +1,5 @@
-// kwqctl simulate: a simulated job on SDK workers in this process, with the job monitor.
+// kwqctl simulate: a simulated job on SDK workers in this process, with the job
+// monitor.
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,9 +16,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "server/util/time_util.h"
-#include "tools/devgrid/grid.h"
 #include "tools/ctl/commands.h"
 #include "tools/ctl/monitor.h"
+#include "tools/devgrid/grid.h"
 #include "worker_sdk/worker.h"
 
 namespace kwq::ctl {
@@ -52,7 +53,8 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
   }
   if (f->tasks < 1 || f->tasks > 100'000'000) {
     *e = "--tasks must be 1-100000000";
-  } else if (f->workers < 1 || f->workers > 1000 || f->slots < 1 || f->slots > 1024) {
+  } else if (f->workers < 1 || f->workers > 1000 || f->slots < 1 ||
+             f->slots > 1024) {
     *e = "--workers must be 1-1000 and --slots 1-1024";
   } else if (f->duration_ms < 0 || f->jitter_ms < 0) {
     *e = "--duration-ms and --jitter-ms must not be negative";
@@ -75,11 +77,12 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
 double Percentile(std::vector<float> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+  return v[std::min(v.size() - 1,
+                    static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-// What the simulated workers saw, per task (by index): runs that completed, and the time
-// from submit to the first start.
+// What the simulated workers saw, per task (by index): runs that completed, and
+// the time from submit to the first start.
 struct Observations {
   explicit Observations(size_t n) : completions(n), start_ms(n, -1.0f) {}
   std::vector<std::atomic<uint8_t>> completions;
@@ -92,10 +95,11 @@ struct Observations {
 
 int RunSimulate(const Context& c) {
   std::string error;
-  if (!c.args.CheckAllowed({"tasks", "workers", "slots", "duration_ms", "jitter_ms",
-                            "error_rate", "priorities", "affinity_keys", "batch",
-                            "job_timeout_s", "bootstrap_servers"},
-                           &error)) {
+  if (!c.args.CheckAllowed(
+          {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
+           "error_rate", "priorities", "affinity_keys", "batch",
+           "job_timeout_s", "bootstrap_servers"},
+          &error)) {
     return Fail(kExitUsage, error);
   }
   SimFlags f;
@@ -108,24 +112,29 @@ int RunSimulate(const Context& c) {
   if (own_grid) {
     devgrid::GridOptions o;
     o.bootstrap_servers = c.args.Get("bootstrap_servers");
-    o.topic_prefix = absl::StrCat("kwqsim-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
+    o.topic_prefix = absl::StrCat("kwqsim-", getpid(), "-",
+                                  absl::ToUnixSeconds(absl::Now()));
     o.scheduler.core.max_task_errors = 5;
     auto g = devgrid::DevGrid::Start(o);
     if (!g.ok()) return Fail(kExitFailure, std::string(g.status().message()));
     grid = std::move(*g);
     sched_addr = grid->scheduler().address();
     tracker_addr = grid->tracker().address();
-    std::cerr << "dev grid: scheduler " << sched_addr << ", tracker " << tracker_addr
-              << ", kafka "
-              << (grid->embedded() ? "embedded (in memory; nothing is kept on disk)"
-                                   : o.bootstrap_servers)
+    std::cerr << "dev grid: scheduler " << sched_addr << ", tracker "
+              << tracker_addr << ", kafka "
+              << (grid->embedded()
+                      ? "embedded (in memory; nothing is kept on disk)"
+                      : o.bootstrap_servers)
               << "\n";
   }
   std::cerr << "simulating " << Thousands(f.tasks) << " tasks on " << f.workers
             << " workers x " << f.slots << " slots"
-            << (f.duration_ms > 0 ? absl::StrCat(", ", f.duration_ms, " ms each") : ", no-op")
+            << (f.duration_ms > 0
+                    ? absl::StrCat(", ", f.duration_ms, " ms each")
+                    : ", no-op")
             << "\n";
-  const std::string job = absl::StrCat("sim-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
+  const std::string job =
+      absl::StrCat("sim-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
   const std::string id_prefix = job + "-";
   auto obs = std::make_shared<Observations>(static_cast<size_t>(f.tasks));
 
@@ -143,16 +152,18 @@ int RunSimulate(const Context& c) {
       }
     }
     wo.affinity_keys.assign(keys.begin(), keys.end());
-    auto rng = std::make_shared<std::mt19937_64>(static_cast<uint64_t>(w) * 7919 + 17);
+    auto rng =
+        std::make_shared<std::mt19937_64>(static_cast<uint64_t>(w) * 7919 + 17);
     auto rng_mu = std::make_shared<std::mutex>();
     workers.push_back(std::make_unique<worker::Worker>(
         wo, [obs, rng, rng_mu, keys, f, id_prefix](worker::TaskContext& ctx) {
           const absl::Time now = absl::Now();
           size_t index = 0;
           const std::string& id = ctx.task().id();
-          const bool ours = id.rfind(id_prefix, 0) == 0 &&
-                            absl::SimpleAtoi(id.substr(id_prefix.size()), &index) &&
-                            index < obs->completions.size();
+          const bool ours =
+              id.rfind(id_prefix, 0) == 0 &&
+              absl::SimpleAtoi(id.substr(id_prefix.size()), &index) &&
+              index < obs->completions.size();
           if (ours) {
             ++obs->starts;
             for (const auto& k : ctx.task().affinity_keys()) {
@@ -163,8 +174,9 @@ int RunSimulate(const Context& c) {
             }
             std::lock_guard<std::mutex> lock(obs->mu);
             if (obs->start_ms[index] < 0 && ctx.task().has_submit_time()) {
-              obs->start_ms[index] = static_cast<float>(
-                  absl::ToDoubleMilliseconds(now - FromProto(ctx.task().submit_time())));
+              obs->start_ms[index] =
+                  static_cast<float>(absl::ToDoubleMilliseconds(
+                      now - FromProto(ctx.task().submit_time())));
             }
           }
           double u;
@@ -172,11 +184,14 @@ int RunSimulate(const Context& c) {
           {
             std::lock_guard<std::mutex> lock(*rng_mu);
             u = std::uniform_real_distribution<double>(0, 1)(*rng);
-            extra = f.jitter_ms > 0 ? static_cast<long long>((*rng)() % (f.jitter_ms + 1)) : 0;
+            extra = f.jitter_ms > 0
+                        ? static_cast<long long>((*rng)() % (f.jitter_ms + 1))
+                        : 0;
           }
           const long long ms = f.duration_ms + extra;
           if (ms > 0) absl::SleepFor(absl::Milliseconds(ms));
-          if (u < f.error_rate) return worker::Outcome::Error("simulated error");
+          if (u < f.error_rate)
+            return worker::Outcome::Error("simulated error");
           if (ours) ++obs->completions[index];
           return worker::Outcome::Success();
         }));
@@ -197,11 +212,13 @@ int RunSimulate(const Context& c) {
         t->set_job_id(job);
         t->set_priority(static_cast<int>(done % f.priorities));
         (*t->mutable_tags())["group"] = absl::StrCat("g", done % 8);
-        if (f.affinity_keys > 0) t->add_affinity_keys(absl::StrCat("key-", done % f.affinity_keys));
+        if (f.affinity_keys > 0)
+          t->add_affinity_keys(absl::StrCat("key-", done % f.affinity_keys));
       }
       kwq::v1::SubmitResponse resp;
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(60));
       grpc::Status s = stub->Submit(&ctx, req, &resp);
       if (!s.ok()) {
         submit_error = RpcError("scheduler", sched_addr, s);
@@ -222,14 +239,16 @@ int RunSimulate(const Context& c) {
   bool finished = false;
   while (absl::Now() < deadline && !submit_failed) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
     kwq::v1::GetJobSummaryRequest req;
     req.set_job_id(job);
     grpc::Status st = tracker->GetJobSummary(&ctx, req, &summary);
     finished = st.ok() && summary.counts().total() == f.tasks && summary.done();
     if (st.ok() && (finished || absl::Now() >= next_draw)) {
       monitor.Draw(summary, f.tasks);
-      next_draw = absl::Now() + (tty ? absl::Milliseconds(200) : absl::Seconds(1));
+      next_draw =
+          absl::Now() + (tty ? absl::Milliseconds(200) : absl::Seconds(1));
     } else if (!st.ok() && st.error_code() != grpc::StatusCode::NOT_FOUND) {
       std::cerr << "kwqctl: " << RpcError("tracker", tracker_addr, st) << "\n";
     }
@@ -246,7 +265,8 @@ int RunSimulate(const Context& c) {
     inversions = grid->scheduler().service().Metrics().priority_inversions;
     grid->Shutdown(absl::Seconds(1));
   }
-  if (submit_failed) return Fail(kExitFailure, "submit failed: " + submit_error);
+  if (submit_failed)
+    return Fail(kExitFailure, "submit failed: " + submit_error);
 
   long long completed = 0, duplicates = 0;
   for (auto& n : obs->completions) {
@@ -263,36 +283,47 @@ int RunSimulate(const Context& c) {
   }
   const auto& k = summary.counts();
   const double tps = static_cast<double>(k.completed() + k.failed()) / secs;
-  const double hit_rate =
-      obs->starts > 0 ? static_cast<double>(obs->affinity_hits) / static_cast<double>(obs->starts)
-                      : 0.0;
+  const double hit_rate = obs->starts > 0
+                              ? static_cast<double>(obs->affinity_hits) /
+                                    static_cast<double>(obs->starts)
+                              : 0.0;
   if (c.format == Format::kTable) {
     std::cout << absl::StrFormat(
-        "submitted %lld  completed %lld  failed %lld  retries %lld  duplicates %lld\n"
+        "submitted %lld  completed %lld  failed %lld  retries %lld  duplicates "
+        "%lld\n"
         "%.1f s, %.0f tasks/s, submit-to-start p50 %.2f ms p99 %.2f ms",
         f.tasks, completed, static_cast<long long>(k.failed()),
-        static_cast<long long>(k.retries()), duplicates, secs, tps, Percentile(lat, 0.5),
-        Percentile(lat, 0.99));
-    if (f.affinity_keys > 0) std::cout << absl::StrFormat(", affinity hits %.1f%%", 100 * hit_rate);
+        static_cast<long long>(k.retries()), duplicates, secs, tps,
+        Percentile(lat, 0.5), Percentile(lat, 0.99));
+    if (f.affinity_keys > 0)
+      std::cout << absl::StrFormat(", affinity hits %.1f%%", 100 * hit_rate);
     if (inversions >= 0) std::cout << ", priority inversions " << inversions;
-    std::cout << "\ntracker: " << k.completed() << " completed, " << k.failed() << " failed\n";
+    std::cout << "\ntracker: " << k.completed() << " completed, " << k.failed()
+              << " failed\n";
   } else {
     std::string json = absl::StrFormat(
-        "{\"submitted\":%lld,\"completed\":%lld,\"failed\":%lld,\"retries\":%lld,"
+        "{\"submitted\":%lld,\"completed\":%lld,\"failed\":%lld,\"retries\":%"
+        "lld,"
         "\"duplicates\":%lld,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
         "\"submit_to_start_p50_ms\":%.3f,\"submit_to_start_p99_ms\":%.3f,"
-        "\"tracker_completed\":%lld,\"workers\":%lld,\"slots\":%lld,\"kafka\":\"%s\"",
+        "\"tracker_completed\":%lld,\"workers\":%lld,\"slots\":%lld,\"kafka\":"
+        "\"%s\"",
         f.tasks, completed, static_cast<long long>(k.failed()),
-        static_cast<long long>(k.retries()), duplicates, secs, tps, Percentile(lat, 0.5),
-        Percentile(lat, 0.99), static_cast<long long>(k.completed()), f.workers, f.slots,
-        !own_grid ? "external" : (grid && grid->embedded() ? "embedded" : "broker"));
-    if (f.affinity_keys > 0) absl::StrAppend(&json, ",\"affinity_hit_rate\":", hit_rate);
-    if (inversions >= 0) absl::StrAppend(&json, ",\"priority_inversions\":", inversions);
+        static_cast<long long>(k.retries()), duplicates, secs, tps,
+        Percentile(lat, 0.5), Percentile(lat, 0.99),
+        static_cast<long long>(k.completed()), f.workers, f.slots,
+        !own_grid ? "external"
+                  : (grid && grid->embedded() ? "embedded" : "broker"));
+    if (f.affinity_keys > 0)
+      absl::StrAppend(&json, ",\"affinity_hit_rate\":", hit_rate);
+    if (inversions >= 0)
+      absl::StrAppend(&json, ",\"priority_inversions\":", inversions);
     std::cout << json << "}\n";
   }
   if (!finished) {
-    return Fail(kExitFailure, absl::StrCat("the job did not finish within ", f.timeout_s,
-                                           " s (--job-timeout-s)"));
+    return Fail(kExitFailure,
+                absl::StrCat("the job did not finish within ", f.timeout_s,
+                             " s (--job-timeout-s)"));
   }
   return k.failed() > 0 || k.completed() != f.tasks ? kExitFailure : kExitOk;
 }

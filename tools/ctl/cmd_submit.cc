@@ -1,4 +1,5 @@
-// kwqctl submit: one task from flags, or many from JSON lines, streamed in batches.
+// kwqctl submit: one task from flags, or many from JSON lines, streamed in
+// batches.
 #include <unistd.h>
 
 #include <fstream>
@@ -29,7 +30,8 @@ bool TaskFromFlags(const Args& args, kwq::v1::Task* t, std::string* error) {
   }
   t->set_priority(static_cast<int>(v));
   for (const auto& tag : args.GetAll("tag")) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(tag, absl::MaxSplits('=', 1));
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(tag, absl::MaxSplits('=', 1));
     if (kv.first.empty() || tag.find('=') == std::string::npos) {
       *error = "--tag must be key=value, not '" + tag + "'";
       return false;
@@ -42,7 +44,8 @@ bool TaskFromFlags(const Args& args, kwq::v1::Task* t, std::string* error) {
   t->set_max_attempts(static_cast<int>(v));
   if (args.Has("timeout")) {
     absl::Duration d;
-    if (!absl::ParseDuration(args.Get("timeout"), &d) || d <= absl::ZeroDuration()) {
+    if (!absl::ParseDuration(args.Get("timeout"), &d) ||
+        d <= absl::ZeroDuration()) {
       *error = "--timeout must be a duration like 30s or 5m";
       return false;
     }
@@ -70,10 +73,10 @@ bool TaskFromFlags(const Args& args, kwq::v1::Task* t, std::string* error) {
 
 int RunSubmit(const Context& c) {
   std::string error;
-  if (!c.args.CheckAllowed({"job", "id", "priority", "tag", "affinity", "label",
-                            "max_attempts", "timeout", "payload", "payload_file", "file",
-                            "batch"},
-                           &error)) {
+  if (!c.args.CheckAllowed(
+          {"job", "id", "priority", "tag", "affinity", "label", "max_attempts",
+           "timeout", "payload", "payload_file", "file", "batch"},
+          &error)) {
     return Fail(kExitUsage, error);
   }
   kwq::v1::Task defaults;
@@ -90,26 +93,33 @@ int RunSubmit(const Context& c) {
   auto send = [&](kwq::v1::SubmitRequest& req) -> int {
     if (req.tasks_size() == 0) return kExitOk;
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(60));
     kwq::v1::SubmitResponse resp;
     grpc::Status st = stub->Submit(&ctx, req, &resp);
     if (!st.ok()) {
-      return Fail(kExitFailure,
-                  absl::StrCat(RpcError("scheduler", c.scheduler, st),
-                               ids.empty() ? ""
-                                           : absl::StrCat(" (the ", ids.size(),
-                                                          " tasks before were submitted)")));
+      return Fail(
+          kExitFailure,
+          absl::StrCat(RpcError("scheduler", c.scheduler, st),
+                       ids.empty()
+                           ? ""
+                           : absl::StrCat(" (the ", ids.size(),
+                                          " tasks before were submitted)")));
     }
     for (const auto& id : resp.task_ids()) {
       ids.push_back(id);
-      if (c.format == Format::kJsonl) std::cout << "{\"task_id\":\"" << id << "\"}\n";
+      if (c.format == Format::kJsonl)
+        std::cout << "{\"task_id\":\"" << id << "\"}\n";
     }
     for (const auto& id : resp.duplicate_ids()) duplicates.push_back(id);
     req.clear_tasks();
     if (progress) {
-      const double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
-      std::cerr << "\rsubmitted " << Thousands(static_cast<long long>(ids.size()))
-                << " tasks (" << static_cast<long long>(static_cast<double>(ids.size()) / secs)
+      const double secs =
+          std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start));
+      std::cerr << "\rsubmitted "
+                << Thousands(static_cast<long long>(ids.size())) << " tasks ("
+                << static_cast<long long>(static_cast<double>(ids.size()) /
+                                          secs)
                 << "/s)" << std::flush;
     }
     return kExitOk;
@@ -118,7 +128,8 @@ int RunSubmit(const Context& c) {
   kwq::v1::SubmitRequest req;
   if (!c.args.Has("file")) {
     if (defaults.job_id().empty()) {
-      return Fail(kExitUsage, "give --job JOB (or --file F.jsonl for many tasks)");
+      return Fail(kExitUsage,
+                  "give --job JOB (or --file F.jsonl for many tasks)");
     }
     *req.add_tasks() = defaults;
     if (int rc = send(req); rc != kExitOk) return rc;
@@ -138,19 +149,23 @@ int RunSubmit(const Context& c) {
       ++n;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       kwq::v1::Task from_line;
-      auto st = google::protobuf::util::JsonStringToMessage(line, &from_line, jo);
+      auto st =
+          google::protobuf::util::JsonStringToMessage(line, &from_line, jo);
       if (!st.ok()) {
-        return Fail(kExitUsage, absl::StrCat(path, ":", n, ": not a kwq.v1.Task: ",
-                                             st.message().as_string(),
-                                             ids.empty() ? "" : absl::StrCat(
-                                                 " (the ", ids.size(),
-                                                 " tasks before were submitted)")));
+        return Fail(
+            kExitUsage,
+            absl::StrCat(
+                path, ":", n, ": not a kwq.v1.Task: ", st.message().as_string(),
+                ids.empty() ? ""
+                            : absl::StrCat(" (the ", ids.size(),
+                                           " tasks before were submitted)")));
       }
       kwq::v1::Task t = defaults;
       t.MergeFrom(from_line);
       if (t.job_id().empty()) {
-        return Fail(kExitUsage, absl::StrCat(path, ":", n, ": no job_id (give it in the "
-                                                           "line or with --job)"));
+        return Fail(kExitUsage, absl::StrCat(path, ":", n,
+                                             ": no job_id (give it in the "
+                                             "line or with --job)"));
       }
       *req.add_tasks() = std::move(t);
       if (req.tasks_size() >= batch_size) {
@@ -162,7 +177,8 @@ int RunSubmit(const Context& c) {
   if (progress) std::cerr << "\n";
   if (c.format == Format::kJson) {
     std::string out = "{\"task_ids\":[";
-    for (size_t i = 0; i < ids.size(); ++i) absl::StrAppend(&out, i ? "," : "", "\"", ids[i], "\"");
+    for (size_t i = 0; i < ids.size(); ++i)
+      absl::StrAppend(&out, i ? "," : "", "\"", ids[i], "\"");
     out += "],\"duplicate_ids\":[";
     for (size_t i = 0; i < duplicates.size(); ++i) {
       absl::StrAppend(&out, i ? "," : "", "\"", duplicates[i], "\"");
@@ -172,7 +188,8 @@ int RunSubmit(const Context& c) {
     for (const auto& id : ids) std::cout << id << "\n";
     if (!duplicates.empty()) {
       std::cerr << duplicates.size()
-                << " ids were submitted before (within the dedup window) and not queued "
+                << " ids were submitted before (within the dedup window) and "
+                   "not queued "
                    "again\n";
     }
   }

@@ -10,7 +10,8 @@
 
 namespace kwq::ctl {
 
-// Exit codes: 0 success, 1 failure (an RPC failed, a job had failed tasks), 2 bad usage.
+// Exit codes: 0 success, 1 failure (an RPC failed, a job had failed tasks), 2
+// bad usage.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;

@@ -29,7 +29,8 @@ void PrintTable(const std::vector<std::string>& header,
     std::string s;
     for (size_t c = 0; c < cells.size() && c < width.size(); ++c) {
       s += cells[c];
-      if (c + 1 < cells.size()) s += std::string(width[c] - cells[c].size() + 2, ' ');
+      if (c + 1 < cells.size())
+        s += std::string(width[c] - cells[c].size() + 2, ' ');
     }
     std::cout << s << "\n";
   };
@@ -42,11 +43,12 @@ std::string RpcError(const std::string& what, const std::string& address,
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "cannot reach the " + what + " at " + address + " (" + status.error_message() +
+      return "cannot reach the " + what + " at " + address + " (" +
+             status.error_message() +
              "); is it running? `kwqctl dev` starts a local grid";
     case grpc::StatusCode::UNIMPLEMENTED:
-      return "the " + what + " at " + address + " does not implement this yet: " +
-             status.error_message();
+      return "the " + what + " at " + address +
+             " does not implement this yet: " + status.error_message();
     default:
       return status.error_message();
   }

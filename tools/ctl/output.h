@@ -17,7 +17,8 @@ std::string ToJson(const google::protobuf::Message& msg);
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 
-// A failed RPC as one line a user can act on ("cannot reach the scheduler at ...").
+// A failed RPC as one line a user can act on ("cannot reach the scheduler at
+// ...").
 std::string RpcError(const std::string& what, const std::string& address,
                      const grpc::Status& status);
 

@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
     if (!c.ok()) return c.status();
     g->cluster_ = std::move(*c);
   } else {
-    auto c = KafkaCluster::Connect(options.bootstrap_servers, absl::Seconds(15));
+    auto c =
+        KafkaCluster::Connect(options.bootstrap_servers, absl::Seconds(15));
     if (!c.ok()) return c.status();
     g->cluster_ = std::move(*c);
   }
@@ -30,12 +31,13 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
   if (!s.ok()) return s.status();
   g->scheduler_ = std::move(*s);
   const char* tmp = std::getenv("TMPDIR");
-  g->db_dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/kwq-dev-tracker-", getpid(), "-",
-                            options.topic_prefix);
+  g->db_dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/kwq-dev-tracker-", getpid(),
+                            "-", options.topic_prefix);
   std::filesystem::remove_all(g->db_dir_);
   std::filesystem::create_directories(g->db_dir_);
-  auto t = InProcessTracker::Start(*g->cluster_, options.topic_prefix, g->db_dir_,
-                                   options.partitions, options.tracker_listen);
+  auto t =
+      InProcessTracker::Start(*g->cluster_, options.topic_prefix, g->db_dir_,
+                              options.partitions, options.tracker_listen);
   if (!t.ok()) return t.status();
   g->tracker_ = std::move(*t);
   return g;

@@ -17,12 +17,13 @@ struct GridOptions {
   std::string tracker_listen = "127.0.0.1:0";
   std::string topic_prefix = "kwq";
   int partitions = 4;
-  scheduler::ServiceOptions scheduler;  // topic prefix and partitions are set from above
+  scheduler::ServiceOptions
+      scheduler;  // topic prefix and partitions are set from above
 };
 
-// A whole grid in one process: Kafka (embedded or real), a scheduler and a tracker (its
-// RocksDB model in a temp dir removed at the end). What `kwqctl dev` and `kwqctl simulate`
-// run.
+// A whole grid in one process: Kafka (embedded or real), a scheduler and a
+// tracker (its RocksDB model in a temp dir removed at the end). What `kwqctl
+// dev` and `kwqctl simulate` run.
 class DevGrid {
  public:
   static absl::StatusOr<std::unique_ptr<DevGrid>> Start(GridOptions options);

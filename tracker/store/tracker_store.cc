@@ -73,9 +73,10 @@ void LatestTime(google::protobuf::Timestamp* slot,
   if (FromProto(t) > FromProto(*slot)) *slot = t;
 }
 
-// The writes of one batch, handed to RocksDB in key order: consecutive inserts into the
-// memtable's skip list then reuse the search path of the previous one (measured: the
-// skip-list search was the largest cost of ingest). At most one write per key.
+// The writes of one batch, handed to RocksDB in key order: consecutive inserts
+// into the memtable's skip list then reuse the search path of the previous one
+// (measured: the skip-list search was the largest cost of ingest). At most one
+// write per key.
 class SortedWrites {
  public:
   void Put(std::string key, std::string value) {
@@ -107,22 +108,25 @@ class SortedWrites {
 
 absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
     const std::string& path, const StoreOptions& options, bool wipe) {
-  // Per-key-comparison perf counters cost a thread-local lookup each (measured: ~15% of
-  // ingest); this thread and the ingest thread do not need them.
+  // Per-key-comparison perf counters cost a thread-local lookup each (measured:
+  // ~15% of ingest); this thread and the ingest thread do not need them.
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   std::unique_ptr<TrackerStore> store(new TrackerStore());
   store->options_ = options;
-  // Few shards: a block larger than its shard's share of the cache is not cached at all.
-  store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes, /*num_shard_bits=*/2);
+  // Few shards: a block larger than its shard's share of the cache is not
+  // cached at all.
+  store->cache_ =
+      rocksdb::NewLRUCache(options.block_cache_bytes, /*num_shard_bits=*/2);
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = store->cache_;
   table.cache_index_and_filter_blocks = true;  // counted in the bounded cache
   table.pin_l0_filter_and_index_blocks_in_cache = true;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  // Partitioned index and filters: small blocks that the bounded cache can hold and evict
-  // one by one, instead of one filter per file that grows with the file (measured: a
-  // whole-file filter that did not fit a cache shard was re-read from disk on every
-  // lookup, ingest fell from 300k to 8k events/s past 3M events).
+  // Partitioned index and filters: small blocks that the bounded cache can hold
+  // and evict one by one, instead of one filter per file that grows with the
+  // file (measured: a whole-file filter that did not fit a cache shard was
+  // re-read from disk on every lookup, ingest fell from 300k to 8k events/s
+  // past 3M events).
   table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
   table.partition_filters = true;
   table.metadata_block_size = 4096;
@@ -279,7 +283,8 @@ class TrackerStore::Batch {
 absl::Status TrackerStore::ApplyBatch(const std::string& topic,
                                       const std::vector<EventRecord>& records) {
   if (records.empty()) return absl::OkStatus();
-  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);  // thread-local: see Open
+  rocksdb::SetPerfLevel(
+      rocksdb::PerfLevel::kDisable);  // thread-local: see Open
   Batch batch(this);
   SortedWrites& wb = batch.wb();
   std::map<int32_t, int64_t> next_offsets;
@@ -413,8 +418,8 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
     }
   }
 
-  // Records and indexes, from how the batch found each task to how it leaves it: one
-  // index write per change of the batch, not per event.
+  // Records and indexes, from how the batch found each task to how it leaves
+  // it: one index write per change of the batch, not per event.
   for (const auto& [id, e] : batch.tasks()) {
     const TaskStatus& task = e.task;
     if (task.task_id().empty()) continue;
@@ -443,11 +448,12 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
   }
   wb.Put(std::string(keys::kCounters), counters.SerializeAsString());
   rocksdb::WriteOptions wo;
-  // No write-ahead log: a batch lands in one memtable together with its offsets, and
-  // RocksDB persists whole memtables, so after a crash the store is the state after some
-  // earlier batch, with that batch's offsets, and ingest resumes there (tests/tracker_test
-  // kills -9 mid-ingest and compares with a rebuild). Saves the log write and its replay
-  // at restart; the price is re-reading up to the memtables' worth of events.
+  // No write-ahead log: a batch lands in one memtable together with its
+  // offsets, and RocksDB persists whole memtables, so after a crash the store
+  // is the state after some earlier batch, with that batch's offsets, and
+  // ingest resumes there (tests/tracker_test kills -9 mid-ingest and compares
+  // with a rebuild). Saves the log write and its replay at restart; the price
+  // is re-reading up to the memtables' worth of events.
   wo.disableWAL = true;
   rocksdb::WriteBatch write_batch;
   wb.Build(&write_batch);

@@ -1,0 +1,207 @@
+// The SDK against an in-process scheduler on embedded Kafka: reconnect after a
+// scheduler restart (the old attempt's lease is not adopted: the handler sees
+// the cancel and its late completion is fenced off), drain, a throwing handler,
+// run-time affinity changes.
+#include "worker_sdk/worker.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "kwq/v1/scheduler.grpc.pb.h"
+#include "server/kafka/test_backends.h"
+#include "tools/devgrid/dev_grid.h"
+
+namespace kwq::worker {
+namespace {
+
+using ::kwq::testing::KafkaBackend;
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = ::kwq::testing::OpenBackend(KafkaBackend::kEmbedded);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = std::move(*c);
+    prefix_ = ::kwq::testing::UniqueName("kwqsdk");
+    auto e = devgrid::EventCounter::Start(*cluster_, prefix_ + ".events");
+    ASSERT_TRUE(e.ok());
+    events_ = std::move(*e);
+  }
+
+  std::unique_ptr<devgrid::InProcessScheduler> StartScheduler(
+      const std::string& listen) {
+    scheduler::ServiceOptions so;
+    so.core.topic_prefix = prefix_;
+    so.core.scheduler_id = absl::StrCat(prefix_, "-", ++schedulers_);
+    so.core.retry_backoff_base = absl::Milliseconds(5);
+    so.core.heartbeat_period = absl::Milliseconds(200);
+    so.partitions = 1;
+    auto s = devgrid::InProcessScheduler::Start(cluster_.get(), so, listen);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  void Submit(const std::string& address, const std::string& id,
+              const std::string& payload = "") {
+    auto stub = kwq::v1::Scheduler::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    kwq::v1::SubmitRequest req;
+    auto* t = req.add_tasks();
+    t->set_id(id);
+    t->set_job_id("sdk");
+    t->set_payload(payload);
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
+  }
+
+  // Polls `cond` (state that other threads change) until it holds or 60 s pass.
+  static bool Eventually(const std::function<bool()>& cond) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (!cond()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return true;
+  }
+
+  std::unique_ptr<KafkaCluster> cluster_;
+  std::string prefix_;
+  std::unique_ptr<devgrid::EventCounter> events_;
+  int schedulers_ = 0;
+};
+
+TEST_F(WorkerTest, ReconnectsAfterASchedulerRestartAndTheOldAttemptIsFenced) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  const std::string address = sched->address();
+  absl::Notification started, release;
+  std::atomic<int> runs{0};
+  std::atomic<bool> saw_cancel{false};
+  WorkerOptions wo;
+  wo.scheduler_address = address;
+  wo.worker_id = "restarts";
+  wo.slots = 2;
+  wo.reconnect_min = absl::Milliseconds(20);
+  Worker worker(wo, [&](TaskContext& ctx) {
+    if (++runs == 1) {
+      started.Notify();
+      release.WaitForNotification();
+      saw_cancel = ctx.cancelled();
+    }
+    return Outcome::Success("done");
+  });
+  std::thread runner([&] { worker.Run(); });
+  Submit(address, "slow");
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(60)));
+
+  // The scheduler goes away (its lease table with it) and comes back on the
+  // same port.
+  sched->Shutdown(absl::ZeroDuration());
+  sched.reset();
+  sched = StartScheduler(address);
+  ASSERT_NE(sched, nullptr);
+  ASSERT_TRUE(Eventually([&] { return worker.connects() >= 2; }));
+  // The new instance did not know the old lease: the handler is told, and the
+  // task comes back from its uncommitted record under a new lease (run 2, on
+  // the free slot).
+  ASSERT_TRUE(Eventually([&] { return runs.load() >= 2; }));
+  release.Notify();
+  ASSERT_TRUE(Eventually([&] { return worker.stale_acks() == 1; }))
+      << "the old attempt's completion was not fenced off";
+  EXPECT_TRUE(saw_cancel);
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 1; },
+      absl::Seconds(60)));
+  EXPECT_EQ(events_->duplicates(), 0);  // the fenced completion wrote nothing
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
+TEST_F(WorkerTest, DrainLetsARunningTaskFinishAndReportBeforeClosing) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  absl::Notification started;
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.slots = 1;
+  Worker worker(wo, [&](TaskContext& ctx) {
+    started.Notify();
+    for (int i = 0; i < 30 && !ctx.cancelled(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));  // the task's own work
+    }
+    return ctx.cancelled() ? Outcome::Error("cancelled")
+                           : Outcome::Success("finished");
+  });
+  std::thread runner([&] { worker.Run(); });
+  Submit(sched->address(), "draining");
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  worker.Stop(absl::Seconds(
+      30));       // returns once the task finished and was acknowledged
+  runner.join();  // Run() returned: the stream closed
+  EXPECT_EQ(worker.completed(), 1);
+  EXPECT_EQ(worker.failed(), 0);
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 1; },
+      absl::Seconds(60)));
+}
+
+TEST_F(WorkerTest, AThrowingHandlerIsARetryableTaskErrorAndTheWorkerGoesOn) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  Worker worker(wo, [&](TaskContext& ctx) {
+    if (ctx.attempt() == 1) throw std::runtime_error("bad input");
+    return Outcome::Success("second time lucky");
+  });
+  std::thread runner([&] { worker.Run(); });
+  Submit(sched->address(), "thrower");
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 1; },
+      absl::Seconds(60)));
+  EXPECT_EQ(events_->retries(), 1);
+  EXPECT_EQ(worker.failed(), 1);
+  EXPECT_EQ(worker.completed(), 1);
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
+TEST_F(WorkerTest, AffinityKeysChangeAtRunTime) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.worker_id = "affine";
+  wo.affinity_keys = {"curve=USD"};
+  Worker worker(wo, [](TaskContext&) { return Outcome::Success(); });
+  std::thread runner([&] { worker.Run(); });
+  auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      sched->address(), grpc::InsecureChannelCredentials()));
+  auto keys = [&] {
+    grpc::ClientContext ctx;
+    kwq::v1::ListWorkersResponse resp;
+    if (!stub->ListWorkers(&ctx, kwq::v1::ListWorkersRequest(), &resp).ok() ||
+        resp.workers_size() != 1) {
+      return std::string();
+    }
+    std::string out;
+    for (const auto& k : resp.workers(0).affinity_keys()) out += k + ";";
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] { return keys() == "curve=USD;"; })) << keys();
+  worker.SetAffinityKeys({"curve=EUR", "curve=GBP"});
+  EXPECT_TRUE(Eventually([&] { return keys() == "curve=EUR;curve=GBP;"; }))
+      << keys();
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
+}  // namespace
+}  // namespace kwq::worker
