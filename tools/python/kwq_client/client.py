@@ -1,0 +1,20 @@
+"""Submitting tasks."""
+import grpc
+
+from kwq_client._gen import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+
+
+def connect_scheduler(address="127.0.0.1:50051"):
+    """A Scheduler stub on an insecure channel to `address`."""
+    return scheduler_pb2_grpc.SchedulerStub(grpc.insecure_channel(address))
+
+
+def submit(stub, tasks, timeout=30.0):
+    """Submits `tasks` (kwq.v1.Task messages or dicts of Task fields) in one batch.
+
+    Returns the SubmitResponse (task_ids in request order, duplicate_ids). Raises
+    grpc.RpcError on INVALID_ARGUMENT (the message names the task and field) or
+    UNAVAILABLE (the batch was not durable: submit it again; ids make that idempotent).
+    """
+    msgs = [t if isinstance(t, task_pb2.Task) else task_pb2.Task(**t) for t in tasks]
+    return stub.Submit(scheduler_pb2.SubmitRequest(tasks=msgs), timeout=timeout)
