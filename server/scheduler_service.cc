@@ -51,7 +51,7 @@ absl::Status SchedulerService::Start() {
       {options_.core.topic_prefix + ".control", 1, {{"cleanup.policy", "compact"}}});
   if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30)); !s.ok()) return s;
 
-  KafkaTaskLog::Callbacks callbacks;
+  TaskLog::Callbacks callbacks;
   callbacks.on_record = [this](const std::string& topic, int32_t partition, int64_t offset,
                                std::string value) {
     WithCore([pos = RecordPosition{topic, partition, offset},

@@ -85,7 +85,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   const KafkaCluster* cluster_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
-  std::unique_ptr<KafkaTaskLog> log_;
+  std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
   std::unique_ptr<EventLoop> loop_;
   std::map<uint64_t, std::shared_ptr<WorkerStream>> streams_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};

@@ -13,52 +13,34 @@
 #include "absl/synchronization/mutex.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
+#include "server/kafka/task_log.h"
 
 namespace kwq {
 
-struct LogRecord {
-  std::string topic;
-  std::string key;
-  std::string value;
-};
-
-// The scheduler's view of Kafka: consumes the priority topics in a consumer
-// group (never auto-committing), produces records with the idempotent producer
-// (acks=all) and reports when a batch is durable, commits offsets it is told
-// are decided, and pauses topics for backpressure while polling goes on.
+// The scheduler's view of Kafka (see TaskLog): consumes the priority topics in a
+// consumer group (never auto-committing), produces records with the idempotent producer
+// (acks=all) and reports when a batch is durable, commits offsets it is told are
+// decided, and pauses topics for backpressure while polling goes on.
 // Thread-safe; callbacks run on its own threads.
-class KafkaTaskLog {
+class KafkaTaskLog final : public TaskLog {
  public:
-  struct Callbacks {
-    // A record from a subscribed topic (consumer thread).
-    std::function<void(const std::string& topic, int32_t partition,
-                       int64_t offset, std::string value)>
-        on_record;
-    // Partitions are about to be taken away; must return only when the owner
-    // dropped them (consumer thread, inside the rebalance).
-    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)>
-        on_revoked;
-  };
-  // Called once per Produce batch: ok, or the first error.
-  using DoneFn = std::function<void(bool ok, const std::string& error)>;
-
   static absl::StatusOr<std::unique_ptr<KafkaTaskLog>> Open(
       const KafkaCluster& cluster, const std::string& group,
       std::vector<std::string> topics, Callbacks callbacks);
-  ~KafkaTaskLog();
+  ~KafkaTaskLog() override;
 
   // Starts consuming.
-  void Start();
+  void Start() override;
   // Leaves the group without committing anything undecided, and flushes the
   // producer (bounded by `timeout`).
-  void Stop(absl::Duration timeout);
+  void Stop(absl::Duration timeout) override;
 
-  void Produce(std::vector<LogRecord> records, DoneFn done);
+  void Produce(std::vector<LogRecord> records, DoneFn done) override;
   // `next_offset` of (topic, partition) may be committed (committed in the
   // background).
-  void Commit(const std::string& topic, int32_t partition, int64_t next_offset);
+  void Commit(const std::string& topic, int32_t partition, int64_t next_offset) override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
-  void SetTopicPaused(const std::string& topic, bool paused);
+  void SetTopicPaused(const std::string& topic, bool paused) override;
 
   int64_t produce_errors() const { return produce_errors_; }
   int64_t commits_ok() const { return commits_ok_; }

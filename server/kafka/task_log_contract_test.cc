@@ -1,0 +1,220 @@
+// The TaskLog contract, one body for three implementations: the in-memory log, Kafka on
+// librdkafka's mock cluster, and Kafka on the real broker.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "server/kafka/kafka_task_log.h"
+#include "server/kafka/memory_task_log.h"
+#include "server/kafka/test_backends.h"
+
+namespace kwq {
+namespace {
+
+enum class Impl { kMemory, kEmbedded, kRealBroker };
+
+struct Received {
+  std::string topic;
+  int32_t partition;
+  int64_t offset;
+  std::string value;
+};
+
+// Collects what a log delivers.
+class Sink {
+ public:
+  TaskLog::Callbacks callbacks() {
+    TaskLog::Callbacks cb;
+    cb.on_record = [this](const std::string& t, int32_t p, int64_t o, std::string v) {
+      absl::MutexLock lock(&mu_);
+      got_.push_back({t, p, o, std::move(v)});
+    };
+    cb.on_revoked = [](const std::vector<std::pair<std::string, int32_t>>&) {};
+    return cb;
+  }
+  std::vector<Received> got() {
+    absl::MutexLock lock(&mu_);
+    return got_;
+  }
+  size_t count(const std::string& topic) {
+    absl::MutexLock lock(&mu_);
+    size_t n = 0;
+    for (auto& r : got_) n += r.topic == topic ? 1 : 0;
+    return n;
+  }
+  // Blocks until `pred(records)` holds or `timeout` passes.
+  bool WaitFor(const std::function<bool(const std::vector<Received>&)>& pred,
+               absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::pair<Sink*, const std::function<bool(const std::vector<Received>&)>*>* a)
+                ABSL_NO_THREAD_SAFETY_ANALYSIS { return (*a->second)(a->first->got_); },
+            new_arg(pred)),
+        timeout);
+  }
+
+ private:
+  std::pair<Sink*, const std::function<bool(const std::vector<Received>&)>*>* new_arg(
+      const std::function<bool(const std::vector<Received>&)>& pred) {
+    arg_ = {this, &pred};
+    return &arg_;
+  }
+  absl::Mutex mu_;
+  std::vector<Received> got_ ABSL_GUARDED_BY(mu_);
+  std::pair<Sink*, const std::function<bool(const std::vector<Received>&)>*> arg_;
+};
+
+class TaskLogContractTest : public ::testing::TestWithParam<Impl> {
+ protected:
+  void SetUp() override {
+    prefix_ = testing::UniqueName("kwqlog");
+    if (GetParam() != Impl::kMemory) {
+      auto c = testing::OpenBackend(GetParam() == Impl::kEmbedded
+                                        ? testing::KafkaBackend::kEmbedded
+                                        : testing::KafkaBackend::kRealBroker);
+      if (absl::IsNotFound(c.status())) GTEST_SKIP() << c.status().message();
+      ASSERT_TRUE(c.ok()) << c.status();
+      cluster_ = std::move(*c);
+    }
+  }
+  std::string Topic(const std::string& name) { return prefix_ + "." + name; }
+
+  void CreateTopic(const std::string& topic, int partitions) {
+    if (cluster_) {
+      ASSERT_TRUE(cluster_->EnsureTopics({{topic, partitions, {}}}, absl::Seconds(15)).ok());
+    } else {
+      broker_.CreateTopic(topic, partitions);
+    }
+  }
+
+  std::unique_ptr<TaskLog> Open(const std::vector<std::string>& topics, Sink* sink) {
+    const std::string group = prefix_ + ".group";
+    if (!cluster_) {
+      return std::make_unique<MemoryTaskLog>(&broker_, group, topics, sink->callbacks());
+    }
+    auto log = KafkaTaskLog::Open(*cluster_, group, topics, sink->callbacks());
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? std::move(*log) : nullptr;
+  }
+
+  // Produces `n` records to `topic` in one batch and waits until it is durable.
+  void ProduceDurably(TaskLog& log, const std::string& topic, int n, const std::string& tag) {
+    std::vector<LogRecord> batch;
+    for (int i = 0; i < n; ++i) {
+      batch.push_back({topic, absl::StrCat("key", i % 5), absl::StrCat(tag, "-", i)});
+    }
+    absl::Notification done;
+    std::atomic<int> calls{0};
+    std::atomic<bool> ok{false};
+    log.Produce(std::move(batch), [&](bool good, const std::string&) {
+      ok = good;
+      if (++calls == 1) done.Notify();
+    });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_TRUE(ok);
+    EXPECT_EQ(calls.load(), 1);
+  }
+
+  std::string prefix_;
+  std::unique_ptr<KafkaCluster> cluster_;
+  MemoryBroker broker_;
+};
+
+TEST_P(TaskLogContractTest, DurableBatchesAreConsumedInOrderPerPartition) {
+  const std::string a = Topic("a"), b = Topic("b");
+  CreateTopic(a, 2);
+  CreateTopic(b, 2);
+  Sink sink;
+  auto log = Open({a, b}, &sink);
+  ASSERT_NE(log, nullptr);
+  log->Start();
+  for (int round = 0; round < 3; ++round) {
+    ProduceDurably(*log, round % 2 ? b : a, 100, absl::StrCat("r", round));
+  }
+  ASSERT_TRUE(sink.WaitFor([](const auto& got) { return got.size() >= 300; },
+                           absl::Seconds(60)))
+      << sink.got().size();
+  std::map<std::pair<std::string, int32_t>, int64_t> last;
+  for (const auto& r : sink.got()) {
+    auto& l = last[{r.topic, r.partition}];
+    EXPECT_TRUE(r.offset >= l) << r.topic << "/" << r.partition << "@" << r.offset;
+    l = r.offset + 1;
+  }
+  EXPECT_EQ(sink.got().size(), 300u);
+  log->Stop(absl::Seconds(5));
+}
+
+TEST_P(TaskLogContractTest, ANewMemberResumesAfterTheCommittedOffsets) {
+  const std::string a = Topic("a");
+  CreateTopic(a, 1);
+  {
+    Sink sink;
+    auto log = Open({a}, &sink);
+    ASSERT_NE(log, nullptr);
+    log->Start();
+    ProduceDurably(*log, a, 100, "first");
+    ASSERT_TRUE(sink.WaitFor([](const auto& got) { return got.size() >= 100; },
+                             absl::Seconds(60)));
+    log->Commit(a, 0, 60);  // records 0..59 decided
+    log->Stop(absl::Seconds(5));
+  }
+  Sink sink;
+  auto log = Open({a}, &sink);
+  ASSERT_NE(log, nullptr);
+  log->Start();
+  ASSERT_TRUE(sink.WaitFor([](const auto& got) { return got.size() >= 40; },
+                           absl::Seconds(60)));
+  const auto got = sink.got();
+  EXPECT_EQ(got.front().offset, 60);
+  EXPECT_EQ(got.front().value, "first-60");
+  EXPECT_EQ(got.size(), 40u);  // nothing below the commit came back
+  log->Stop(absl::Seconds(5));
+}
+
+TEST_P(TaskLogContractTest, APausedTopicDeliversNothingUntilResumed) {
+  const std::string a = Topic("a"), b = Topic("b");
+  CreateTopic(a, 1);
+  CreateTopic(b, 1);
+  Sink sink;
+  auto log = Open({a, b}, &sink);
+  ASSERT_NE(log, nullptr);
+  log->Start();
+  log->SetTopicPaused(a, true);
+  // Two rounds through the consumer after the pause: it is applied by then.
+  ProduceDurably(*log, b, 1, "barrier1");
+  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 1; }, absl::Seconds(60)));
+  ProduceDurably(*log, b, 1, "barrier2");
+  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 2; }, absl::Seconds(60)));
+  ProduceDurably(*log, a, 10, "held");
+  ProduceDurably(*log, b, 5, "flowing");
+  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 7; }, absl::Seconds(60)));
+  EXPECT_EQ(sink.count(a), 0u) << "records of a paused topic were delivered";
+  log->SetTopicPaused(a, false);
+  EXPECT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 17; }, absl::Seconds(60)));
+  EXPECT_EQ(sink.count(a), 10u);
+  log->Stop(absl::Seconds(5));
+}
+
+INSTANTIATE_TEST_SUITE_P(Impls, TaskLogContractTest,
+                         ::testing::Values(Impl::kMemory, Impl::kEmbedded, Impl::kRealBroker),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Impl::kMemory:
+                               return std::string("Memory");
+                             case Impl::kEmbedded:
+                               return std::string("Embedded");
+                             default:
+                               return std::string("RealBroker");
+                           }
+                         });
+
+}  // namespace
+}  // namespace kwq
