@@ -1,4 +1,5 @@
-// kwq_scheduler: dispatches tasks from the per-priority Kafka topics to worker streams.
+// kwq_scheduler: dispatches tasks from the per-priority Kafka topics to worker
+// streams.
 #include <csignal>
 #include <memory>
 #include <string>
@@ -16,33 +17,48 @@
 #include "server/scheduler_service.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
-              "gRPC address to listen on (host:port; port 0 picks a free port, printed at "
+              "gRPC address to listen on (host:port; port 0 picks a free port, "
+              "printed at "
               "start). Loopback by default.");
-DEFINE_string(kafka, "",
-              "'embedded' runs librdkafka's in-process mock cluster (nothing is kept on "
-              "disk); empty uses --bootstrap_servers");
+DEFINE_string(
+    kafka, "",
+    "'embedded' runs librdkafka's in-process mock cluster (nothing is kept on "
+    "disk); empty uses --bootstrap_servers");
 DEFINE_string(bootstrap_servers, "", "Kafka bootstrap servers (host:port,...)");
-DEFINE_string(topic_prefix, "kwq", "prefix of every kwq topic (<prefix>.tasks.p0 ...)");
+DEFINE_string(topic_prefix, "kwq",
+              "prefix of every kwq topic (<prefix>.tasks.p0 ...)");
 DEFINE_int32(partitions, 4, "partitions per topic when kwq creates its topics");
-DEFINE_string(scheduler_id, "",
-              "id of this instance in events and lease ids (default: host-pid)");
+DEFINE_string(
+    scheduler_id, "",
+    "id of this instance in events and lease ids (default: host-pid)");
 DEFINE_int32(lease_period_ms, 10000,
              "a lease expires this long after its worker's last heartbeat");
-DEFINE_int32(heartbeat_period_ms, 2000, "how often workers are asked to heartbeat");
-DEFINE_int32(max_task_errors, 3, "task errors allowed per task before it FAILs");
-DEFINE_int32(max_infra_failures, 3,
-             "infrastructure losses (worker died, lease expired) allowed per task");
-DEFINE_int32(retry_backoff_ms, 100, "base retry backoff; doubles per retry, with jitter");
+DEFINE_int32(heartbeat_period_ms, 2000,
+             "how often workers are asked to heartbeat");
+DEFINE_int32(max_task_errors, 3,
+             "task errors allowed per task before it FAILs");
+DEFINE_int32(
+    max_infra_failures, 3,
+    "infrastructure losses (worker died, lease expired) allowed per task");
+DEFINE_int32(retry_backoff_ms, 100,
+             "base retry backoff; doubles per retry, with jitter");
 DEFINE_int32(max_buffered_per_priority, 2000,
              "tasks buffered per priority before its partitions are paused");
 DEFINE_int64(max_payload_bytes, 1 << 20, "largest task payload Submit accepts");
 DEFINE_int64(max_result_bytes, 1 << 20, "largest result a worker may return");
-DEFINE_int64(dedup_window_ids, 1000000,
-             "client-given task ids remembered per instance to make a retried Submit "
-             "idempotent");
-DEFINE_int32(kafka_wait_ms, 15000, "how long to wait for Kafka at start before giving up");
-DEFINE_int32(drain_grace_ms, 10000,
-             "on SIGTERM, how long in-flight tasks may run before they are handed back");
+DEFINE_int64(
+    dedup_window_ids, 1000000,
+    "client-given task ids remembered per instance to make a retried Submit "
+    "idempotent");
+DEFINE_int32(
+    affinity_wait_ms, 20,
+    "soft affinity: how long a task with affinity keys waits for a free worker "
+    "holding one of them before any worker may take it (0: never wait)");
+DEFINE_int32(kafka_wait_ms, 15000,
+             "how long to wait for Kafka at start before giving up");
+DEFINE_int32(
+    drain_grace_ms, 10000,
+    "on SIGTERM, how long in-flight tasks may run before they are handed back");
 
 namespace {
 absl::Notification* g_stop = nullptr;
@@ -59,13 +75,16 @@ bool ValidateFlags(std::string* error) {
     *error = "--partitions must be 1-1000";
   } else if (FLAGS_lease_period_ms < 100 || FLAGS_heartbeat_period_ms < 10 ||
              FLAGS_heartbeat_period_ms >= FLAGS_lease_period_ms) {
-    *error = "need --lease_period_ms >= 100 and 10 <= --heartbeat_period_ms < lease";
+    *error =
+        "need --lease_period_ms >= 100 and 10 <= --heartbeat_period_ms < lease";
   } else if (FLAGS_max_task_errors < 1 || FLAGS_max_infra_failures < 1) {
     *error = "--max_task_errors and --max_infra_failures must be at least 1";
   } else if (FLAGS_max_buffered_per_priority < 2) {
     *error = "--max_buffered_per_priority must be at least 2";
   } else if (FLAGS_max_payload_bytes < 1 || FLAGS_max_result_bytes < 0) {
     *error = "--max_payload_bytes must be positive";
+  } else if (FLAGS_affinity_wait_ms < 0) {
+    *error = "--affinity_wait_ms must not be negative";
   } else if (FLAGS_topic_prefix.empty()) {
     *error = "--topic_prefix must not be empty";
   } else {
@@ -78,7 +97,8 @@ bool ValidateFlags(std::string* error) {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "kwq_scheduler --kafka=embedded | --bootstrap_servers=host:port [flags]\n"
-      "Dispatches tasks from the Kafka priority topics <prefix>.tasks.p0..p9 (higher "
+      "Dispatches tasks from the Kafka priority topics <prefix>.tasks.p0..p9 "
+      "(higher "
       "first) to workers connected over gRPC (kwq.v1.Scheduler).");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
@@ -88,7 +108,8 @@ int main(int argc, char** argv) {
     std::cerr << "kwq_scheduler: " << error << " (see --help)\n";
     return 2;
   }
-  // Keep the health proto linked so that reflection can describe grpc.health.v1.
+  // Keep the health proto linked so that reflection can describe
+  // grpc.health.v1.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
   std::unique_ptr<kwq::KafkaCluster> cluster;
@@ -99,10 +120,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     cluster = std::move(c).value();
-    LOG(INFO) << "embedded Kafka (librdkafka mock cluster) at "
-              << cluster->bootstrap_servers()
-              << "; nothing is kept on disk: tasks are lost when this process exits";
-    std::cout << "embedded kafka: " << cluster->bootstrap_servers() << std::endl;
+    LOG(INFO)
+        << "embedded Kafka (librdkafka mock cluster) at "
+        << cluster->bootstrap_servers()
+        << "; nothing is kept on disk: tasks are lost when this process exits";
+    std::cout << "embedded kafka: " << cluster->bootstrap_servers()
+              << std::endl;
   }
 
   kwq::scheduler::ServiceOptions options;
@@ -120,30 +143,36 @@ int main(int argc, char** argv) {
   options.core.retry_backoff_base = absl::Milliseconds(FLAGS_retry_backoff_ms);
   options.core.max_buffered_per_priority = FLAGS_max_buffered_per_priority;
   options.core.max_result_bytes = static_cast<size_t>(FLAGS_max_result_bytes);
-  options.limits.max_payload_bytes = static_cast<size_t>(FLAGS_max_payload_bytes);
+  options.core.affinity_wait = absl::Milliseconds(FLAGS_affinity_wait_ms);
+  options.limits.max_payload_bytes =
+      static_cast<size_t>(FLAGS_max_payload_bytes);
   options.partitions = FLAGS_partitions;
   options.dedup_window_ids = static_cast<size_t>(FLAGS_dedup_window_ids);
 
-  // gRPC first (health NOT_SERVING) so that probes see us while Kafka is awaited.
+  // gRPC first (health NOT_SERVING) so that probes see us while Kafka is
+  // awaited.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<kwq::scheduler::SchedulerService> service;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
+                           &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
   // The service is registered before it is constructed fully: construct it now.
   const std::string bootstrap =
       cluster ? cluster->bootstrap_servers() : FLAGS_bootstrap_servers;
   if (!cluster) {
-    auto c = kwq::KafkaCluster::Connect(bootstrap, absl::Milliseconds(FLAGS_kafka_wait_ms));
+    auto c = kwq::KafkaCluster::Connect(
+        bootstrap, absl::Milliseconds(FLAGS_kafka_wait_ms));
     if (!c.ok()) {
       std::cerr << "kwq_scheduler: " << c.status().message() << "\n";
       return 1;
     }
     cluster = std::move(c).value();
   }
-  service = std::make_unique<kwq::scheduler::SchedulerService>(options, cluster.get());
+  service = std::make_unique<kwq::scheduler::SchedulerService>(options,
+                                                               cluster.get());
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
@@ -153,14 +182,15 @@ int main(int argc, char** argv) {
   server->GetHealthCheckService()->SetServingStatus(false);
   if (absl::Status s = service->Start(); !s.ok()) {
     std::cerr << "kwq_scheduler: Kafka: " << s << "\n";
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::seconds(1));
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
-  std::cout << "kwq_scheduler " << options.core.scheduler_id << " listening on " << host
-            << ":" << port << " (kafka " << bootstrap << ", prefix " << FLAGS_topic_prefix
-            << ")" << std::endl;
+  std::cout << "kwq_scheduler " << options.core.scheduler_id << " listening on "
+            << host << ":" << port << " (kafka " << bootstrap << ", prefix "
+            << FLAGS_topic_prefix << ")" << std::endl;
 
   absl::Notification stop;
   g_stop = &stop;

@@ -14,16 +14,19 @@ namespace kwq::scheduler {
 namespace {
 
 grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
 }
 
 }  // namespace
 
-SchedulerService::SchedulerService(ServiceOptions options, const KafkaCluster* cluster,
+SchedulerService::SchedulerService(ServiceOptions options,
+                                   const KafkaCluster* cluster,
                                    const Clock* clock)
     : options_(std::move(options)), cluster_(cluster), clock_(clock) {
-  core_ = std::make_unique<SchedulerCore>(options_.core, clock_,
-                                          static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  core_ = std::make_unique<SchedulerCore>(
+      options_.core, clock_,
+      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
   loop_ = std::make_unique<EventLoop>(
       [this] {
         core_->OnTick();
@@ -33,6 +36,7 @@ SchedulerService::SchedulerService(ServiceOptions options, const KafkaCluster* c
 }
 
 SchedulerService::~SchedulerService() {
+  if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(5));
   loop_->Stop();
 }
@@ -47,26 +51,43 @@ absl::Status SchedulerService::Start() {
   topics.push_back({core_->EventsTopic(), options_.partitions, {}});
   topics.push_back({core_->ResultsTopic(), options_.partitions, {}});
   topics.push_back({core_->DlqTopic(), 1, {}});
-  topics.push_back(
-      {options_.core.topic_prefix + ".control", 1, {{"cleanup.policy", "compact"}}});
-  if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30)); !s.ok()) return s;
+  topics.push_back({options_.core.topic_prefix + ".control",
+                    1,
+                    {{"cleanup.policy", "compact"}}});
+  if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30));
+      !s.ok())
+    return s;
+
+  // Pauses and cancels first: nothing is dispatched before they are known.
+  auto control = ControlReader::Start(
+      *cluster_, options_.core.topic_prefix + ".control",
+      [this](const std::string& key, const std::string& value) {
+        WithCore([key, value](SchedulerCore& core) {
+          core.OnControlRecord(key, value);
+        });
+      },
+      absl::Seconds(30));
+  if (!control.ok()) return control.status();
+  control_ = std::move(*control);
 
   TaskLog::Callbacks callbacks;
-  callbacks.on_record = [this](const std::string& topic, int32_t partition, int64_t offset,
-                               std::string value) {
+  callbacks.on_record = [this](const std::string& topic, int32_t partition,
+                               int64_t offset, std::string value) {
     WithCore([pos = RecordPosition{topic, partition, offset},
               value = std::move(value)](SchedulerCore& core) {
       core.OnTaskRecord(pos, value);
     });
   };
-  callbacks.on_revoked = [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
-    loop_->RunSync([&] {
-      core_->OnPartitionsRevoked(parts);
-      Execute(core_->TakeEffects());
-    });
-  };
-  auto log = KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
-                                priority_topics, std::move(callbacks));
+  callbacks.on_revoked =
+      [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
+        loop_->RunSync([&] {
+          core_->OnPartitionsRevoked(parts);
+          Execute(core_->TakeEffects());
+        });
+      };
+  auto log =
+      KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
+                         priority_topics, std::move(callbacks));
   if (!log.ok()) return log.status();
   log_ = std::move(log).value();
   log_->Start();
@@ -88,32 +109,39 @@ void SchedulerService::Execute(Effects effects) {
   for (auto& close : effects.closes) {
     auto it = streams_.find(close.conn);
     if (it != streams_.end()) {
-      it->second->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, close.reason));
+      it->second->Close(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, close.reason));
     }
   }
   for (auto& produce : effects.produces) {
     std::vector<LogRecord> records;
     records.reserve(produce.records.size());
     for (auto& r : produce.records) {
-      records.push_back({std::move(r.topic), std::move(r.key), std::move(r.value)});
+      records.push_back(
+          {std::move(r.topic), std::move(r.key), std::move(r.value)});
     }
     const uint64_t cookie = produce.cookie;
-    log_->Produce(std::move(records), [this, cookie](bool ok, const std::string& error) {
-      if (!ok) LOG(WARNING) << "produce failed: " << error;
-      if (cookie == 0) return;
-      WithCore([cookie, ok](SchedulerCore& core) { core.OnDurable(cookie, ok); });
-    });
+    log_->Produce(std::move(records),
+                  [this, cookie](bool ok, const std::string& error) {
+                    if (!ok) LOG(WARNING) << "produce failed: " << error;
+                    if (cookie == 0) return;
+                    WithCore([cookie, ok](SchedulerCore& core) {
+                      core.OnDurable(cookie, ok);
+                    });
+                  });
   }
-  for (auto& c : effects.commits) log_->Commit(c.topic, c.partition, c.next_offset);
+  for (auto& c : effects.commits)
+    log_->Commit(c.topic, c.partition, c.next_offset);
   for (auto& p : effects.pauses) {
-    VLOG(1) << (p.paused ? "pausing" : "resuming") << " priority " << p.priority;
+    VLOG(1) << (p.paused ? "pausing" : "resuming") << " priority "
+            << p.priority;
     log_->SetTopicPaused(core_->TopicForPriority(p.priority), p.paused);
   }
 }
 
 std::string SchedulerService::NewTaskId() {
-  return absl::StrCat(options_.core.scheduler_id, "-", absl::ToUnixMicros(absl::Now()), "-",
-                      next_id_++);
+  return absl::StrCat(options_.core.scheduler_id, "-",
+                      absl::ToUnixMicros(absl::Now()), "-", next_id_++);
 }
 
 bool SchedulerService::SeenRecently(const std::string& id) {
@@ -128,18 +156,20 @@ bool SchedulerService::SeenRecently(const std::string& id) {
   return false;
 }
 
-grpc::ServerUnaryReactor* SchedulerService::Submit(grpc::CallbackServerContext* ctx,
-                                                   const kwq::v1::SubmitRequest* request,
-                                                   kwq::v1::SubmitResponse* response) {
+grpc::ServerUnaryReactor* SchedulerService::Submit(
+    grpc::CallbackServerContext* ctx, const kwq::v1::SubmitRequest* request,
+    kwq::v1::SubmitResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   if (request->tasks_size() == 0 || request->tasks_size() > 10000) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 absl::StrCat("tasks: a batch holds 1-10000 tasks, not ",
-                                              request->tasks_size())));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     absl::StrCat("tasks: a batch holds 1-10000 tasks, not ",
+                                  request->tasks_size())));
     return reactor;
   }
   for (int i = 0; i < request->tasks_size(); ++i) {
-    if (absl::Status s = ValidateTask(request->tasks(i), i, options_.limits); !s.ok()) {
+    if (absl::Status s = ValidateTask(request->tasks(i), i, options_.limits);
+        !s.ok()) {
       reactor->Finish(ToGrpc(s));
       return reactor;
     }
@@ -175,9 +205,11 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(grpc::CallbackServerContext* 
     ids->push_back(task.id());
     records.push_back({core_->TopicForPriority(task.priority()), task.id(),
                        task.SerializeAsString()});
-    records.push_back({core_->EventsTopic(), task.job_id(), ev.SerializeAsString()});
+    records.push_back(
+        {core_->EventsTopic(), task.job_id(), ev.SerializeAsString()});
   }
-  log_->Produce(std::move(records), [this, reactor, ids](bool ok, const std::string& error) {
+  log_->Produce(std::move(records), [this, reactor, ids](
+                                        bool ok, const std::string& error) {
     if (ok) {
       reactor->Finish(grpc::Status::OK);
       return;
@@ -190,7 +222,8 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(grpc::CallbackServerContext* 
     reactor->Finish(grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("Kafka did not acknowledge the batch (", error,
-                     "); these tasks may not be durable, submit them again with the same "
+                     "); these tasks may not be durable, submit them again "
+                     "with the same "
                      "ids: ",
                      absl::StrJoin(*ids, ","))));
   });
@@ -202,24 +235,28 @@ SchedulerService::Connect(grpc::CallbackServerContext* ctx) {
   return new WorkerReactor(this, next_conn_++, ctx->peer());
 }
 
-void SchedulerService::StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
+void SchedulerService::StreamHello(uint64_t conn,
+                                   std::shared_ptr<WorkerStream> stream,
                                    const kwq::v1::Hello& hello) {
   loop_->Post([this, conn, stream = std::move(stream), hello] {
     streams_[conn] = stream;
-    LOG(INFO) << "worker " << hello.worker_id() << " connected from " << stream->peer()
-              << " with " << hello.slots() << " slots";
+    LOG(INFO) << "worker " << hello.worker_id() << " connected from "
+              << stream->peer() << " with " << hello.slots() << " slots";
     core_->OnWorkerConnected(conn, hello);
     Execute(core_->TakeEffects());
   });
 }
 
-void SchedulerService::StreamMessage(uint64_t conn, const kwq::v1::WorkerMessage& msg) {
-  WithCore([conn, msg](SchedulerCore& core) { core.OnWorkerMessage(conn, msg); });
+void SchedulerService::StreamMessage(uint64_t conn,
+                                     const kwq::v1::WorkerMessage& msg) {
+  WithCore(
+      [conn, msg](SchedulerCore& core) { core.OnWorkerMessage(conn, msg); });
 }
 
 void SchedulerService::StreamClosed(uint64_t conn, const std::string& reason) {
   loop_->Post([this, conn, reason] {
-    if (streams_.erase(conn) > 0) LOG(INFO) << "worker stream " << conn << ": " << reason;
+    if (streams_.erase(conn) > 0)
+      LOG(INFO) << "worker stream " << conn << ": " << reason;
     core_->OnWorkerDisconnected(conn, reason);
     Execute(core_->TakeEffects());
   });
@@ -255,12 +292,14 @@ grpc::ServerUnaryReactor* SchedulerService::ListWorkers(
 }
 
 grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
-    grpc::CallbackServerContext* ctx, const kwq::v1::ExplainTaskRequest* request,
+    grpc::CallbackServerContext* ctx,
+    const kwq::v1::ExplainTaskRequest* request,
     kwq::v1::ExplainTaskResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   if (!IsValidId(request->task_id())) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "task_id must be 1-128 characters of [A-Za-z0-9._:-]"));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     "task_id must be 1-128 characters of [A-Za-z0-9._:-]"));
     return reactor;
   }
   loop_->Post([this, reactor, request, response] {
@@ -270,9 +309,10 @@ grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
     if (reasons.empty()) {
       reactor->Finish(grpc::Status(
           grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("task ", request->task_id(),
-                       " is not queued or running on this scheduler instance (it may be "
-                       "finished, unknown, or held by another instance)")));
+          absl::StrCat(
+              "task ", request->task_id(),
+              " is not queued or running on this scheduler instance (it may be "
+              "finished, unknown, or held by another instance)")));
       return;
     }
     response->set_task_id(request->task_id());
@@ -284,30 +324,124 @@ grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
   return reactor;
 }
 
-namespace {
-grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, const char* what) {
+grpc::ServerUnaryReactor* SchedulerService::Control(
+    grpc::CallbackServerContext* ctx, const kwq::v1::Scope& scope, bool cancel,
+    bool set, const std::string& requested_by) {
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status(
-      grpc::StatusCode::UNIMPLEMENTED,
-      absl::StrCat(what, " is not implemented yet in this scheduler (tracked as issue 6)")));
+  auto fail = [&](grpc::StatusCode code, const std::string& msg) {
+    reactor->Finish(grpc::Status(code, msg));
+    return reactor;
+  };
+  switch (scope.target_case()) {
+    case kwq::v1::Scope::kAll:
+      if (cancel) {
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "cancel applies to a job_id or a task_id, not to all");
+      }
+      if (!scope.all()) {
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "scope.all must be true");
+      }
+      break;
+    case kwq::v1::Scope::kPriority:
+      if (cancel) {
+        return fail(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "cancel applies to a job_id or a task_id, not to a priority");
+      }
+      if (scope.priority() < 0 || scope.priority() > 9) {
+        return fail(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("scope.priority must be 0-9, not ", scope.priority()));
+      }
+      break;
+    case kwq::v1::Scope::kJobId:
+      if (!IsValidId(scope.job_id())) {
+        return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                    "scope.job_id must be 1-128 characters of [A-Za-z0-9._:-]");
+      }
+      break;
+    case kwq::v1::Scope::kTaskId:
+      if (!cancel) {
+        return fail(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "pause and resume apply to all, a priority or a job; a single task "
+            "can be cancelled");
+      }
+      if (!IsValidId(scope.task_id())) {
+        return fail(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "scope.task_id must be 1-128 characters of [A-Za-z0-9._:-]");
+      }
+      break;
+    default:
+      return fail(grpc::StatusCode::INVALID_ARGUMENT,
+                  "scope must set one of all, priority, job_id, task_id");
+  }
+  // Unknown jobs and tasks: NOT_FOUND (what this instance has seen; see
+  // README).
+  bool known = true;
+  if (scope.has_job_id() || scope.has_task_id()) {
+    loop_->RunSync([&] {
+      known = scope.has_job_id() ? core_->KnowsJob(scope.job_id())
+                                 : core_->HoldsTask(scope.task_id());
+    });
+  }
+  if (!known && (set || cancel)) {
+    return fail(
+        grpc::StatusCode::NOT_FOUND,
+        scope.has_job_id()
+            ? absl::StrCat("no job ", scope.job_id(),
+                           " is known to this scheduler")
+            : absl::StrCat("task ", scope.task_id(),
+                           " is not queued or running on this scheduler"));
+  }
+  const std::string key = SchedulerCore::ControlKey(scope, cancel);
+  std::string value;  // empty: a tombstone (resume)
+  if (set) {
+    kwq::v1::ControlRecord rec;
+    *rec.mutable_scope() = scope;
+    rec.set_paused(!cancel);
+    rec.set_cancelled(cancel);
+    *rec.mutable_time() = ToProto(clock_->Now());
+    rec.set_requested_by(requested_by.empty() ? ctx->peer() : requested_by);
+    value = rec.SerializeAsString();
+  }
+  log_->Produce(
+      {{options_.core.topic_prefix + ".control", key, value}},
+      [this, reactor, key, value](bool ok, const std::string& error) {
+        if (!ok) {
+          reactor->Finish(grpc::Status(
+              grpc::StatusCode::UNAVAILABLE,
+              absl::StrCat("the control record is not durable: ", error)));
+          return;
+        }
+        // Obeyed here at once; other instances as they read the topic.
+        WithCore([key, value](SchedulerCore& core) {
+          core.OnControlRecord(key, value);
+        });
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
-}  // namespace
 
-grpc::ServerUnaryReactor* SchedulerService::Pause(grpc::CallbackServerContext* ctx,
-                                                  const kwq::v1::PauseRequest*,
-                                                  kwq::v1::PauseResponse*) {
-  return NotYet(ctx, "Pause");
+grpc::ServerUnaryReactor* SchedulerService::Pause(
+    grpc::CallbackServerContext* ctx, const kwq::v1::PauseRequest* request,
+    kwq::v1::PauseResponse*) {
+  return Control(ctx, request->scope(), /*cancel=*/false, /*set=*/true,
+                 request->requested_by());
 }
-grpc::ServerUnaryReactor* SchedulerService::Resume(grpc::CallbackServerContext* ctx,
-                                                   const kwq::v1::ResumeRequest*,
-                                                   kwq::v1::ResumeResponse*) {
-  return NotYet(ctx, "Resume");
+grpc::ServerUnaryReactor* SchedulerService::Resume(
+    grpc::CallbackServerContext* ctx, const kwq::v1::ResumeRequest* request,
+    kwq::v1::ResumeResponse*) {
+  return Control(ctx, request->scope(), /*cancel=*/false, /*set=*/false,
+                 request->requested_by());
 }
-grpc::ServerUnaryReactor* SchedulerService::Cancel(grpc::CallbackServerContext* ctx,
-                                                   const kwq::v1::CancelRequest*,
-                                                   kwq::v1::CancelResponse*) {
-  return NotYet(ctx, "Cancel");
+grpc::ServerUnaryReactor* SchedulerService::Cancel(
+    grpc::CallbackServerContext* ctx, const kwq::v1::CancelRequest* request,
+    kwq::v1::CancelResponse*) {
+  return Control(ctx, request->scope(), /*cancel=*/true, /*set=*/true,
+                 request->requested_by());
 }
 
 SchedulerMetrics SchedulerService::Metrics() {
@@ -317,13 +451,14 @@ SchedulerMetrics SchedulerService::Metrics() {
 }
 
 void SchedulerService::Drain(absl::Duration grace) {
-  LOG(INFO) << "draining: no new assignments; waiting up to " << absl::FormatDuration(grace)
-            << " for in-flight tasks";
+  LOG(INFO) << "draining: no new assignments; waiting up to "
+            << absl::FormatDuration(grace) << " for in-flight tasks";
   loop_->RunSync([&] { core_->StopLeasing(); });
   const absl::Time deadline = absl::Now() + grace;
   while (absl::Now() < deadline) {
     size_t open = 0;
-    loop_->RunSync([&] { open = core_->leases() + core_->pending_decisions(); });
+    loop_->RunSync(
+        [&] { open = core_->leases() + core_->pending_decisions(); });
     if (open == 0) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -332,9 +467,11 @@ void SchedulerService::Drain(absl::Duration grace) {
     bye.mutable_go_away()->set_reason("scheduler shutting down");
     for (auto& [conn, stream] : streams_) {
       stream->Send(bye);
-      stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler shutting down"));
+      stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "scheduler shutting down"));
     }
   });
+  if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(10));
 }
 

@@ -12,6 +12,7 @@
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "server/core/scheduler_core.h"
 #include "server/core/task_validation.h"
+#include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
 #include "server/util/clock.h"
@@ -23,16 +24,17 @@ struct ServiceOptions {
   SchedulerOptions core;
   ValidationLimits limits;
   int partitions = 4;
-  // Client-given task ids remembered for Submit idempotency (per scheduler instance).
+  // Client-given task ids remembered for Submit idempotency (per scheduler
+  // instance).
   size_t dedup_window_ids = 1'000'000;
   absl::Duration submit_timeout = absl::Seconds(30);
 };
 
 class WorkerStream;
 
-// The gRPC adapter of the scheduler: Submit, the worker streams (one callback reactor per
-// worker) and the admin RPCs. Owns the core, which lives on one EventLoop; gRPC and Kafka
-// threads only post into that loop. Thread-safe.
+// The gRPC adapter of the scheduler: Submit, the worker streams (one callback
+// reactor per worker) and the admin RPCs. Owns the core, which lives on one
+// EventLoop; gRPC and Kafka threads only post into that loop. Thread-safe.
 class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
  public:
   SchedulerService(ServiceOptions options, const KafkaCluster* cluster,
@@ -41,21 +43,23 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
 
   // Creates the topics when missing, opens the task log and starts consuming.
   absl::Status Start();
-  // Drain: stop leasing, wait up to `grace` for in-flight work, tell workers to go away,
-  // leave the group (undecided offsets stay uncommitted).
+  // Drain: stop leasing, wait up to `grace` for in-flight work, tell workers to
+  // go away, leave the group (undecided offsets stay uncommitted).
   void Drain(absl::Duration grace);
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const kwq::v1::SubmitRequest* request,
                                    kwq::v1::SubmitResponse* response) override;
-  grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>* Connect(
-      grpc::CallbackServerContext* ctx) override;
-  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
-                                        const kwq::v1::ListWorkersRequest* request,
-                                        kwq::v1::ListWorkersResponse* response) override;
-  grpc::ServerUnaryReactor* ExplainTask(grpc::CallbackServerContext* ctx,
-                                        const kwq::v1::ExplainTaskRequest* request,
-                                        kwq::v1::ExplainTaskResponse* response) override;
+  grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
+  Connect(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* ListWorkers(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::ListWorkersRequest* request,
+      kwq::v1::ListWorkersResponse* response) override;
+  grpc::ServerUnaryReactor* ExplainTask(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::ExplainTaskRequest* request,
+      kwq::v1::ExplainTaskResponse* response) override;
   grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* ctx,
                                   const kwq::v1::PauseRequest* request,
                                   kwq::v1::PauseResponse* response) override;
@@ -76,8 +80,12 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   void StreamClosed(uint64_t conn, const std::string& reason);
 
  private:
+  grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
+                                    const kwq::v1::Scope& scope, bool cancel,
+                                    bool set, const std::string& requested_by);
   void Execute(Effects effects);  // on the loop
-  void WithCore(std::function<void(SchedulerCore&)> fn);  // post + execute effects
+  void WithCore(
+      std::function<void(SchedulerCore&)> fn);  // post + execute effects
   std::string NewTaskId();
   bool SeenRecently(const std::string& id);
 
@@ -85,9 +93,11 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   const KafkaCluster* cluster_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
+  std::unique_ptr<ControlReader> control_;
   std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
   std::unique_ptr<EventLoop> loop_;
-  std::map<uint64_t, std::shared_ptr<WorkerStream>> streams_;  // loop thread only
+  std::map<uint64_t, std::shared_ptr<WorkerStream>>
+      streams_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};
   std::atomic<uint64_t> next_id_{0};
 

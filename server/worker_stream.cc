@@ -29,8 +29,11 @@ void WorkerStream::Close(const grpc::Status& status) {
   if (reactor != nullptr) reactor->FinishOnce(status);
 }
 
-WorkerReactor::WorkerReactor(SchedulerService* service, uint64_t conn, std::string peer)
-    : service_(service), conn_(conn), handle_(std::make_shared<WorkerStream>()) {
+WorkerReactor::WorkerReactor(SchedulerService* service, uint64_t conn,
+                             std::string peer)
+    : service_(service),
+      conn_(conn),
+      handle_(std::make_shared<WorkerStream>()) {
   handle_->reactor_ = this;
   handle_->peer_ = std::move(peer);
   StartRead(&in_);
@@ -45,8 +48,9 @@ void WorkerReactor::OnReadDone(bool ok) {
   }
   if (!hello_seen_) {
     if (!in_.has_hello()) {
-      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the first message on the stream must be a hello"));
+      FinishOnce(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       "the first message on the stream must be a hello"));
       return;
     }
     hello_seen_ = true;

@@ -14,8 +14,9 @@ namespace kwq::scheduler {
 class SchedulerService;
 
 // The handle the scheduler keeps for one worker stream. Send() and Close() are
-// thread-safe and become no-ops once the stream finished; the reactor behind it is owned
-// by gRPC and deleted in OnDone, after which the handle only remembers that it is gone.
+// thread-safe and become no-ops once the stream finished; the reactor behind it
+// is owned by gRPC and deleted in OnDone, after which the handle only remembers
+// that it is gone.
 class WorkerStream {
  public:
   void Send(kwq::v1::SchedulerMessage msg);
@@ -33,10 +34,12 @@ class WorkerStream {
   std::string peer_;
 };
 
-// One callback reactor per Connect call: reads worker messages and posts them to the
-// service; writes one message at a time from the handle's queue; finishes exactly once.
+// One callback reactor per Connect call: reads worker messages and posts them
+// to the service; writes one message at a time from the handle's queue;
+// finishes exactly once.
 class WorkerReactor
-    : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage> {
+    : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
+                                     kwq::v1::SchedulerMessage> {
  public:
   WorkerReactor(SchedulerService* service, uint64_t conn, std::string peer);
 
@@ -47,7 +50,8 @@ class WorkerReactor
 
  private:
   friend class WorkerStream;
-  void StartWriteLocked();  // with handle_->mu_ held: marks writing, returns message
+  void
+  StartWriteLocked();  // with handle_->mu_ held: marks writing, returns message
   void FinishOnce(const grpc::Status& status);
 
   SchedulerService* service_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
@@ -37,7 +39,8 @@ Effects SchedulerCore::TakeEffects() {
 }
 
 size_t SchedulerCore::buffered(int priority) const {
-  return queues_[priority].size() + delayed_count_[priority];
+  return queues_[priority].size() + delayed_count_[priority] +
+         static_cast<size_t>(parked_count_[priority]);
 }
 
 size_t SchedulerCore::buffered() const {
@@ -138,6 +141,11 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     DeadLetterRaw(pos, value, std::string(s.message()));
     return;
   }
+  RememberJob(task.job_id());
+  if (IsCancelled(task)) {
+    CancelRecord(pos, task, "cancelled before it ran");
+    return;
+  }
   if (leases_.contains(task.id())) {
     // A second record of a task that runs here already (a re-delivery): the
     // running attempt decides for the task.
@@ -156,12 +164,13 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     *ev.mutable_affinity_keys() = task.affinity_keys();
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
-  Enqueue({pos, std::move(task)});
+  Enqueue({pos, std::move(task), absl::Time(), false});
   Dispatch();
 }
 
 void SchedulerCore::Enqueue(Queued q) {
   const int p = q.task.priority();
+  q.queued_at = clock_->Now();
   if (q.task.has_not_before() &&
       FromProto(q.task.not_before()) > clock_->Now()) {
     const absl::Time due = FromProto(q.task.not_before());
@@ -191,43 +200,296 @@ bool SchedulerCore::Eligible(const Worker& w, const Task& task) const {
   return true;
 }
 
+bool SchedulerCore::HoldsKey(const Worker& w, const Task& task) {
+  for (const std::string& k : task.affinity_keys()) {
+    if (w.affinity.count(k)) return true;
+  }
+  return false;
+}
+
+bool SchedulerCore::HeldForAffinity(const Queued& q, absl::Time now) const {
+  if (q.task.affinity_keys().empty() ||
+      options_.affinity_wait <= absl::ZeroDuration() ||
+      now - q.queued_at >= options_.affinity_wait) {
+    return false;
+  }
+  // Worth waiting only if a connected worker holds a key (it may free a slot).
+  for (const auto& [conn, w] : workers_) {
+    if (!w.draining && Eligible(w, q.task) && HoldsKey(w, q.task)) return true;
+  }
+  return false;
+}
+
+bool SchedulerCore::IsPaused(const Task& task) const {
+  return paused_all_ || paused_priorities_.count(task.priority()) > 0 ||
+         paused_jobs_.count(task.job_id()) > 0;
+}
+
+bool SchedulerCore::IsCancelled(const Task& task) const {
+  return cancelled_jobs_.count(task.job_id()) > 0 ||
+         cancelled_tasks_.count(task.id()) > 0;
+}
+
+void SchedulerCore::RememberJob(const std::string& job_id) {
+  if (!known_jobs_.insert(job_id).second) return;
+  known_jobs_order_.push_back(job_id);
+  while (known_jobs_order_.size() > options_.known_jobs) {
+    known_jobs_.erase(known_jobs_order_.front());
+    known_jobs_order_.pop_front();
+  }
+}
+
+bool SchedulerCore::HoldsTask(const std::string& task_id) const {
+  if (leases_.contains(task_id)) return true;
+  for (const auto& q : queues_) {
+    for (const Queued& e : q) {
+      if (e.task.id() == task_id) return true;
+    }
+  }
+  for (const auto& [due, e] : delayed_) {
+    if (e.task.id() == task_id) return true;
+  }
+  for (const auto& [job, tasks] : parked_) {
+    for (const Queued& e : tasks) {
+      if (e.task.id() == task_id) return true;
+    }
+  }
+  return false;
+}
+
+void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
+                                 const std::string& why, ConnId ack_conn,
+                                 const kwq::v1::FencingToken& ack_token) {
+  ++metrics_.cancelled;
+  std::string who;
+  if (auto t = cancelled_tasks_.find(task.id()); t != cancelled_tasks_.end()) {
+    who = t->second;
+  } else if (auto j = cancelled_jobs_.find(task.job_id());
+             j != cancelled_jobs_.end()) {
+    who = j->second;
+  }
+  TaskEvent ev = MakeEvent(task, kwq::v1::CANCELLED);
+  ev.set_reason("cancelled");
+  ev.set_error(who.empty() ? why : absl::StrCat(why, " (by ", who, ")"));
+  const uint64_t cookie = next_cookie_++;
+  effects_.produces.push_back({{EventRecord(ev)}, cookie});
+  PendingDecision pd;
+  pd.pos = pos;
+  pd.task_id = task.id();
+  pd.ack_conn = ack_conn;
+  pd.ack_token = ack_token;
+  pending_[cookie] = std::move(pd);
+}
+
+std::string SchedulerCore::ControlKey(const kwq::v1::Scope& scope,
+                                      bool cancel) {
+  const std::string kind = cancel ? "cancel/" : "pause/";
+  switch (scope.target_case()) {
+    case kwq::v1::Scope::kAll:
+      return kind + "all";
+    case kwq::v1::Scope::kPriority:
+      return absl::StrCat(kind, "p", scope.priority());
+    case kwq::v1::Scope::kJobId:
+      return kind + "job/" + scope.job_id();
+    case kwq::v1::Scope::kTaskId:
+      return kind + "task/" + scope.task_id();
+    default:
+      return "";
+  }
+}
+
+void SchedulerCore::OnControlRecord(const std::string& key,
+                                    const std::string& value) {
+  kwq::v1::ControlRecord rec;
+  const bool set = !value.empty() && rec.ParseFromString(value);
+  const std::string who = set ? rec.requested_by() : "";
+  auto set_member = [&](std::set<std::string>& c, const std::string& item) {
+    if (set) {
+      c.insert(item);
+    } else {
+      c.erase(item);
+    }
+  };
+  auto set_entry = [&](std::map<std::string, std::string>& c,
+                       const std::string& item) {
+    if (set) {
+      c[item] = who;
+    } else {
+      c.erase(item);
+    }
+  };
+  int p = -1;
+  if (key == "pause/all") {
+    paused_all_ = set;
+  } else if (absl::StartsWith(key, "pause/p") &&
+             absl::SimpleAtoi(key.substr(7), &p) && p >= 0 && p < 10) {
+    if (set) {
+      paused_priorities_.insert(p);
+    } else {
+      paused_priorities_.erase(p);
+    }
+  } else if (absl::StartsWith(key, "pause/job/")) {
+    set_member(paused_jobs_, key.substr(10));
+    if (!set) Unpark(key.substr(10));
+  } else if (absl::StartsWith(key, "cancel/job/")) {
+    set_entry(cancelled_jobs_, key.substr(11));
+  } else if (absl::StartsWith(key, "cancel/task/")) {
+    set_entry(cancelled_tasks_, key.substr(12));
+  } else {
+    LOG(WARNING) << "ignoring control record with key '" << key << "'";
+    return;
+  }
+  LOG(INFO) << "control " << key << (set ? " set" : " lifted")
+            << (who.empty() ? "" : " by " + who);
+  if (set && absl::StartsWith(key, "cancel/")) ApplyCancel();
+  Dispatch();  // a resume may free work
+}
+
+void SchedulerCore::ApplyCancel() {
+  // Queued and waiting tasks of a cancelled scope end now.
+  for (auto& queue : queues_) {
+    for (auto it = queue.begin(); it != queue.end();) {
+      if (IsCancelled(it->task)) {
+        CancelRecord(it->pos, it->task, "cancelled while queued");
+        it = queue.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto it = delayed_.begin(); it != delayed_.end();) {
+    if (IsCancelled(it->second.task)) {
+      CancelRecord(it->second.pos, it->second.task,
+                   "cancelled while waiting to retry");
+      --delayed_count_[it->second.task.priority()];
+      it = delayed_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    auto& tasks = it->second;
+    for (auto t = tasks.begin(); t != tasks.end();) {
+      if (IsCancelled(t->task)) {
+        CancelRecord(t->pos, t->task, "cancelled while its job was paused");
+        --parked_count_[t->task.priority()];
+        t = tasks.erase(t);
+      } else {
+        ++t;
+      }
+    }
+    it = tasks.empty() ? parked_.erase(it) : std::next(it);
+  }
+  // Running ones are asked to stop; the attempt ends CANCELLED when the worker
+  // answers (or its lease runs out).
+  for (auto& [id, lease] : leases_) {
+    if (!lease.deciding && IsCancelled(lease.task)) {
+      SchedulerMessage cancel;
+      *cancel.mutable_cancel()->mutable_token() = lease.token;
+      cancel.mutable_cancel()->set_reason("cancelled");
+      effects_.sends.push_back({lease.conn, std::move(cancel)});
+    }
+  }
+  for (int p = 0; p < 10; ++p) UpdateBackpressure(p);
+}
+
+SchedulerMetrics SchedulerCore::metrics() const {
+  SchedulerMetrics m = metrics_;
+  for (const auto& q : queues_) {
+    for (const Queued& e : q) {
+      bool runnable = false;
+      for (const auto& [conn, w] : workers_) {
+        if (Eligible(w, e.task)) {
+          runnable = true;
+          break;
+        }
+      }
+      if (!runnable) ++m.unrunnable;
+    }
+  }
+  return m;
+}
+
 void SchedulerCore::Dispatch() {
-  if (!leasing_) return;
+  if (!leasing_ || paused_all_) return;
   std::vector<ConnId> ready;
   for (const auto& [conn, w] : workers_) {
     if (w.credits > 0 && !w.draining) ready.push_back(conn);
   }
   if (ready.empty()) return;
+  const absl::Time now = clock_->Now();
   for (int p = 9; p >= 0 && !ready.empty(); --p) {
+    if (paused_priorities_.count(p)) continue;
     auto& queue = queues_[p];
     for (size_t i = 0; i < queue.size() && !ready.empty();) {
-      const Task& task = queue[i].task;
-      // The eligible worker with the most free credits.
-      ConnId best = 0;
-      int best_credits = 0;
-      size_t best_idx = 0;
+      Queued& q = queue[i];
+      if (paused_jobs_.count(q.task.job_id())) {
+        // Out of the way until the job resumes (still counted as buffered).
+        ++parked_count_[p];
+        parked_[q.task.job_id()].push_back(std::move(q));
+        queue.erase(queue.begin() + static_cast<long>(i));
+        continue;
+      }
+      const Task& task = q.task;
+      // The eligible worker with the most free credits, and the same among the
+      // workers holding one of the task's affinity keys.
+      size_t best_idx = ready.size(), match_idx = ready.size();
+      int best_credits = 0, match_credits = 0;
       for (size_t r = 0; r < ready.size(); ++r) {
         Worker& w = workers_[ready[r]];
-        if (w.credits > best_credits && Eligible(w, task)) {
-          best = ready[r];
-          best_credits = w.credits;
+        if (!Eligible(w, task)) continue;
+        if (w.credits > best_credits) {
           best_idx = r;
+          best_credits = w.credits;
+        }
+        if (w.credits > match_credits && HoldsKey(w, task)) {
+          match_idx = r;
+          match_credits = w.credits;
         }
       }
-      if (best_credits == 0) {
+      size_t chosen = best_idx;
+      if (!task.affinity_keys().empty()) {
+        if (match_idx < ready.size()) {
+          chosen = match_idx;
+          ++metrics_.affinity_hits;
+        } else if (best_idx < ready.size() && HeldForAffinity(q, now)) {
+          if (!q.affinity_held) {
+            q.affinity_held = true;
+            ++metrics_.affinity_holds;
+          }
+          ++i;  // waits for a worker with its key; lower tasks may still go
+          continue;
+        } else if (best_idx < ready.size()) {
+          ++metrics_.affinity_misses;
+        }
+      }
+      if (chosen == ready.size()) {
         ++i;  // nobody connected can run it now; lower tasks may still go
         continue;
       }
-      Queued q = std::move(queue[i]);
+      const ConnId conn = ready[chosen];
+      Queued taken = std::move(q);
       queue.erase(queue.begin() + static_cast<long>(i));
-      Worker& w = workers_[best];
-      Assign(best, w, std::move(q));
+      Worker& w = workers_[conn];
+      Assign(conn, w, std::move(taken));
       if (w.credits == 0) {
-        ready.erase(ready.begin() + static_cast<long>(best_idx));
+        ready.erase(ready.begin() + static_cast<long>(chosen));
       }
     }
     UpdateBackpressure(p);
   }
+}
+
+void SchedulerCore::Unpark(const std::string& job_id) {
+  auto it = parked_.find(job_id);
+  if (it == parked_.end()) return;
+  for (Queued& q : it->second) {
+    const int p = q.task.priority();
+    --parked_count_[p];
+    q.queued_at = clock_->Now();
+    queues_[p].push_back(std::move(q));
+  }
+  parked_.erase(it);
 }
 
 void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
@@ -237,6 +499,12 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   for (int hp = p + 1; hp < 10; ++hp) {
     const auto& hq = queues_[hp];
     for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
+      // Paused tasks and tasks waiting (boundedly) for a worker with their
+      // affinity key are not available to this worker by policy.
+      if (IsPaused(hq[i].task) ||
+          (!HoldsKey(w, hq[i].task) && HeldForAffinity(hq[i], clock_->Now()))) {
+        continue;
+      }
       if (Eligible(w, hq[i].task)) {
         ++metrics_.priority_inversions;
         LOG(ERROR) << "priority inversion: p" << p << " task " << q.task.id()
@@ -253,6 +521,10 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   lease.pos = q.pos;
   lease.conn = conn;
   lease.deadline = clock_->Now() + options_.lease_period;
+  if (q.task.has_timeout() &&
+      FromProto(q.task.timeout()) > absl::ZeroDuration()) {
+    lease.run_deadline = clock_->Now() + FromProto(q.task.timeout());
+  }
   lease.token.set_task_id(q.task.id());
   lease.token.set_attempt(q.task.attempt());
   lease.token.set_lease_id(
@@ -289,6 +561,7 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
   Worker w;
   w.hello = hello;
   w.labels.insert(hello.labels().begin(), hello.labels().end());
+  w.affinity.insert(hello.affinity_keys().begin(), hello.affinity_keys().end());
   w.connected_at = w.last_heartbeat = clock_->Now();
   SchedulerMessage msg;
   auto* welcome = msg.mutable_welcome();
@@ -348,6 +621,8 @@ void SchedulerCore::OnWorkerMessage(ConnId conn,
       }
       if (msg.heartbeat().affinity_changed()) {
         *w.hello.mutable_affinity_keys() = msg.heartbeat().affinity_keys();
+        w.affinity = {msg.heartbeat().affinity_keys().begin(),
+                      msg.heartbeat().affinity_keys().end()};
       }
       break;
     }
@@ -470,6 +745,15 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     ++w->second.errors;
     worker_id = w->second.hello.worker_id();
   }
+  if (IsCancelled(lease.task)) {
+    // A cancelled task's attempt ended (the worker stopped it, or it was lost):
+    // the task is CANCELLED, never retried.
+    CancelRecord(
+        lease.pos, lease.task,
+        absl::StrCat("cancelled while running on ", worker_id, ": ", error),
+        ack_conn, lease.token);
+    return;
+  }
   Task task = std::move(lease.task);
   if (infra) {
     ++metrics_.infra_failures;
@@ -581,7 +865,7 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
       // original record.
       LOG(WARNING) << "retry hand-off of " << retry_task.id()
                    << " not durable; retrying it locally";
-      Enqueue({pd.pos, std::move(retry_task)});
+      Enqueue({pd.pos, std::move(retry_task), absl::Time(), false});
     } else {
       LOG(WARNING)
           << "dead-letter record not durable; the offset stays uncommitted";
@@ -611,9 +895,30 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
 
 void SchedulerCore::OnTick() {
   const absl::Time now = clock_->Now();
-  std::vector<std::string> expired;
+  std::vector<std::string> expired, timed_out;
   for (const auto& [id, lease] : leases_) {
-    if (!lease.deciding && lease.deadline <= now) expired.push_back(id);
+    if (lease.deciding) continue;
+    if (lease.deadline <= now) {
+      expired.push_back(id);
+    } else if (lease.run_deadline <= now) {
+      timed_out.push_back(id);
+    }
+  }
+  for (const std::string& id : timed_out) {
+    auto l = leases_.find(id);
+    Lease lease = std::move(l->second);
+    leases_.erase(l);
+    ++metrics_.timeouts;
+    const std::string why =
+        absl::StrCat("timed out after ",
+                     absl::FormatDuration(FromProto(lease.task.timeout())));
+    SchedulerMessage cancel;
+    *cancel.mutable_cancel()->mutable_token() = lease.token;
+    cancel.mutable_cancel()->set_reason(why);
+    effects_.sends.push_back({lease.conn, std::move(cancel)});
+    // A task error: the task-error retry budget applies.
+    EndAttempt(std::move(lease), why, "timeout", /*infra=*/false,
+               /*retryable=*/true, 0);
   }
   for (const std::string& id : expired) {
     auto l = leases_.find(id);
@@ -632,6 +937,7 @@ void SchedulerCore::OnTick() {
     delayed_.erase(delayed_.begin());
     const int p = q.task.priority();
     --delayed_count_[p];
+    q.queued_at = now;
     queues_[p].push_back(std::move(q));
   }
   Dispatch();
@@ -656,6 +962,18 @@ void SchedulerCore::OnPartitionsRevoked(
     } else {
       ++it;
     }
+  }
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    auto& tasks = it->second;
+    for (auto t = tasks.begin(); t != tasks.end();) {
+      if (from_gone(t->pos)) {
+        --parked_count_[t->task.priority()];
+        t = tasks.erase(t);
+      } else {
+        ++t;
+      }
+    }
+    it = tasks.empty() ? parked_.erase(it) : std::next(it);
   }
   for (auto& [id, lease] : leases_) {
     if (from_gone(lease.pos)) lease.pos.topic.clear();
@@ -708,8 +1026,19 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
       break;
     }
   }
+  const Queued* queued = nullptr;
   for (int p = 0; p < 10 && found == nullptr; ++p) {
     for (const Queued& q : queues_[p]) {
+      if (q.task.id() == task_id) {
+        found = &q.task;
+        queued = &q;
+        break;
+      }
+    }
+  }
+  for (auto it = parked_.begin(); it != parked_.end() && found == nullptr;
+       ++it) {
+    for (const Queued& q : it->second) {
       if (q.task.id() == task_id) {
         found = &q.task;
         break;
@@ -718,6 +1047,19 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
   }
   if (found == nullptr) return reasons;
   *state = kwq::v1::PENDING;
+  if (paused_all_) reasons.push_back("paused: all dispatch");
+  if (paused_priorities_.count(found->priority())) {
+    reasons.push_back(absl::StrCat("paused: priority ", found->priority()));
+  }
+  if (paused_jobs_.count(found->job_id())) {
+    reasons.push_back(absl::StrCat("paused: job ", found->job_id()));
+  }
+  if (queued != nullptr && HeldForAffinity(*queued, clock_->Now())) {
+    reasons.push_back(absl::StrCat(
+        "waiting up to ", absl::FormatDuration(options_.affinity_wait),
+        " for a free worker holding ",
+        absl::StrJoin(found->affinity_keys(), " or ")));
+  }
   if (!leasing_)
     reasons.push_back("this scheduler is draining: it assigns nothing");
   bool any_eligible = false, any_free = false;

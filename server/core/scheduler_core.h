@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "kwq/v1/control.pb.h"
 #include "kwq/v1/task.pb.h"
 #include "kwq/v1/worker.pb.h"
 #include "server/core/offset_tracker.h"
@@ -37,6 +38,13 @@ struct SchedulerOptions {
   // priority's partitions are paused; resumed below half of it.
   int max_buffered_per_priority = 2000;
   size_t max_result_bytes = 1 << 20;
+  // Soft affinity: a task with affinity keys waits at most this long for a free
+  // worker holding one of its keys (when a connected worker holds one), then
+  // goes to any worker. Zero: prefer a matching free worker, never wait.
+  absl::Duration affinity_wait = absl::Milliseconds(20);
+  // Job ids remembered (to answer NOT_FOUND for control requests on unknown
+  // jobs).
+  size_t known_jobs = 100000;
 };
 
 // Where a task record came from.
@@ -108,6 +116,17 @@ struct SchedulerMetrics {
   // Records received again after the consumer rewound; skipped (this owner has
   // them).
   int64_t redelivered_records = 0;
+  // Soft affinity: dispatches to a worker holding one of the task's keys, to
+  // one that did not (after the wait, or none connected holds a key), and tasks
+  // held back waiting.
+  int64_t affinity_hits = 0;
+  int64_t affinity_misses = 0;
+  int64_t affinity_holds = 0;
+  int64_t cancelled = 0;
+  int64_t timeouts = 0;
+  // Queued here with no connected worker that has the labels they require (a
+  // gauge, computed when metrics are read).
+  int64_t unrunnable = 0;
 };
 
 struct WorkerView {
@@ -155,9 +174,27 @@ class SchedulerCore {
   // Stop assigning (drain): nothing new goes out; in-flight work may finish.
   void StopLeasing() { leasing_ = false; }
 
+  // --- control (records of <prefix>.control; see ControlKey) ---
+  // A control record: `value` a serialized ControlRecord, or empty (a
+  // tombstone: the pause or cancel under `key` is lifted). Pauses stop new
+  // assignments of the scope; a cancel ends queued tasks of the scope as
+  // CANCELLED (now and whenever their records arrive) and asks workers running
+  // them to stop.
+  void OnControlRecord(const std::string& key, const std::string& value);
+  // "pause/all", "pause/p3", "pause/job/<id>", "cancel/job/<id>",
+  // "cancel/task/<id>".
+  static std::string ControlKey(const kwq::v1::Scope& scope, bool cancel);
+  // Whether this instance has seen the job (bounded memory: the last
+  // `known_jobs`).
+  bool KnowsJob(const std::string& job_id) const {
+    return known_jobs_.count(job_id) > 0;
+  }
+  // Whether a task is queued or running here.
+  bool HoldsTask(const std::string& task_id) const;
+
   Effects TakeEffects();
 
-  const SchedulerMetrics& metrics() const { return metrics_; }
+  SchedulerMetrics metrics() const;
   size_t buffered() const;
   size_t buffered(int priority) const;
   size_t leases() const { return leases_.size(); }
@@ -179,6 +216,9 @@ class SchedulerCore {
   struct Queued {
     RecordPosition pos;
     kwq::v1::Task task;
+    absl::Time
+        queued_at;  // when it became dispatchable (for the affinity wait)
+    bool affinity_held = false;  // counted once in affinity_holds
   };
   struct Lease {
     RecordPosition pos;
@@ -188,12 +228,14 @@ class SchedulerCore {
     absl::Time deadline;
     bool deciding = false;          // a decision is being made durable
     bool running_reported = false;  // the RUNNING event was written
-    double progress = 0;            // last reported by the worker, [0, 1]
+    absl::Time run_deadline = absl::InfiniteFuture();  // the task's timeout
+    double progress = 0;  // last reported by the worker, [0, 1]
   };
   struct Worker {
     kwq::v1::Hello hello;
     int credits = 0;
     std::set<std::string> labels;
+    std::set<std::string> affinity;  // keys held now (hello, then heartbeats)
     std::set<std::string> task_ids;  // leases held
     absl::Time connected_at;
     absl::Time last_heartbeat;
@@ -212,6 +254,21 @@ class SchedulerCore {
 
   void Dispatch();
   bool Eligible(const Worker& w, const kwq::v1::Task& task) const;
+  static bool HoldsKey(const Worker& w, const kwq::v1::Task& task);
+  // The task waits for a worker holding one of its keys (see affinity_wait), so
+  // a worker without one must not take it now.
+  bool HeldForAffinity(const Queued& q, absl::Time now) const;
+  bool IsPaused(const kwq::v1::Task& task) const;
+  bool IsCancelled(const kwq::v1::Task& task) const;
+  // Ends a task that will not run (cancelled) with a CANCELLED event; its
+  // offset is decided once the event is durable.
+  void CancelRecord(const RecordPosition& pos, const kwq::v1::Task& task,
+                    const std::string& why, ConnId ack_conn = 0,
+                    const kwq::v1::FencingToken& ack_token = {});
+  void ApplyCancel();
+  void RememberJob(const std::string& job_id);
+  // Puts a resumed job's parked tasks back in their queues.
+  void Unpark(const std::string& job_id);
   void Assign(ConnId conn, Worker& w, Queued q);
   void Enqueue(Queued q);
   void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
@@ -249,6 +306,18 @@ class SchedulerCore {
   absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
   SchedulerMetrics metrics_;
   Effects effects_;
+  // Control state.
+  bool paused_all_ = false;
+  std::set<int> paused_priorities_;
+  std::set<std::string> paused_jobs_;
+  std::map<std::string, std::string> cancelled_jobs_;   // job -> who/why
+  std::map<std::string, std::string> cancelled_tasks_;  // task -> who/why
+  // Tasks of paused jobs, out of the queues (Dispatch does not scan them) but
+  // counted as buffered, so backpressure still bounds memory.
+  std::map<std::string, std::deque<Queued>> parked_;
+  std::array<int, 10> parked_count_{};
+  std::set<std::string> known_jobs_;
+  std::deque<std::string> known_jobs_order_;
 };
 
 }  // namespace kwq::scheduler

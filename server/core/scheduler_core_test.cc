@@ -552,5 +552,169 @@ TEST_F(SchedulerCoreTest, ProgressReportsRenewTheLeaseWithoutMoreEvents) {
   EXPECT_NE(why[0].find("75% done"), std::string::npos) << why[0];
 }
 
+kwq::v1::Hello HelloWith(const std::string& id, int slots,
+                         std::vector<std::string> keys) {
+  kwq::v1::Hello h;
+  h.set_worker_id(id);
+  h.set_slots(slots);
+  for (auto& k : keys) h.add_affinity_keys(k);
+  return h;
+}
+
+std::string Control(bool set, const std::string& who = "ops") {
+  if (!set) return "";
+  kwq::v1::ControlRecord r;
+  r.set_paused(true);
+  r.set_requested_by(who);
+  return r.SerializeAsString();
+}
+
+TEST_F(SchedulerCoreTest,
+       SoftAffinityPrefersAMatchingWorkerThenWaitsBoundedly) {
+  SchedulerOptions o;
+  o.affinity_wait = absl::Milliseconds(20);
+  Reset(o);
+  core_->OnWorkerConnected(1, HelloWith("usd", 1, {"curve=USD"}));
+  core_->OnWorkerConnected(2, HelloWith("eur", 2, {"curve=EUR"}));
+  Collect();
+  Task t = MakeTask("t-usd", 5);
+  t.add_affinity_keys("curve=USD");
+  Record(t, 0, 0);
+  ASSERT_EQ(TakeAssignments(1).size(),
+            1u);  // the USD worker, though EUR has more slots
+  // The USD worker is busy now: the next USD task waits for it...
+  Task t2 = MakeTask("t-usd-2", 5);
+  t2.add_affinity_keys("curve=USD");
+  Record(t2, 0, 1);
+  EXPECT_TRUE(TakeAssignments(2).empty());
+  kwq::v1::TaskState state;
+  std::string worker;
+  auto why = core_->Explain("t-usd-2", &state, &worker);
+  ASSERT_FALSE(why.empty());
+  EXPECT_NE(why.back().find("curve=USD"), std::string::npos) << why.back();
+  // ... while other work flows to the EUR worker ...
+  Record(MakeTask("plain", 1), 0, 0);
+  EXPECT_EQ(TakeAssignments(2).size(), 1u);
+  // ... and at most the wait: then any worker takes it.
+  Tick(absl::Milliseconds(25));
+  auto late = TakeAssignments(2);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_EQ(late[0].task().id(), "t-usd-2");
+  const auto m = core_->metrics();
+  EXPECT_EQ(m.affinity_hits, 1);
+  EXPECT_EQ(m.affinity_holds, 1);
+  EXPECT_EQ(m.affinity_misses, 1);
+  EXPECT_EQ(m.priority_inversions, 0);  // a bounded affinity hold is not one
+}
+
+TEST_F(SchedulerCoreTest, NoWaitWhenNoConnectedWorkerHoldsTheKey) {
+  Connect(1, 1);
+  Task t = MakeTask("t-gbp", 5);
+  t.add_affinity_keys("curve=GBP");
+  Record(t, 0, 0);
+  EXPECT_EQ(TakeAssignments(1).size(), 1u);
+  EXPECT_EQ(core_->metrics().affinity_holds, 0);
+}
+
+TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
+  core_->OnControlRecord("pause/job/j-paused", Control(true));
+  core_->OnControlRecord("pause/p7", Control(true));
+  Collect();
+  Task a = MakeTask("a", 5);
+  a.set_job_id("j-paused");
+  Record(a, 0, 0);
+  Record(MakeTask("b", 7), 0, 0);
+  Record(MakeTask("c", 3), 0, 0);
+  Connect(1, 5);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "c");
+  EXPECT_EQ(core_->buffered(), 2u);  // parked and paused tasks still count
+  kwq::v1::TaskState state;
+  std::string worker;
+  auto why = core_->Explain("a", &state, &worker);
+  ASSERT_FALSE(why.empty());
+  EXPECT_EQ(why[0], "paused: job j-paused");
+  EXPECT_EQ(core_->metrics().priority_inversions, 0);
+  core_->OnControlRecord("pause/job/j-paused", "");  // tombstone: resume
+  Collect();
+  got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "a");  // p7 is still paused
+  core_->OnControlRecord("pause/p7", "");
+  Collect();
+  got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "b");
+  core_->OnControlRecord("pause/all", Control(true));
+  Record(MakeTask("d", 9), 0, 1);
+  EXPECT_TRUE(TakeAssignments(1).empty());
+}
+
+TEST_F(SchedulerCoreTest,
+       CancelEndsQueuedTasksAndStopsRunningOnesWithoutRetry) {
+  Connect(1, 1);
+  Task running = MakeTask("r", 5);
+  running.set_job_id("doomed");
+  Record(running, 0, 0);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  Task queued = MakeTask("q", 5);
+  queued.set_job_id("doomed");
+  Record(queued, 0, 1);
+  core_->OnControlRecord("cancel/job/doomed", Control(true, "alice"));
+  Collect();
+  // The queued one is CANCELLED at once; the worker is told to stop the other.
+  auto cancelled = Events(kwq::v1::CANCELLED);
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_EQ(cancelled[0].task_id(), "q");
+  EXPECT_NE(cancelled[0].error().find("alice"), std::string::npos);
+  bool cancel_sent = false;
+  for (auto& snd : sends_) cancel_sent |= snd.conn == 1 && snd.msg.has_cancel();
+  EXPECT_TRUE(cancel_sent);
+  // The worker stops it: CANCELLED, not retried, acknowledged.
+  kwq::v1::WorkerMessage msg;
+  *msg.mutable_update()->mutable_token() = a[0].token();
+  msg.mutable_update()->set_state(kwq::v1::ERROR);
+  msg.mutable_update()->set_cancelled(true);
+  Send(1, msg);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::CANCELLED).size(), 2u);
+  EXPECT_TRUE(Requeued().empty());
+  EXPECT_EQ(Acks(1).size(), 1u);
+  // Both offsets decided: the prefix is committed past them.
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 2);
+  // A record of the job arriving later is cancelled on receipt.
+  Task late = MakeTask("late", 5);
+  late.set_job_id("doomed");
+  Record(late, 0, 2);
+  EXPECT_EQ(Events(kwq::v1::CANCELLED).size(), 3u);
+  EXPECT_EQ(core_->metrics().cancelled, 3);
+}
+
+TEST_F(SchedulerCoreTest,
+       ATaskPastItsTimeoutIsCancelledAndCountedAsATaskError) {
+  Connect(1, 1);
+  Task t = MakeTask("slow", 5);
+  *t.mutable_timeout() = ToProto(absl::Seconds(2));
+  Record(t, 0, 0);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  Tick(absl::Seconds(1));
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  Tick(absl::Milliseconds(1500));
+  auto errors = Events(kwq::v1::ERROR);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].reason(), "timeout");
+  bool cancel_sent = false;
+  for (auto& snd : sends_) cancel_sent |= snd.conn == 1 && snd.msg.has_cancel();
+  EXPECT_TRUE(cancel_sent);
+  MakeDurable();
+  ASSERT_EQ(Requeued().size(), 1u);  // retried: the task-error budget applies
+  EXPECT_EQ(Requeued()[0].task_errors(), 1);
+  EXPECT_EQ(core_->metrics().timeouts, 1);
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

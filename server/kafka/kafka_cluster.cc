@@ -37,7 +37,8 @@ absl::StatusOr<RdKafkaPtr> NewCHandle(const KafkaConfigMap& settings,
 
 }  // namespace
 
-KafkaConfigMap MergeConfig(KafkaConfigMap base, const KafkaConfigMap& overrides) {
+KafkaConfigMap MergeConfig(KafkaConfigMap base,
+                           const KafkaConfigMap& overrides) {
   for (const auto& [k, v] : overrides) base[k] = v;
   return base;
 }
@@ -80,16 +81,17 @@ absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::Connect(
       }
     }
   } while (absl::Now() < deadline);
-  return absl::UnavailableError(absl::StrCat(
-      "Kafka at ", bootstrap_servers, " did not answer within ",
-      absl::FormatDuration(wait), ": ", rd_kafka_err2str(last)));
+  return absl::UnavailableError(
+      absl::StrCat("Kafka at ", bootstrap_servers, " did not answer within ",
+                   absl::FormatDuration(wait), ": ", rd_kafka_err2str(last)));
 }
 
 absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::StartEmbedded(
     int brokers) {
   auto host = NewCHandle({{"log_level", "3"}}, RD_KAFKA_PRODUCER);
   if (!host.ok()) return host.status();
-  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host->get(), brokers);
+  rd_kafka_mock_cluster_t* mock =
+      rd_kafka_mock_cluster_new(host->get(), brokers);
   if (mock == nullptr) {
     return absl::InternalError("rd_kafka_mock_cluster_new failed");
   }
@@ -139,11 +141,12 @@ absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
   std::vector<rd_kafka_NewTopic_t*> new_topics;
   char err[512];
   for (const TopicSpec& t : topics) {
-    rd_kafka_NewTopic_t* nt =
-        rd_kafka_NewTopic_new(t.name.c_str(), t.partitions, -1, err, sizeof(err));
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(
+        t.name.c_str(), t.partitions, -1, err, sizeof(err));
     if (nt == nullptr) {
       for (auto* p : new_topics) rd_kafka_NewTopic_destroy(p);
-      return absl::InvalidArgumentError(absl::StrCat("topic ", t.name, ": ", err));
+      return absl::InvalidArgumentError(
+          absl::StrCat("topic ", t.name, ": ", err));
     }
     for (const auto& [k, v] : t.config) {
       rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
@@ -156,9 +159,10 @@ absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
   rd_kafka_AdminOptions_set_request_timeout(
       options, static_cast<int>(absl::ToInt64Milliseconds(timeout)), err,
       sizeof(err));
-  rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options, queue);
-  rd_kafka_event_t* ev =
-      rd_kafka_queue_poll(queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
+  rd_kafka_CreateTopics(rk, new_topics.data(), new_topics.size(), options,
+                        queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(
+      queue, static_cast<int>(absl::ToInt64Milliseconds(timeout)) + 1000);
   absl::Status status;
   if (ev == nullptr) {
     status = absl::DeadlineExceededError("CreateTopics: no answer from Kafka");
@@ -166,9 +170,11 @@ absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
     status = absl::UnavailableError(
         absl::StrCat("CreateTopics: ", rd_kafka_event_error_string(ev)));
   } else {
-    const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
+    const rd_kafka_CreateTopics_result_t* res =
+        rd_kafka_event_CreateTopics_result(ev);
     size_t n = 0;
-    const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(res, &n);
     for (size_t i = 0; i < n; ++i) {
       rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -23,17 +23,18 @@ struct TopicSpec {
   KafkaConfigMap config;  // e.g. {"cleanup.policy", "compact"}
 };
 
-// Where Kafka is: a real cluster reached by bootstrap servers, or librdkafka's in-process
-// mock cluster (the embedded dev default; it keeps nothing on disk). Owns the mock
-// cluster when embedded. Thread-safe after construction.
+// Where Kafka is: a real cluster reached by bootstrap servers, or librdkafka's
+// in-process mock cluster (the embedded dev default; it keeps nothing on disk).
+// Owns the mock cluster when embedded. Thread-safe after construction.
 class KafkaCluster {
  public:
-  // Waits up to `wait` for the cluster at `bootstrap_servers` to answer a metadata
-  // request; UNAVAILABLE with the last client error otherwise.
+  // Waits up to `wait` for the cluster at `bootstrap_servers` to answer a
+  // metadata request; UNAVAILABLE with the last client error otherwise.
   static absl::StatusOr<std::unique_ptr<KafkaCluster>> Connect(
       const std::string& bootstrap_servers, absl::Duration wait);
   // Starts an in-process mock cluster with `brokers` brokers.
-  static absl::StatusOr<std::unique_ptr<KafkaCluster>> StartEmbedded(int brokers = 1);
+  static absl::StatusOr<std::unique_ptr<KafkaCluster>> StartEmbedded(
+      int brokers = 1);
 
   ~KafkaCluster();
   KafkaCluster(const KafkaCluster&) = delete;
@@ -42,17 +43,19 @@ class KafkaCluster {
   const std::string& bootstrap_servers() const { return bootstrap_; }
   bool embedded() const { return mock_ != nullptr; }
 
-  // Creates the topics that do not exist yet (existing ones are left as they are).
+  // Creates the topics that do not exist yet (existing ones are left as they
+  // are).
   absl::Status EnsureTopics(const std::vector<TopicSpec>& topics,
                             absl::Duration timeout) const;
 
-  // The base client configuration for this cluster (bootstrap servers and sane timeouts);
-  // callers add their own settings on top.
+  // The base client configuration for this cluster (bootstrap servers and sane
+  // timeouts); callers add their own settings on top.
   KafkaConfigMap ClientConfig() const;
 
-  // ClientConfig plus the consumer settings kwq always uses: the group, manual offset
-  // store and commit (nothing is committed merely because it was received), earliest
-  // reset, and a short session timeout (a restarted member rejoins quickly).
+  // ClientConfig plus the consumer settings kwq always uses: the group, manual
+  // offset store and commit (nothing is committed merely because it was
+  // received), earliest reset, and a short session timeout (a restarted member
+  // rejoins quickly).
   KafkaConfigMap ConsumerConfig(const std::string& group) const;
 
  private:
@@ -65,11 +68,13 @@ class KafkaCluster {
   rd_kafka_mock_cluster_s* mock_ = nullptr;
 };
 
-// Builds an RdKafka::Conf from key/value settings; INVALID_ARGUMENT names a bad key.
+// Builds an RdKafka::Conf from key/value settings; INVALID_ARGUMENT names a bad
+// key.
 absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
     const KafkaConfigMap& settings);
 
 // Merges `overrides` on top of `base`.
-KafkaConfigMap MergeConfig(KafkaConfigMap base, const KafkaConfigMap& overrides);
+KafkaConfigMap MergeConfig(KafkaConfigMap base,
+                           const KafkaConfigMap& overrides);
 
 }  // namespace kwq

@@ -1,6 +1,7 @@
-// One test body, two backends: records produced with the idempotent producer (acks=all)
-// are consumed back, in order per partition, through a consumer group with manual
-// commits, and a second consumer of the group resumes after the committed offsets.
+// One test body, two backends: records produced with the idempotent producer
+// (acks=all) are consumed back, in order per partition, through a consumer
+// group with manual commits, and a second consumer of the group resumes after
+// the committed offsets.
 #include <map>
 #include <memory>
 #include <set>
@@ -46,22 +47,25 @@ std::vector<Record> ConsumeN(RdKafka::KafkaConsumer* consumer, size_t want,
   while (got.size() < want && absl::Now() < deadline) {
     std::unique_ptr<RdKafka::Message> msg(consumer->consume(200));
     if (msg->err() == RdKafka::ERR_NO_ERROR) {
-      got.push_back({msg->partition(), msg->offset(),
-                     std::string(static_cast<const char*>(msg->payload()), msg->len())});
+      got.push_back(
+          {msg->partition(), msg->offset(),
+           std::string(static_cast<const char*>(msg->payload()), msg->len())});
     }
   }
   return got;
 }
 
-// Commits offset+1 of the highest consumed record per partition, as kwq does (the
-// consumer never stores offsets by itself).
+// Commits offset+1 of the highest consumed record per partition, as kwq does
+// (the consumer never stores offsets by itself).
 RdKafka::ErrorCode CommitConsumed(RdKafka::KafkaConsumer* consumer,
                                   const std::string& topic,
                                   const std::vector<Record>& records) {
   std::map<int, int64_t> next;
-  for (const Record& r : records) next[r.partition] = std::max(next[r.partition], r.offset + 1);
+  for (const Record& r : records)
+    next[r.partition] = std::max(next[r.partition], r.offset + 1);
   std::vector<RdKafka::TopicPartition*> offsets;
-  for (const auto& [p, o] : next) offsets.push_back(RdKafka::TopicPartition::create(topic, p, o));
+  for (const auto& [p, o] : next)
+    offsets.push_back(RdKafka::TopicPartition::create(topic, p, o));
   RdKafka::ErrorCode err = consumer->commitSync(offsets);
   RdKafka::TopicPartition::destroy(offsets);
   return err;
@@ -74,8 +78,9 @@ TEST_P(KafkaRoundTripTest, ProducesAndConsumesThroughAGroupWithManualCommits) {
   // A second EnsureTopics of the same topic is not an error.
   ASSERT_TRUE(cluster->EnsureTopics({{topic, 3, {}}}, absl::Seconds(20)).ok());
 
-  auto pconf = MakeKafkaConf(MergeConfig(
-      cluster->ClientConfig(), {{"enable.idempotence", "true"}, {"acks", "all"}}));
+  auto pconf = MakeKafkaConf(
+      MergeConfig(cluster->ClientConfig(),
+                  {{"enable.idempotence", "true"}, {"acks", "all"}}));
   ASSERT_TRUE(pconf.ok()) << pconf.status();
   std::string err;
   std::unique_ptr<RdKafka::Producer> producer(
@@ -114,9 +119,11 @@ TEST_P(KafkaRoundTripTest, ProducesAndConsumesThroughAGroupWithManualCommits) {
     }
     // Nothing was stored automatically: a plain commit has nothing to commit.
     EXPECT_EQ(consumer->commitSync(), RdKafka::ERR__NO_OFFSET);
-    ASSERT_EQ(CommitConsumed(consumer.get(), topic, got), RdKafka::ERR_NO_ERROR);
+    ASSERT_EQ(CommitConsumed(consumer.get(), topic, got),
+              RdKafka::ERR_NO_ERROR);
     consumer->close();
-    // The rest, after the committed offsets, goes to the next member of the group.
+    // The rest, after the committed offsets, goes to the next member of the
+    // group.
     std::set<std::string> first;
     for (const Record& r : got) first.insert(r.value);
     auto second = NewConsumer(*cluster, group);
@@ -131,7 +138,9 @@ TEST_P(KafkaRoundTripTest, ProducesAndConsumesThroughAGroupWithManualCommits) {
 INSTANTIATE_TEST_SUITE_P(Backends, KafkaRoundTripTest,
                          ::testing::Values(KafkaBackend::kEmbedded,
                                            KafkaBackend::kRealBroker),
-                         [](const auto& info) { return testing::BackendName(info.param); });
+                         [](const auto& info) {
+                           return testing::BackendName(info.param);
+                         });
 
 }  // namespace
 }  // namespace kwq

@@ -81,6 +81,8 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       LOG(INFO) << "assigned " << partitions.size() << " partitions";
       for (auto* tp : partitions)
         log_->owned_.insert({tp->topic(), tp->partition()});
+      log_->applied_paused_
+          .clear();  // a fresh assignment fetches every partition
       consumer->assign(partitions);
       {
         absl::MutexLock lock(&log_->mu_);
@@ -222,9 +224,11 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   for (LogRecord& r : records) {
     RdKafka::ErrorCode err;
     while (true) {
+      // An empty value is produced as null: a tombstone (compacted topics).
       err = producer_->produce(
           r.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          r.value.data(), r.value.size(), r.key.data(), r.key.size(), 0, batch);
+          r.value.empty() ? nullptr : const_cast<char*>(r.value.data()),
+          r.value.size(), r.key.data(), r.key.size(), 0, batch);
       if (err != RdKafka::ERR__QUEUE_FULL) break;
       producer_->poll(10);  // the local queue is full: wait for deliveries
     }
@@ -296,11 +300,23 @@ void KafkaTaskLog::ApplyPauses() {
     pauses_dirty_ = false;
     paused = paused_topics_;
   }
+  // Only partitions whose state changes: resuming a partition that was never
+  // paused makes librdkafka fetch it again from the consumed position (a
+  // rewind).
   std::vector<RdKafka::TopicPartition*> assigned;
   if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR) return;
   std::vector<RdKafka::TopicPartition*> to_pause, to_resume;
   for (auto* tp : assigned) {
-    (paused.count(tp->topic()) ? to_pause : to_resume).push_back(tp);
+    const std::pair<std::string, int32_t> key{tp->topic(), tp->partition()};
+    const bool want = paused.count(tp->topic()) > 0;
+    const bool is = applied_paused_.count(key) > 0;
+    if (want && !is) {
+      to_pause.push_back(tp);
+      applied_paused_.insert(key);
+    } else if (!want && is) {
+      to_resume.push_back(tp);
+      applied_paused_.erase(key);
+    }
   }
   if (!to_pause.empty()) consumer_->pause(to_pause);
   if (!to_resume.empty()) consumer_->resume(to_resume);

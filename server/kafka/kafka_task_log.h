@@ -17,11 +17,11 @@
 
 namespace kwq {
 
-// The scheduler's view of Kafka (see TaskLog): consumes the priority topics in a
-// consumer group (never auto-committing), produces records with the idempotent producer
-// (acks=all) and reports when a batch is durable, commits offsets it is told are
-// decided, and pauses topics for backpressure while polling goes on.
-// Thread-safe; callbacks run on its own threads.
+// The scheduler's view of Kafka (see TaskLog): consumes the priority topics in
+// a consumer group (never auto-committing), produces records with the
+// idempotent producer (acks=all) and reports when a batch is durable, commits
+// offsets it is told are decided, and pauses topics for backpressure while
+// polling goes on. Thread-safe; callbacks run on its own threads.
 class KafkaTaskLog final : public TaskLog {
  public:
   static absl::StatusOr<std::unique_ptr<KafkaTaskLog>> Open(
@@ -38,7 +38,8 @@ class KafkaTaskLog final : public TaskLog {
   void Produce(std::vector<LogRecord> records, DoneFn done) override;
   // `next_offset` of (topic, partition) may be committed (committed in the
   // background).
-  void Commit(const std::string& topic, int32_t partition, int64_t next_offset) override;
+  void Commit(const std::string& topic, int32_t partition,
+              int64_t next_offset) override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
   void SetTopicPaused(const std::string& topic, bool paused) override;
 
@@ -79,6 +80,8 @@ class KafkaTaskLog final : public TaskLog {
   // Partitions assigned now; read and written only on the consume thread
   // (rebalance and commit callbacks run there).
   std::set<std::pair<std::string, int32_t>> owned_;
+  // Partitions paused in the consumer now (consume thread only).
+  std::set<std::pair<std::string, int32_t>> applied_paused_;
   bool pauses_dirty_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -12,11 +12,13 @@ void MemoryBroker::CreateTopic(const std::string& topic, int partitions) {
   if (t.empty()) t.resize(static_cast<size_t>(std::max(1, partitions)));
 }
 
-absl::StatusOr<std::pair<int32_t, int64_t>> MemoryBroker::Append(const LogRecord& record) {
+absl::StatusOr<std::pair<int32_t, int64_t>> MemoryBroker::Append(
+    const LogRecord& record) {
   absl::MutexLock lock(&mu_);
   auto it = topics_.find(record.topic);
   if (it == topics_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown topic ", record.topic));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown topic ", record.topic));
   }
   const size_t n = it->second.size();
   const auto p = static_cast<int32_t>(std::hash<std::string>()(record.key) % n);
@@ -32,7 +34,8 @@ int MemoryBroker::partitions(const std::string& topic) const {
   return it == topics_.end() ? 0 : static_cast<int>(it->second.size());
 }
 
-int64_t MemoryBroker::Committed(const std::string& group, const std::string& topic,
+int64_t MemoryBroker::Committed(const std::string& group,
+                                const std::string& topic,
                                 int32_t partition) const {
   absl::MutexLock lock(&mu_);
   auto it = committed_.find({group, topic, partition});
@@ -47,7 +50,8 @@ void MemoryBroker::Commit(const std::string& group, const std::string& topic,
 }
 
 MemoryTaskLog::MemoryTaskLog(MemoryBroker* broker, std::string group,
-                             std::vector<std::string> topics, Callbacks callbacks)
+                             std::vector<std::string> topics,
+                             Callbacks callbacks)
     : broker_(broker),
       group_(std::move(group)),
       topics_(std::move(topics)),
@@ -69,7 +73,8 @@ void MemoryTaskLog::Stop(absl::Duration) {
     stopping_ = true;
   }
   if (consume_thread_.joinable()) consume_thread_.join();
-  if (done_thread_.joinable()) done_thread_.join();  // delivers what is queued first
+  if (done_thread_.joinable())
+    done_thread_.join();  // delivers what is queued first
 }
 
 void MemoryTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
@@ -100,7 +105,8 @@ void MemoryTaskLog::DoneLoop() {
   }
 }
 
-void MemoryTaskLog::Commit(const std::string& topic, int32_t partition, int64_t next_offset) {
+void MemoryTaskLog::Commit(const std::string& topic, int32_t partition,
+                           int64_t next_offset) {
   broker_->Commit(group_, topic, partition, next_offset);
 }
 
@@ -135,9 +141,12 @@ void MemoryTaskLog::ConsumeLoop() {
       seen = broker_->appended_;
       for (auto& [tp, pos] : position) {
         if (paused.count(tp.first)) continue;
-        const auto& log = broker_->topics_[tp.first][static_cast<size_t>(tp.second)];
-        for (; pos < static_cast<int64_t>(log.size()) && batch.size() < 1000; ++pos) {
-          batch.emplace_back(tp.first, tp.second, pos, log[static_cast<size_t>(pos)]);
+        const auto& log =
+            broker_->topics_[tp.first][static_cast<size_t>(tp.second)];
+        for (; pos < static_cast<int64_t>(log.size()) && batch.size() < 1000;
+             ++pos) {
+          batch.emplace_back(tp.first, tp.second, pos,
+                             log[static_cast<size_t>(pos)]);
         }
       }
     }
@@ -145,14 +154,16 @@ void MemoryTaskLog::ConsumeLoop() {
       callbacks_.on_record(topic, partition, offset, std::move(value));
     }
     if (batch.empty()) {
-      // Nothing new: wait for an append (or a pause change / stop, seen within 20 ms).
+      // Nothing new: wait for an append (or a pause change / stop, seen within
+      // 20 ms).
       std::pair<MemoryBroker*, int64_t> arg{broker_, seen};
       absl::MutexLock lock(&broker_->mu_);
       broker_->mu_.AwaitWithTimeout(
           absl::Condition(
-              +[](std::pair<MemoryBroker*, int64_t>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return a->first->appended_ != a->second;
-              },
+              +[](std::pair<MemoryBroker*, int64_t>* a)
+                   ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                     return a->first->appended_ != a->second;
+                   },
               &arg),
           absl::Milliseconds(20));
     }

@@ -14,42 +14,47 @@
 
 namespace kwq {
 
-// Topics of partitioned records and consumer-group offsets in memory: the broker behind
-// MemoryTaskLog, for fast tests of code that talks to a TaskLog. One member per group at
-// a time (no rebalancing). Thread-safe.
+// Topics of partitioned records and consumer-group offsets in memory: the
+// broker behind MemoryTaskLog, for fast tests of code that talks to a TaskLog.
+// One member per group at a time (no rebalancing). Thread-safe.
 class MemoryBroker {
  public:
   void CreateTopic(const std::string& topic, int partitions);
-  // Appends to the key's partition (a stable hash of the key, like Kafka's default
-  // partitioner in spirit); INVALID_ARGUMENT for an unknown topic.
+  // Appends to the key's partition (a stable hash of the key, like Kafka's
+  // default partitioner in spirit); INVALID_ARGUMENT for an unknown topic.
   absl::StatusOr<std::pair<int32_t, int64_t>> Append(const LogRecord& record);
   int partitions(const std::string& topic) const;
   // Committed next offset of (group, topic, partition), or 0.
-  int64_t Committed(const std::string& group, const std::string& topic, int32_t partition) const;
-  void Commit(const std::string& group, const std::string& topic, int32_t partition,
-              int64_t next_offset);
+  int64_t Committed(const std::string& group, const std::string& topic,
+                    int32_t partition) const;
+  void Commit(const std::string& group, const std::string& topic,
+              int32_t partition, int64_t next_offset);
 
  private:
   friend class MemoryTaskLog;
   mutable absl::Mutex mu_;
-  std::map<std::string, std::vector<std::vector<std::string>>> topics_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::vector<std::string>>> topics_
+      ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, int32_t>, int64_t> committed_
       ABSL_GUARDED_BY(mu_);
-  int64_t appended_ ABSL_GUARDED_BY(mu_) = 0;  // changes on every append (for waiting)
+  int64_t appended_ ABSL_GUARDED_BY(mu_) =
+      0;  // changes on every append (for waiting)
 };
 
-// TaskLog in memory over a MemoryBroker: one consumer thread delivers records of the
-// group's topics in order per partition from the committed offsets; Produce appends and
-// reports durability on a separate callback thread, as Kafka does.
+// TaskLog in memory over a MemoryBroker: one consumer thread delivers records
+// of the group's topics in order per partition from the committed offsets;
+// Produce appends and reports durability on a separate callback thread, as
+// Kafka does.
 class MemoryTaskLog final : public TaskLog {
  public:
-  MemoryTaskLog(MemoryBroker* broker, std::string group, std::vector<std::string> topics,
-                Callbacks callbacks);
+  MemoryTaskLog(MemoryBroker* broker, std::string group,
+                std::vector<std::string> topics, Callbacks callbacks);
   ~MemoryTaskLog() override;
   void Start() override;
   void Stop(absl::Duration timeout) override;
   void Produce(std::vector<LogRecord> records, DoneFn done) override;
-  void Commit(const std::string& topic, int32_t partition, int64_t next_offset) override;
+  void Commit(const std::string& topic, int32_t partition,
+              int64_t next_offset) override;
   void SetTopicPaused(const std::string& topic, bool paused) override;
 
  private:

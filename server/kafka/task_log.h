@@ -16,21 +16,24 @@ struct LogRecord {
   std::string value;
 };
 
-// What the scheduler needs from a log of records: consume a set of topics as one member
-// of a consumer group (records in order per partition; nothing committed unless told),
-// produce batches and hear once per batch whether all of it is durable, commit decided
-// offsets, pause topics while consumption goes on. Implemented on Kafka (KafkaTaskLog)
-// and in memory (MemoryTaskLog); task_log_contract_test holds both to the same contract.
-// Thread-safe; callbacks run on the log's own threads.
+// What the scheduler needs from a log of records: consume a set of topics as
+// one member of a consumer group (records in order per partition; nothing
+// committed unless told), produce batches and hear once per batch whether all
+// of it is durable, commit decided offsets, pause topics while consumption goes
+// on. Implemented on Kafka (KafkaTaskLog) and in memory (MemoryTaskLog);
+// task_log_contract_test holds both to the same contract. Thread-safe;
+// callbacks run on the log's own threads.
 class TaskLog {
  public:
   struct Callbacks {
     // A record of a subscribed topic.
-    std::function<void(const std::string& topic, int32_t partition, int64_t offset,
-                       std::string value)>
+    std::function<void(const std::string& topic, int32_t partition,
+                       int64_t offset, std::string value)>
         on_record;
-    // Partitions are about to be taken away; returns only when the owner dropped them.
-    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)> on_revoked;
+    // Partitions are about to be taken away; returns only when the owner
+    // dropped them.
+    std::function<void(const std::vector<std::pair<std::string, int32_t>>&)>
+        on_revoked;
   };
   // Called once per Produce batch: ok, or the first error.
   using DoneFn = std::function<void(bool ok, const std::string& error)>;
@@ -38,12 +41,13 @@ class TaskLog {
   virtual ~TaskLog() = default;
   // Starts consuming.
   virtual void Start() = 0;
-  // Leaves the group without committing anything undecided; flushes produced records
-  // (bounded by `timeout`). Idempotent.
+  // Leaves the group without committing anything undecided; flushes produced
+  // records (bounded by `timeout`). Idempotent.
   virtual void Stop(absl::Duration timeout) = 0;
   virtual void Produce(std::vector<LogRecord> records, DoneFn done) = 0;
   // `next_offset` of (topic, partition) may be committed (in the background).
-  virtual void Commit(const std::string& topic, int32_t partition, int64_t next_offset) = 0;
+  virtual void Commit(const std::string& topic, int32_t partition,
+                      int64_t next_offset) = 0;
   // Pauses or resumes delivery from every partition of `topic`.
   virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
 };

@@ -68,8 +68,9 @@ void EventCounter::Loop() {
     const int64_t us = absl::ToUnixMicros(FromProto(ev.time()));
     absl::MutexLock lock(&mu_);
     ++events_;
-    const bool terminal =
-        ev.state() == kwq::v1::COMPLETED || ev.state() == kwq::v1::FAILED;
+    const bool terminal = ev.state() == kwq::v1::COMPLETED ||
+                          ev.state() == kwq::v1::FAILED ||
+                          ev.state() == kwq::v1::CANCELLED;
     if (terminal) {
       open_.erase(ev.task_id());
     } else if (!completed_.count(ev.task_id()) &&
@@ -101,6 +102,9 @@ void EventCounter::Loop() {
       case kwq::v1::FAILED:
         failed_.insert(ev.task_id());
         break;
+      case kwq::v1::CANCELLED:
+        cancelled_.insert(ev.task_id());
+        break;
       default:
         break;
     }
@@ -120,6 +124,10 @@ int64_t EventCounter::duplicates() const {
 int64_t EventCounter::failed_tasks() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int64_t>(failed_.size());
+}
+int64_t EventCounter::cancelled_tasks() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(cancelled_.size());
 }
 int64_t EventCounter::retries() const {
   absl::MutexLock lock(&mu_);

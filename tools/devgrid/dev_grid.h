@@ -49,6 +49,7 @@ class EventCounter {
   int64_t completed_tasks() const;  // tasks with at least one COMPLETED event
   int64_t duplicates() const;  // COMPLETED events beyond the first per task
   int64_t failed_tasks() const;
+  int64_t cancelled_tasks() const;
   int64_t retries() const;  // PENDING events with attempt > 1
   int64_t events() const;
   // Submit (PENDING attempt 1) to first RUNNING, in milliseconds, of tasks seen
@@ -74,6 +75,7 @@ class EventCounter {
   mutable absl::Mutex mu_;
   std::map<std::string, int> completed_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> failed_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> open_
