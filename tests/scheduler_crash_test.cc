@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -130,6 +131,74 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
               WEXITSTATUS(sched->exit_status()) == 0)
       << "SIGTERM should drain and exit 0, got status " << sched->exit_status();
   for (auto& t : runners) t.join();
+}
+
+
+// Two instances share the priority partitions through the consumer group; workers are
+// connected to both. kill -9 of one: its partitions move to the other, whose workers
+// finish every task (nothing lost; re-runs allowed).
+TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqtwo");
+  auto a = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
+  ASSERT_FALSE(a->address().empty()) << "instance a did not start";
+  auto b = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
+  ASSERT_FALSE(b->address().empty()) << "instance b did not start";
+  auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
+  ASSERT_TRUE(events.ok()) << events.status();
+
+  std::vector<std::unique_ptr<worker::Worker>> workers;
+  std::vector<std::thread> runners;
+  std::atomic<int> ran_on_a{0}, ran_on_b{0};
+  for (const auto* sched : {a.get(), b.get()}) {
+    worker::WorkerOptions wo;
+    wo.scheduler_address = sched->address();
+    wo.worker_id = sched == a.get() ? "on-a" : "on-b";
+    wo.slots = 4;
+    wo.reconnect_max = absl::Milliseconds(500);
+    std::atomic<int>* counter = sched == a.get() ? &ran_on_a : &ran_on_b;
+    workers.push_back(std::make_unique<worker::Worker>(wo, [counter](worker::TaskContext&) {
+      ++*counter;
+      absl::SleepFor(absl::Milliseconds(3));  // simulated compute
+      return worker::Outcome::Success();
+    }));
+    runners.emplace_back([w = workers.back().get()] { w->Run(); });
+  }
+  constexpr int kTasks = 3000;
+  {
+    auto stub = kwq::v1::Scheduler::NewStub(
+        grpc::CreateChannel(b->address(), grpc::InsecureChannelCredentials()));
+    for (int batch = 0; batch < kTasks / 500; ++batch) {
+      kwq::v1::SubmitRequest req;
+      for (int i = 0; i < 500; ++i) {
+        auto* t = req.add_tasks();
+        t->set_id(absl::StrCat("two-", batch * 500 + i));
+        t->set_job_id("two-job");
+        t->set_priority(i % 2);
+      }
+      kwq::v1::SubmitResponse resp;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
+    }
+  }
+  // Both instances did work (the group split the partitions), then a dies.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while ((ran_on_a < 50 || ran_on_b < 50) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));  // polling the workers' counters
+  }
+  ASSERT_GE(ran_on_a.load(), 50) << "instance a got no partitions";
+  ASSERT_GE(ran_on_b.load(), 50) << "instance b got no partitions";
+  a->Kill(SIGKILL);
+  EXPECT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == kTasks; },
+      absl::Seconds(120)))
+      << "completed " << (*events)->completed_tasks() << " of " << kTasks << "; "
+      << (*events)->Unfinished().size() << " unfinished";
+  LOG(INFO) << "ran on a " << ran_on_a << ", on b " << ran_on_b << ", re-runs "
+            << (*events)->duplicates();
+  for (auto& w : workers) w->Stop(absl::Seconds(1));
+  for (auto& t : runners) t.join();
+  b->Kill(SIGTERM);
 }
 
 }  // namespace

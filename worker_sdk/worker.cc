@@ -195,9 +195,16 @@ bool Worker::RunOneStream() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping = stopping_;
   }
-  if (!status.ok() && !stopping) {
-    LOG(WARNING) << "stream to " << options_.scheduler_address
-                 << " ended: " << status.error_message() << "; reconnecting";
+    if (!status.ok() && !stopping) {
+    if (welcomed) {
+      LOG(WARNING) << "stream to " << options_.scheduler_address
+                   << " ended: " << status.error_message() << "; reconnecting";
+    } else {
+      // Retried with backoff; say so now and then, not on every attempt.
+      LOG_EVERY_N(WARNING, 20)
+          << "cannot reach the scheduler at " << options_.scheduler_address << " ("
+          << status.error_message() << "); retrying with backoff";
+    }
   }
   return welcomed;
 }
