@@ -22,6 +22,8 @@ constexpr int kAckOk = 0;
 constexpr int kAckFailedPrecondition = 9;
 constexpr int kAckUnavailable = 14;
 constexpr int kInversionScan = 16;
+// Tasks from the head of a priority queue that soft affinity looks through.
+constexpr size_t kAffinityScan = 256;
 }  // namespace
 
 SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
@@ -164,13 +166,13 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     *ev.mutable_affinity_keys() = task.affinity_keys();
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
-  Enqueue({pos, std::move(task), absl::Time(), false});
+  Enqueue({pos, std::move(task), absl::InfiniteFuture()});
   Dispatch();
 }
 
 void SchedulerCore::Enqueue(Queued q) {
   const int p = q.task.priority();
-  q.queued_at = clock_->Now();
+  q.hold_start = absl::InfiniteFuture();
   if (q.task.has_not_before() &&
       FromProto(q.task.not_before()) > clock_->Now()) {
     const absl::Time due = FromProto(q.task.not_before());
@@ -210,7 +212,8 @@ bool SchedulerCore::HoldsKey(const Worker& w, const Task& task) {
 bool SchedulerCore::HeldForAffinity(const Queued& q, absl::Time now) const {
   if (q.task.affinity_keys().empty() ||
       options_.affinity_wait <= absl::ZeroDuration() ||
-      now - q.queued_at >= options_.affinity_wait) {
+      (q.hold_start != absl::InfiniteFuture() &&
+       now - q.hold_start >= options_.affinity_wait)) {
     return false;
   }
   // Worth waiting only if a connected worker holds a key (it may free a slot).
@@ -418,63 +421,91 @@ void SchedulerCore::Dispatch() {
   }
   if (ready.empty()) return;
   const absl::Time now = clock_->Now();
+  dispatch_now_ = now;  // Assign judges inversions at the same instant
+  // The ready worker with the most free credits that can run `task` (and, with
+  // `keyed`, holds one of its affinity keys); ready.size() if none.
+  auto pick = [&](const Task& task, bool keyed) {
+    size_t best = ready.size();
+    int best_credits = 0;
+    for (size_t r = 0; r < ready.size(); ++r) {
+      Worker& w = workers_[ready[r]];
+      if (w.credits > best_credits && Eligible(w, task) &&
+          (!keyed || HoldsKey(w, task))) {
+        best = r;
+        best_credits = w.credits;
+      }
+    }
+    return best;
+  };
+  auto assign = [&](std::deque<Queued>& queue, size_t i, size_t r) {
+    const ConnId conn = ready[r];
+    Queued taken = std::move(queue[i]);
+    queue.erase(queue.begin() + static_cast<long>(i));
+    Worker& w = workers_[conn];
+    Assign(conn, w, std::move(taken));
+    if (w.credits == 0) ready.erase(ready.begin() + static_cast<long>(r));
+  };
   for (int p = 9; p >= 0 && !ready.empty(); --p) {
     if (paused_priorities_.count(p)) continue;
     auto& queue = queues_[p];
-    for (size_t i = 0; i < queue.size() && !ready.empty();) {
-      Queued& q = queue[i];
-      if (paused_jobs_.count(q.task.job_id())) {
-        // Out of the way until the job resumes (still counted as buffered).
-        ++parked_count_[p];
-        parked_[q.task.job_id()].push_back(std::move(q));
-        queue.erase(queue.begin() + static_cast<long>(i));
+    if (!paused_jobs_.empty()) {
+      // Tasks of paused jobs out of the way until the job resumes (still
+      // counted as buffered).
+      for (size_t i = 0; i < queue.size();) {
+        if (paused_jobs_.count(queue[i].task.job_id())) {
+          ++parked_count_[p];
+          parked_[queue[i].task.job_id()].push_back(std::move(queue[i]));
+          queue.erase(queue.begin() + static_cast<long>(i));
+        } else {
+          ++i;
+        }
+      }
+    }
+    // Pass 1, soft affinity: tasks (of this priority, within a window from the
+    // head) go to a free worker holding one of their keys.
+    size_t scanned = 0;
+    for (size_t i = 0;
+         i < queue.size() && !ready.empty() && scanned < kAffinityScan;
+         ++scanned) {
+      if (queue[i].task.affinity_keys().empty()) {
+        ++i;
         continue;
       }
-      const Task& task = q.task;
-      // The eligible worker with the most free credits, and the same among the
-      // workers holding one of the task's affinity keys.
-      size_t best_idx = ready.size(), match_idx = ready.size();
-      int best_credits = 0, match_credits = 0;
-      for (size_t r = 0; r < ready.size(); ++r) {
-        Worker& w = workers_[ready[r]];
-        if (!Eligible(w, task)) continue;
-        if (w.credits > best_credits) {
-          best_idx = r;
-          best_credits = w.credits;
-        }
-        if (w.credits > match_credits && HoldsKey(w, task)) {
-          match_idx = r;
-          match_credits = w.credits;
-        }
+      const size_t r = pick(queue[i].task, /*keyed=*/true);
+      if (r == ready.size()) {
+        ++i;
+        continue;
       }
-      size_t chosen = best_idx;
-      if (!task.affinity_keys().empty()) {
-        if (match_idx < ready.size()) {
-          chosen = match_idx;
+      ++metrics_.affinity_hits;
+      assign(queue, i, r);
+    }
+    // Pass 2, in order: the rest to any eligible worker, except tasks waiting
+    // (boundedly) for a worker holding their key.
+    for (size_t i = 0; i < queue.size() && !ready.empty();) {
+      Queued& q = queue[i];
+      const size_t r = pick(q.task, /*keyed=*/false);
+      if (r == ready.size()) {
+        ++i;  // nobody connected can run it now; lower tasks may still go
+        continue;
+      }
+      if (!q.task.affinity_keys().empty()) {
+        const size_t m = pick(q.task, /*keyed=*/true);
+        if (m != ready.size()) {
           ++metrics_.affinity_hits;
-        } else if (best_idx < ready.size() && HeldForAffinity(q, now)) {
-          if (!q.affinity_held) {
-            q.affinity_held = true;
+          assign(queue, i, m);
+          continue;
+        }
+        if (HeldForAffinity(q, now)) {
+          if (q.hold_start == absl::InfiniteFuture()) {
+            q.hold_start = now;
             ++metrics_.affinity_holds;
           }
           ++i;  // waits for a worker with its key; lower tasks may still go
           continue;
-        } else if (best_idx < ready.size()) {
-          ++metrics_.affinity_misses;
         }
+        ++metrics_.affinity_misses;
       }
-      if (chosen == ready.size()) {
-        ++i;  // nobody connected can run it now; lower tasks may still go
-        continue;
-      }
-      const ConnId conn = ready[chosen];
-      Queued taken = std::move(q);
-      queue.erase(queue.begin() + static_cast<long>(i));
-      Worker& w = workers_[conn];
-      Assign(conn, w, std::move(taken));
-      if (w.credits == 0) {
-        ready.erase(ready.begin() + static_cast<long>(chosen));
-      }
+      assign(queue, i, r);
     }
     UpdateBackpressure(p);
   }
@@ -486,7 +517,7 @@ void SchedulerCore::Unpark(const std::string& job_id) {
   for (Queued& q : it->second) {
     const int p = q.task.priority();
     --parked_count_[p];
-    q.queued_at = clock_->Now();
+    q.hold_start = absl::InfiniteFuture();
     queues_[p].push_back(std::move(q));
   }
   parked_.erase(it);
@@ -502,7 +533,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
       // Paused tasks and tasks waiting (boundedly) for a worker with their
       // affinity key are not available to this worker by policy.
       if (IsPaused(hq[i].task) ||
-          (!HoldsKey(w, hq[i].task) && HeldForAffinity(hq[i], clock_->Now()))) {
+          (!HoldsKey(w, hq[i].task) && HeldForAffinity(hq[i], dispatch_now_))) {
         continue;
       }
       if (Eligible(w, hq[i].task)) {
@@ -865,7 +896,7 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
       // original record.
       LOG(WARNING) << "retry hand-off of " << retry_task.id()
                    << " not durable; retrying it locally";
-      Enqueue({pd.pos, std::move(retry_task), absl::Time(), false});
+      Enqueue({pd.pos, std::move(retry_task), absl::InfiniteFuture()});
     } else {
       LOG(WARNING)
           << "dead-letter record not durable; the offset stays uncommitted";
@@ -937,7 +968,7 @@ void SchedulerCore::OnTick() {
     delayed_.erase(delayed_.begin());
     const int p = q.task.priority();
     --delayed_count_[p];
-    q.queued_at = now;
+    q.hold_start = absl::InfiniteFuture();
     queues_[p].push_back(std::move(q));
   }
   Dispatch();

@@ -216,9 +216,9 @@ class SchedulerCore {
   struct Queued {
     RecordPosition pos;
     kwq::v1::Task task;
-    absl::Time
-        queued_at;  // when it became dispatchable (for the affinity wait)
-    bool affinity_held = false;  // counted once in affinity_holds
+        // When dispatch first passed it over to wait for a worker holding one of its
+    // affinity keys (the wait is counted from there); InfiniteFuture: not yet.
+    absl::Time hold_start = absl::InfiniteFuture();
   };
   struct Lease {
     RecordPosition pos;
@@ -257,7 +257,8 @@ class SchedulerCore {
   static bool HoldsKey(const Worker& w, const kwq::v1::Task& task);
   // The task waits for a worker holding one of its keys (see affinity_wait), so
   // a worker without one must not take it now.
-  bool HeldForAffinity(const Queued& q, absl::Time now) const;
+    bool HeldForAffinity(const Queued& q, absl::Time now) const;
+  absl::Time dispatch_now_;  // the time of the Dispatch pass in progress
   bool IsPaused(const kwq::v1::Task& task) const;
   bool IsCancelled(const kwq::v1::Task& task) const;
   // Ends a task that will not run (cancelled) with a CANCELLED event; its

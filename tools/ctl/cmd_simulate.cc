@@ -212,8 +212,12 @@ int RunSimulate(const Context& c) {
         t->set_job_id(job);
         t->set_priority(static_cast<int>(done % f.priorities));
         (*t->mutable_tags())["group"] = absl::StrCat("g", done % 8);
-        if (f.affinity_keys > 0)
-          t->add_affinity_keys(absl::StrCat("key-", done % f.affinity_keys));
+        if (f.affinity_keys > 0) {
+          // Independent of the priority (done % priorities): every priority has
+          // tasks of every key.
+          t->add_affinity_keys(
+              absl::StrCat("key-", (done / f.priorities) % f.affinity_keys));
+        }
       }
       kwq::v1::SubmitResponse resp;
       grpc::ClientContext ctx;
