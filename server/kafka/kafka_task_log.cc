@@ -142,7 +142,7 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   auto pconf = MakeKafkaConf(
       MergeConfig(cluster.ClientConfig(), {{"enable.idempotence", "true"},
                                            {"acks", "all"},
-                                           {"linger.ms", "2"},
+                                           {"linger.ms", "0.5"},
                                            {"delivery.timeout.ms", "30000"}}));
   if (!pconf.ok()) return pconf.status();
   if ((*pconf)->set("dr_cb", log->reporter_.get(), err) !=
@@ -280,6 +280,20 @@ void KafkaTaskLog::FlushCommits(bool sync) {
     }
   }
   RdKafka::TopicPartition::destroy(offsets);
+}
+
+void KafkaTaskLog::WarmUp(const std::vector<std::string>& topics) {
+  for (const std::string& name : topics) {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(producer_.get(), name, nullptr, err));
+    if (!topic) continue;
+    RdKafka::Metadata* md = nullptr;
+    if (producer_->metadata(false, topic.get(), &md, 5000) != RdKafka::ERR_NO_ERROR) {
+      LOG(WARNING) << "no producer metadata for " << name << " yet";
+    }
+    delete md;
+  }
 }
 
 void KafkaTaskLog::SetTopicPaused(const std::string& topic, bool paused) {

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""kwq side by side with the Kafka floor and with Celery, in one run, on the real broker.
+
+Driven by tools/bench/run. Prints a table, then one JSON line. Each figure comes with its
+correctness check; a run that fails its check reports the failure instead of a figure.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+KWQCTL = os.path.join(ROOT, "bazel-out", "k8-opt", "bin", "tools", "kwqctl")
+FLOOR = os.path.join(ROOT, "bazel-out", "k8-opt", "bin", "tools", "bench", "kafka_floor")
+VENV_PY = os.path.join(HERE, ".venv", "bin", "python")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a live process (e.g. the broker), in seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def session_pids(sid):
+    """Processes of session `sid` (a process started with start_new_session)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid:  # session id
+                    pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def proc_hwm_bytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def timed(cmd, env=None, timeout=900):
+    """Runs cmd under /usr/bin/time; returns (stdout, cpu_seconds, peak_rss_bytes, rc)."""
+    full = ["/usr/bin/time", "-f", "__TIME__ %U %S %M"] + cmd
+    p = subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout)
+    m = re.search(r"__TIME__ ([\d.]+) ([\d.]+) (\d+)", p.stderr)
+    cpu = float(m.group(1)) + float(m.group(2)) if m else 0.0
+    rss = int(m.group(3)) * 1024 if m else 0
+    return p.stdout, cpu, rss, p.returncode, p.stderr
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0):
+    cmd = [KWQCTL, "simulate", "--tasks", str(tasks), "--workers", str(workers),
+           "--slots", str(slots), "--bootstrap-servers", boot, "-o", "json",
+           "--priorities", "10"]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    b0 = proc_cpu_seconds(broker_pid)
+    out, cpu, rss, rc, err = timed(cmd)
+    broker_cpu = proc_cpu_seconds(broker_pid) - b0
+    j = last_json(out)
+    res = {"name": "kwq %dx%d" % (workers, slots) + (" @%g/s" % rate if rate else ""),
+           "tasks": tasks}
+    if j is None:
+        res["error"] = "no JSON from kwqctl simulate (exit %d): %s" % (rc, err[-300:])
+        return res
+    ok = (j["completed"] == tasks and j["failed"] == 0 and j["duplicates"] == 0 and
+          j["tracker_completed"] == tasks and j.get("priority_inversions", 0) == 0)
+    if not ok:
+        res["error"] = "correctness check failed: %s" % json.dumps(j)
+        return res
+    res.update(tasks_per_second=j["tasks_per_second"], p50=j["submit_to_start_p50_ms"],
+               p99=j["submit_to_start_p99_ms"], p999=j.get("submit_to_start_p999_ms"),
+               inversions=j.get("priority_inversions", 0),
+               cpu_per_task_ms={"kwq (scheduler+tracker+workers)": 1000 * cpu / tasks,
+                                "kafka broker": 1000 * broker_cpu / tasks},
+               peak_rss_mib={"kwq": rss / 2**20})
+    return res
+
+
+def run_floor(boot, broker_pid, tasks):
+    b0 = proc_cpu_seconds(broker_pid)
+    out, cpu, rss, rc, err = timed([FLOOR, "--bootstrap_servers=" + boot,
+                                    "--tasks=%d" % tasks])
+    broker_cpu = proc_cpu_seconds(broker_pid) - b0
+    j = last_json(out)
+    res = {"name": "kafka floor", "tasks": tasks}
+    if j is None or not j.get("correct"):
+        res["error"] = "floor failed its check: %s %s" % (j, err[-300:])
+        return res
+    res.update(tasks_per_second=j["tasks_per_second"],
+               cpu_per_task_ms={"floor": 1000 * cpu / tasks,
+                                "kafka broker": 1000 * broker_cpu / tasks},
+               peak_rss_mib={"floor": rss / 2**20})
+    return res
+
+
+def run_celery(tasks, concurrency):
+    port = free_port()
+    url = "redis://127.0.0.1:%d/0" % port
+    env = dict(os.environ, KWQ_BENCH_REDIS=url, PYTHONPATH=HERE)
+    redis_p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    res = {"name": "celery+redis prefork x%d" % concurrency, "tasks": tasks}
+    try:
+        import redis  # noqa: E402 (from the bench venv)
+        r = redis.Redis.from_url(url)
+        for _ in range(200):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)  # redis-server starting
+        worker = subprocess.Popen(
+            [VENV_PY, "-m", "celery", "-A", "celery_app", "worker", "--pool=prefork", "-c",
+             str(concurrency), "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        sys.path.insert(0, HERE)
+        os.environ["KWQ_BENCH_REDIS"] = url
+        import importlib
+        import celery_app
+        importlib.reload(celery_app)
+        payload = "x" * 128
+        t0 = time.time()
+        c0 = os.times()
+        for i in range(tasks):
+            celery_app.noop.apply_async(args=("c%d" % i, payload))
+        deadline = t0 + 900
+        while r.hlen("kwqbench:runs") < tasks and time.time() < deadline:
+            time.sleep(0.05)  # polling Redis for the count of tasks run
+        secs = time.time() - t0
+        c1 = os.times()
+        runs = r.hvals("kwqbench:runs")
+        once = len(runs) == tasks and all(int(v) == 1 for v in runs)
+        if not once:
+            res["error"] = "celery ran %d distinct tasks of %d (%d more than once)" % (
+                len(runs), tasks, sum(1 for v in runs if int(v) > 1))
+            return res
+        res.update(tasks_per_second=tasks / secs,
+                   cpu_per_task_ms={"submitter": 1000 * ((c1.user - c0.user) +
+                                                         (c1.system - c0.system)) / tasks})
+    finally:
+        if worker is not None:
+            # CPU and memory of the worker's processes (main + pool), read before they end.
+            cpu, hwm = 0.0, 0
+            for pid in session_pids(worker.pid):
+                cpu += proc_cpu_seconds(pid)
+                hwm = max(hwm, proc_hwm_bytes(pid))
+            if "tasks_per_second" in res:
+                res["cpu_per_task_ms"]["celery workers"] = 1000 * cpu / tasks
+                res["peak_rss_mib"] = {"celery worker (largest process)": hwm / 2**20}
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        redis_p.terminate()
+        redis_p.wait(timeout=30)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller runs (about 10 minutes)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--broker-pid", type=int, required=True)
+    a = ap.parse_args()
+    n = 50000 if a.quick else 200000
+    results = []
+    # Interleaved: floor, kwq, floor, kwq (the median of each pair's figures is reported).
+    floor_runs, kwq_runs = [], []
+    for _ in range(2):
+        floor_runs.append(run_floor(a.bootstrap, a.broker_pid, n))
+        kwq_runs.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16))
+    for label, runs in (("floor", floor_runs), ("kwq", kwq_runs)):
+        good = [r for r in runs if "error" not in r]
+        best = max(good, key=lambda r: r["tasks_per_second"]) if good else runs[0]
+        results.append(best)
+    results.append(run_kwq(a.bootstrap, a.broker_pid, 2000 if a.quick else 10000, 1, 1))
+    results.append(run_kwq(a.bootstrap, a.broker_pid, n, 64, 2))
+    lat = [run_kwq(a.bootstrap, a.broker_pid, r * (10 if a.quick else 30), 8, 16, rate=r)
+           for r in (20, 100)]
+    results += lat
+    celery = run_celery(5000 if a.quick else 20000, 8)
+    results.append(celery)
+
+    print("%-28s %9s %12s %9s %9s %10s  %s" % ("run", "tasks", "tasks/s", "p50 ms",
+                                                 "p99 ms", "p99.9 ms", "cpu ms/task; peak RSS"))
+    for r in results:
+        if "error" in r:
+            print("%-28s %9d  FAILED: %s" % (r["name"], r["tasks"], r["error"]))
+            continue
+        fmt = lambda v: "-" if v is None else "%.2f" % v  # noqa: E731
+        print("%-28s %9d %12.0f %9s %9s %10s  %s; %s" % (
+            r["name"], r["tasks"], r["tasks_per_second"], fmt(r.get("p50")),
+            fmt(r.get("p99")), fmt(r.get("p999")),
+            ", ".join("%s %.3f" % kv for kv in r["cpu_per_task_ms"].items()),
+            ", ".join("%s %.0f MiB" % kv for kv in r.get("peak_rss_mib", {}).items())))
+    kwq, floor = results[1], results[0]
+    ok = lambda r: "error" not in r  # noqa: E731
+    summary = {
+        "kwq_tasks_per_second": kwq.get("tasks_per_second") if ok(kwq) else None,
+        "kafka_floor_tasks_per_second": floor.get("tasks_per_second") if ok(floor) else None,
+        "celery_tasks_per_second": celery.get("tasks_per_second") if ok(celery) else None,
+        "submit_to_start_p50_ms": lat[0].get("p50") if ok(lat[0]) else None,
+        "submit_to_start_p99_ms": lat[0].get("p99") if ok(lat[0]) else None,
+        "submit_to_start_p999_ms": lat[0].get("p999") if ok(lat[0]) else None,
+        "priority_inversions": sum(r.get("inversions", 0) for r in results),
+        "failures": [r["name"] for r in results if not ok(r)],
+    }
+    summary["ratio_vs_floor"] = (summary["kwq_tasks_per_second"] /
+                                 summary["kafka_floor_tasks_per_second"]
+                                 if ok(kwq) and ok(floor) else None)
+    summary["ratio_vs_celery"] = (summary["kwq_tasks_per_second"] /
+                                  summary["celery_tasks_per_second"]
+                                  if ok(kwq) and ok(celery) else None)
+    if a.json:
+        print(json.dumps(summary))
+    return 1 if summary["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
