@@ -89,7 +89,7 @@ absl::Status SchedulerService::Start() {
       KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
                          priority_topics, std::move(callbacks));
   if (!log.ok()) return log.status();
-    log_ = std::move(log).value();
+  log_ = std::move(log).value();
   std::vector<std::string> produced_to = priority_topics;
   for (const auto& t : topics) produced_to.push_back(t.name);
   log_->WarmUp(produced_to);

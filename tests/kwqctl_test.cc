@@ -49,6 +49,8 @@ class KwqctlTest : public ::testing::Test {
     const std::string& line = dev_->line();
     tracker_ = line.substr(line.find(" tracker ") + 9);
     tracker_ = tracker_.substr(0, tracker_.find_first_of(" \n"));
+    kafka_ = line.substr(line.find(" kafka ") + 7);
+    kafka_ = kafka_.substr(0, kafka_.find_first_of(" \n"));
   }
   static void TearDownTestSuite() {
     dev_->Kill(15);
@@ -62,9 +64,11 @@ class KwqctlTest : public ::testing::Test {
   }
   static testing::ChildProcess* dev_;
   static std::string tracker_;
+  static std::string kafka_;
 };
 testing::ChildProcess* KwqctlTest::dev_ = nullptr;
 std::string KwqctlTest::tracker_;
+std::string KwqctlTest::kafka_;
 
 TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
   auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4",
@@ -135,6 +139,19 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
             3);  // 3 attempts
   auto table = Ctl({"task", "get", id});
   EXPECT_TRUE(absl::StrContains(table.out, "simulated error")) << table.out;
+
+  // The completed tasks' results, read from kwq.results in Kafka (the dev
+  // grid's
+  // embedded cluster listens on loopback): one line per completed task.
+  auto results = Ctl(
+      {"job", "results", job, "--bootstrap-servers", kafka_, "-o", "jsonl"});
+  ASSERT_EQ(results.exit_code, 0) << results.err;
+  const std::vector<std::string> result_lines =
+      absl::StrSplit(results.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(static_cast<double>(result_lines.size()), Num(j, "completed"));
+  for (const auto& line : result_lines) {
+    EXPECT_EQ(ParseJson(line).fields().at("job_id").string_value(), job);
+  }
 }
 
 TEST_F(KwqctlTest, SubmitPrintsIdsAndRejectsBadInputWithAClearMessage) {

@@ -24,6 +24,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   job get JOB                  counts per state, per tag, rate, ETA, latest errors
   job watch JOB                the live job monitor; exit 0 if every task completed, 1 if any failed
   job pause|resume|cancel JOB  (scheduler control)
+  job results JOB              results of completed tasks, from <prefix>.results in Kafka
+                               --bootstrap-servers HOST:PORT [--topic-prefix kwq]
   task get ID                  a task with every attempt and its stage times
   task list --job J            [--state S] [--tag k=v] [--page-size N] [--page-token T]
   task why ID                  what holds a queued task back (scheduler's explanation)

@@ -289,7 +289,8 @@ void KafkaTaskLog::WarmUp(const std::vector<std::string>& topics) {
         RdKafka::Topic::create(producer_.get(), name, nullptr, err));
     if (!topic) continue;
     RdKafka::Metadata* md = nullptr;
-    if (producer_->metadata(false, topic.get(), &md, 5000) != RdKafka::ERR_NO_ERROR) {
+    if (producer_->metadata(false, topic.get(), &md, 5000) !=
+        RdKafka::ERR_NO_ERROR) {
       LOG(WARNING) << "no producer metadata for " << name << " yet";
     }
     delete md;

@@ -41,9 +41,10 @@ class KafkaTaskLog final : public TaskLog {
   void Commit(const std::string& topic, int32_t partition,
               int64_t next_offset) override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
-    void SetTopicPaused(const std::string& topic, bool paused) override;
-  // Fetches producer metadata for `topics` (measured: the first record to a topic the
-  // producer had not seen waited about a second, the p99 of idle submit-to-start).
+  void SetTopicPaused(const std::string& topic, bool paused) override;
+  // Fetches producer metadata for `topics` (measured: the first record to a
+  // topic the producer had not seen waited about a second, the p99 of idle
+  // submit-to-start).
   void WarmUp(const std::vector<std::string>& topics) override;
 
   int64_t produce_errors() const { return produce_errors_; }

@@ -49,9 +49,9 @@ class TaskLog {
   virtual void Commit(const std::string& topic, int32_t partition,
                       int64_t next_offset) = 0;
   // Pauses or resumes delivery from every partition of `topic`.
-    virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
-  // Gets ready to produce to `topics` (so that the first record to each does not wait
-  // for metadata). Optional.
+  virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
+  // Gets ready to produce to `topics` (so that the first record to each does
+  // not wait for metadata). Optional.
   virtual void WarmUp(const std::vector<std::string>& topics) {}
 };
 

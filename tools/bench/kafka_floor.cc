@@ -1,12 +1,16 @@
-// kafka_floor: the Kafka work kwq does per task, without gRPC or scheduling: the floor
-// kwq's throughput is compared against. Per task it
-//   submit:   produces the task record (key: id) and a PENDING event (key: job), acks=all,
+// kafka_floor: the Kafka work kwq does per task, without gRPC or scheduling:
+// the floor kwq's throughput is compared against. Per task it
+//   submit:   produces the task record (key: id) and a PENDING event (key:
+//   job), acks=all,
 //             idempotent; then
-//   dispatch: consumes the task record in a consumer group (manual offsets), produces
-//             ALLOCATED, RUNNING and COMPLETED events and a result record, and commits the
-//             offset once they are acknowledged (every 100 ms, like kwq).
-// Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness verdict (every
-// task record consumed exactly once, every produce acknowledged).
+//   dispatch: consumes the task record in a consumer group (manual offsets),
+//   produces
+//             ALLOCATED, RUNNING and COMPLETED events and a result record, and
+//             commits the offset once they are acknowledged (every 100 ms, like
+//             kwq).
+// Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness
+// verdict (every task record consumed exactly once, every produce
+// acknowledged).
 #include <atomic>
 #include <iostream>
 #include <map>
@@ -43,19 +47,23 @@ class Counter : public RdKafka::DeliveryReportCb {
   std::atomic<int64_t> ok{0}, failed{0};
 };
 
-std::unique_ptr<RdKafka::Producer> MakeProducer(const kwq::KafkaCluster& c, Counter* dr) {
+std::unique_ptr<RdKafka::Producer> MakeProducer(const kwq::KafkaCluster& c,
+                                                Counter* dr) {
   auto conf = kwq::MakeKafkaConf(kwq::MergeConfig(
-      c.ClientConfig(), {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "2"}}));
+      c.ClientConfig(),
+      {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "2"}}));
   std::string err;
   (*conf)->set("dr_cb", dr, err);
-  return std::unique_ptr<RdKafka::Producer>(RdKafka::Producer::create(conf->get(), err));
+  return std::unique_ptr<RdKafka::Producer>(
+      RdKafka::Producer::create(conf->get(), err));
 }
 
-void Produce(RdKafka::Producer* p, const std::string& topic, const std::string& key,
-             const std::string& value) {
-  while (p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                    const_cast<char*>(value.data()), value.size(), key.data(), key.size(), 0,
-                    nullptr) == RdKafka::ERR__QUEUE_FULL) {
+void Produce(RdKafka::Producer* p, const std::string& topic,
+             const std::string& key, const std::string& value) {
+  while (p->produce(topic, RdKafka::Topic::PARTITION_UA,
+                    RdKafka::Producer::RK_MSG_COPY,
+                    const_cast<char*>(value.data()), value.size(), key.data(),
+                    key.size(), 0, nullptr) == RdKafka::ERR__QUEUE_FULL) {
     p->poll(5);
   }
   p->poll(0);
@@ -64,7 +72,8 @@ void Produce(RdKafka::Producer* p, const std::string& topic, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("kafka_floor --bootstrap_servers=HOST:PORT [--tasks N]");
+  gflags::SetUsageMessage(
+      "kafka_floor --bootstrap_servers=HOST:PORT [--tasks N]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
@@ -72,12 +81,14 @@ int main(int argc, char** argv) {
     std::cerr << "kafka_floor: need --bootstrap_servers and --tasks >= 1\n";
     return 2;
   }
-  auto cluster = kwq::KafkaCluster::Connect(FLAGS_bootstrap_servers, absl::Seconds(15));
+  auto cluster =
+      kwq::KafkaCluster::Connect(FLAGS_bootstrap_servers, absl::Seconds(15));
   if (!cluster.ok()) {
     std::cerr << "kafka_floor: " << cluster.status() << "\n";
     return 1;
   }
-  const std::string prefix = absl::StrCat("floor-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
+  const std::string prefix =
+      absl::StrCat("floor-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
   const std::string tasks = prefix + ".tasks", events = prefix + ".events",
                     results = prefix + ".results";
   if (auto s = (*cluster)->EnsureTopics({{tasks, FLAGS_partitions, {}},
@@ -91,8 +102,8 @@ int main(int argc, char** argv) {
   Counter submit_dr, dispatch_dr;
   auto submitter = MakeProducer(**cluster, &submit_dr);
   auto dispatcher = MakeProducer(**cluster, &dispatch_dr);
-  auto cconf = kwq::MakeKafkaConf(kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".g"),
-                                                   {{"fetch.wait.max.ms", "5"}}));
+  auto cconf = kwq::MakeKafkaConf(kwq::MergeConfig(
+      (*cluster)->ConsumerConfig(prefix + ".g"), {{"fetch.wait.max.ms", "5"}}));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf->get(), err));
@@ -114,7 +125,8 @@ int main(int argc, char** argv) {
   std::map<int32_t, int64_t> next;
   absl::Time next_commit = absl::Now() + absl::Milliseconds(100);
   const absl::Time deadline = start + absl::Minutes(10);
-  while (static_cast<int64_t>(seen.size()) < FLAGS_tasks && absl::Now() < deadline) {
+  while (static_cast<int64_t>(seen.size()) < FLAGS_tasks &&
+         absl::Now() < deadline) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
       if (!seen.insert({m->partition(), m->offset()}).second) ++duplicates;
@@ -128,7 +140,8 @@ int main(int argc, char** argv) {
     if (absl::Now() >= next_commit) {
       dispatcher->flush(10000);  // decided only once durable, as in kwq
       std::vector<RdKafka::TopicPartition*> offs;
-      for (auto& [p, o] : next) offs.push_back(RdKafka::TopicPartition::create(tasks, p, o));
+      for (auto& [p, o] : next)
+        offs.push_back(RdKafka::TopicPartition::create(tasks, p, o));
       if (!offs.empty()) consumer->commitAsync(offs);
       RdKafka::TopicPartition::destroy(offs);
       next_commit = absl::Now() + absl::Milliseconds(100);
@@ -139,11 +152,13 @@ int main(int argc, char** argv) {
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   consumer->close();
   const int64_t expected_acks = FLAGS_tasks * 2;
-  const bool correct = static_cast<int64_t>(seen.size()) == FLAGS_tasks && duplicates == 0 &&
-                       submit_dr.ok == expected_acks && submit_dr.failed == 0 &&
-                       dispatch_dr.ok == FLAGS_tasks * 4 && dispatch_dr.failed == 0;
+  const bool correct =
+      static_cast<int64_t>(seen.size()) == FLAGS_tasks && duplicates == 0 &&
+      submit_dr.ok == expected_acks && submit_dr.failed == 0 &&
+      dispatch_dr.ok == FLAGS_tasks * 4 && dispatch_dr.failed == 0;
   std::cout << absl::StrFormat(
-                   "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,\"consumed\":%d,"
+                   "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
+                   "\"consumed\":%d,"
                    "\"duplicates\":%d,\"produce_failures\":%d,\"correct\":%s}",
                    FLAGS_tasks, secs, static_cast<double>(FLAGS_tasks) / secs,
                    static_cast<int64_t>(seen.size()), duplicates,

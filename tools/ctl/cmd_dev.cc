@@ -59,7 +59,7 @@ int RunDev(const Context& c) {
       << "  kwqctl job list --tracker " << tracker << "\n"
       << "Ctrl-C stops it.\n"
       << "ready: scheduler listening on " << sched << " tracker " << tracker
-      << std::endl;
+      << " kafka " << (*grid)->cluster().bootstrap_servers() << std::endl;
   absl::Notification stop;
   g_stop = &stop;
   std::signal(SIGINT, OnSignal);

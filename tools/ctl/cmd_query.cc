@@ -157,7 +157,9 @@ int Control(const Context& c, const std::string& verb,
 int RunJob(const Context& c) {
   const std::string verb = c.args.word(1);
   std::string error;
-  if (!c.args.CheckAllowed({"page_size", "page_token", "max_tags"}, &error)) {
+  if (!c.args.CheckAllowed({"page_size", "page_token", "max_tags",
+                            "bootstrap_servers", "topic_prefix"},
+                           &error)) {
     return Fail(kExitUsage, error);
   }
   auto stub = c.TrackerStub();
@@ -223,6 +225,7 @@ int RunJob(const Context& c) {
     return kExitOk;
   }
   if (verb == "watch") return JobWatch(c, job);
+  if (verb == "results") return JobResults(c, job);
   if (verb == "pause" || verb == "resume" || verb == "cancel") {
     kwq::v1::Scope scope;
     scope.set_job_id(job);

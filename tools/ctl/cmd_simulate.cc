@@ -35,8 +35,9 @@ struct SimFlags {
   long long priorities = 10;
   long long affinity_keys = 0;
   long long batch = 1000;
-    long long timeout_s = 600;
-  double rate = 0;  // tasks/s offered, one per Submit; 0: batches as fast as possible
+  long long timeout_s = 600;
+  double rate =
+      0;  // tasks/s offered, one per Submit; 0: batches as fast as possible
 };
 
 bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
@@ -49,7 +50,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
       !a.GetInt("priorities", f->priorities, &f->priorities, e) ||
       !a.GetInt("affinity_keys", f->affinity_keys, &f->affinity_keys, e) ||
       !a.GetInt("batch", f->batch, &f->batch, e) ||
-            !a.GetInt("job_timeout_s", f->timeout_s, &f->timeout_s, e) ||
+      !a.GetInt("job_timeout_s", f->timeout_s, &f->timeout_s, e) ||
       !a.GetDouble("rate", f->rate, &f->rate, e)) {
     return false;
   }
@@ -68,7 +69,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
     *e = "--affinity-keys must be 0-10000";
   } else if (f->batch < 1 || f->batch > 10000) {
     *e = "--batch must be 1-10000";
-    } else if (f->rate < 0) {
+  } else if (f->rate < 0) {
     *e = "--rate must not be negative (0: as fast as possible)";
   } else if (f->timeout_s < 1) {
     *e = "--job-timeout-s must be at least 1";
@@ -102,7 +103,7 @@ int RunSimulate(const Context& c) {
   if (!c.args.CheckAllowed(
           {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
            "error_rate", "priorities", "affinity_keys", "batch",
-                      "job_timeout_s", "bootstrap_servers", "rate"},
+           "job_timeout_s", "bootstrap_servers", "rate"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -208,15 +209,16 @@ int RunSimulate(const Context& c) {
   std::thread submitter([&] {
     auto stub = kwq::v1::Scheduler::NewStub(
         grpc::CreateChannel(sched_addr, grpc::InsecureChannelCredentials()));
-        // With --rate: one task per Submit at a fixed offered rate (latency, not
+    // With --rate: one task per Submit at a fixed offered rate (latency, not
     // throughput: the scheduler is idle between tasks).
     const long long batch = f.rate > 0 ? 1 : f.batch;
     absl::Time paced_start = absl::Now();
     for (long long done = 0; done < f.tasks;) {
-                  if (f.rate > 0 && done == 1) {
+      if (f.rate > 0 && done == 1) {
         // The warm-up task started: the grid is ready; pace from here.
         while (obs->starts.load() == 0 && !submit_failed) {
-          absl::SleepFor(absl::Milliseconds(1));  // waiting on the workers' counter
+          absl::SleepFor(
+              absl::Milliseconds(1));  // waiting on the workers' counter
         }
         paced_start = absl::Now() - absl::Seconds(1.0 / f.rate);
       }
@@ -298,11 +300,11 @@ int RunSimulate(const Context& c) {
     if (v > 0) ++completed;
     if (v > 1) duplicates += v - 1;
   }
-    std::vector<float> lat;
+  std::vector<float> lat;
   {
     std::lock_guard<std::mutex> lock(obs->mu);
-    // With --rate the first task is a warm-up (it meets a consumer still joining
-    // its group) and is left out of the latencies.
+    // With --rate the first task is a warm-up (it meets a consumer still
+    // joining its group) and is left out of the latencies.
     for (size_t i = f.rate > 0 ? 1 : 0; i < obs->start_ms.size(); ++i) {
       if (obs->start_ms[i] >= 0) lat.push_back(obs->start_ms[i]);
     }
@@ -331,13 +333,13 @@ int RunSimulate(const Context& c) {
         "{\"submitted\":%lld,\"completed\":%lld,\"failed\":%lld,\"retries\":%"
         "lld,"
         "\"duplicates\":%lld,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
-                "\"submit_to_start_p50_ms\":%.3f,\"submit_to_start_p99_ms\":%.3f,"
+        "\"submit_to_start_p50_ms\":%.3f,\"submit_to_start_p99_ms\":%.3f,"
         "\"submit_to_start_p999_ms\":%.3f,"
         "\"tracker_completed\":%lld,\"workers\":%lld,\"slots\":%lld,\"kafka\":"
         "\"%s\"",
         f.tasks, completed, static_cast<long long>(k.failed()),
         static_cast<long long>(k.retries()), duplicates, secs, tps,
-                Percentile(lat, 0.5), Percentile(lat, 0.99), Percentile(lat, 0.999),
+        Percentile(lat, 0.5), Percentile(lat, 0.99), Percentile(lat, 0.999),
         static_cast<long long>(k.completed()), f.workers, f.slots,
         !own_grid ? "external"
                   : (grid && grid->embedded() ? "embedded" : "broker"));

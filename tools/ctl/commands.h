@@ -40,5 +40,7 @@ int RunTask(const Context& c);
 int RunQueue(const Context& c);
 int RunWorker(const Context& c);
 int RunSimulate(const Context& c);
+// kwqctl job results JOB (cmd_results.cc).
+int JobResults(const Context& c, const std::string& job);
 
 }  // namespace kwq::ctl
