@@ -78,6 +78,13 @@ absl::Status SchedulerService::Start() {
       core.OnTaskRecord(pos, value);
     });
   };
+  callbacks.on_assigned = [this](const std::vector<CommittedPosition>& parts) {
+    std::vector<SchedulerCore::AssignedPartition> assigned;
+    for (const auto& p : parts) {
+      assigned.push_back({p.topic, p.partition, p.offset, p.metadata});
+    }
+    loop_->RunSync([&] { core_->OnPartitionsAssigned(assigned); });
+  };
   callbacks.on_revoked =
       [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
         loop_->RunSync([&] {
@@ -134,7 +141,7 @@ void SchedulerService::Execute(Effects effects) {
                   });
   }
   for (auto& c : effects.commits)
-    log_->Commit(c.topic, c.partition, c.next_offset);
+    log_->Commit(c.topic, c.partition, c.next_offset, c.metadata);
   for (auto& p : effects.pauses) {
     VLOG(1) << (p.paused ? "pausing" : "resuming") << " priority "
             << p.priority;

@@ -8,9 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +22,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
+#include "server/core/offset_tracker.h"
 #include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
 #include "tools/devgrid/dev_grid.h"
@@ -133,10 +134,9 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   for (auto& t : runners) t.join();
 }
 
-
-// Two instances share the priority partitions through the consumer group; workers are
-// connected to both. kill -9 of one: its partitions move to the other, whose workers
-// finish every task (nothing lost; re-runs allowed).
+// Two instances share the priority partitions through the consumer group;
+// workers are connected to both. kill -9 of one: its partitions move to the
+// other, whose workers finish every task (nothing lost; re-runs allowed).
 TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
   const std::string prefix = testing::UniqueName("kwqtwo");
@@ -157,11 +157,12 @@ TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
     wo.slots = 4;
     wo.reconnect_max = absl::Milliseconds(500);
     std::atomic<int>* counter = sched == a.get() ? &ran_on_a : &ran_on_b;
-    workers.push_back(std::make_unique<worker::Worker>(wo, [counter](worker::TaskContext&) {
-      ++*counter;
-      absl::SleepFor(absl::Milliseconds(3));  // simulated compute
-      return worker::Outcome::Success();
-    }));
+    workers.push_back(
+        std::make_unique<worker::Worker>(wo, [counter](worker::TaskContext&) {
+          ++*counter;
+          absl::SleepFor(absl::Milliseconds(3));  // simulated compute
+          return worker::Outcome::Success();
+        }));
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
   constexpr int kTasks = 3000;
@@ -190,15 +191,108 @@ TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
   ASSERT_GE(ran_on_b.load(), 50) << "instance b got no partitions";
   a->Kill(SIGKILL);
   EXPECT_TRUE((*events)->WaitFor(
-      [](const devgrid::EventCounter& e) { return e.completed_tasks() == kTasks; },
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kTasks;
+      },
       absl::Seconds(120)))
-      << "completed " << (*events)->completed_tasks() << " of " << kTasks << "; "
-      << (*events)->Unfinished().size() << " unfinished";
+      << "completed " << (*events)->completed_tasks() << " of " << kTasks
+      << "; " << (*events)->Unfinished().size() << " unfinished";
   LOG(INFO) << "ran on a " << ran_on_a << ", on b " << ran_on_b << ", re-runs "
             << (*events)->duplicates();
   for (auto& w : workers) w->Stop(absl::Seconds(1));
   for (auto& t : runners) t.join();
   b->Kill(SIGTERM);
+}
+
+// A long task holds the committed prefix of its partition back; the tasks
+// finished above it ride in the commit metadata, so a restart after kill -9
+// runs them again not.
+TEST(SchedulerCrashTest, FinishedTasksAboveALongOneDoNotRunAgainAfterARestart) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqlong");
+  auto start = [&](int port) {
+    auto p = std::make_unique<testing::ChildProcess>();
+    p->Start(
+        "server/kwq_scheduler",
+        {absl::StrCat("--listen=127.0.0.1:", port),
+         absl::StrCat("--bootstrap_servers=", cluster->bootstrap_servers()),
+         absl::StrCat("--topic_prefix=", prefix), "--partitions=1",
+         "--lease_period_ms=3000", "--heartbeat_period_ms=500"});
+    return p;
+  };
+  auto sched = start(0);
+  ASSERT_FALSE(sched->address().empty());
+  const int port = sched->port();
+  auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
+  ASSERT_TRUE(events.ok());
+  std::atomic<bool> release{false};
+  worker::WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.slots = 4;
+  wo.reconnect_min = absl::Milliseconds(50);
+  worker::Worker worker(wo, [&](worker::TaskContext& ctx) {
+    if (ctx.task().payload() == "blocker") {
+      while (!release && !ctx.cancelled())
+        absl::SleepFor(absl::Milliseconds(5));
+      if (!release) return worker::Outcome::Error("cancelled");
+    }
+    return worker::Outcome::Success();
+  });
+  std::thread runner([&] { worker.Run(); });
+  constexpr int kQuick = 400;
+  {
+    auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+        sched->address(), grpc::InsecureChannelCredentials()));
+    kwq::v1::SubmitRequest req;
+    auto* blocker = req.add_tasks();
+    blocker->set_id("blocker");
+    blocker->set_job_id("long");
+    blocker->set_priority(5);
+    blocker->set_payload("blocker");
+    for (int i = 0; i < kQuick; ++i) {
+      auto* t = req.add_tasks();
+      t->set_id(absl::StrCat("quick-", i));
+      t->set_job_id("long");
+      t->set_priority(5);
+    }
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
+  }
+  ASSERT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kQuick;
+      },
+      absl::Seconds(60)));
+  // The commit: offset 0 (the blocker runs), the finished ones in the metadata.
+  size_t named = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (named < kQuick && absl::Now() < deadline) {
+    auto c = devgrid::CommittedWithMetadata(*cluster, prefix + ".schedulers",
+                                            prefix + ".tasks.p5", 0);
+    ASSERT_TRUE(c.ok()) << c.status();
+    if (c->first == 0) {
+      named =
+          scheduler::OffsetTracker::ParseMetadata(c->second, c->first).size();
+    }
+  }
+  ASSERT_EQ(named, static_cast<size_t>(kQuick))
+      << "commit metadata never named them";
+  sched->Kill(SIGKILL);
+  release = true;  // the blocker's next run finishes
+  sched = start(port);
+  ASSERT_FALSE(sched->address().empty()) << "the scheduler did not restart";
+  EXPECT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kQuick + 1;
+      },
+      absl::Seconds(60)))
+      << (*events)->completed_tasks();
+  EXPECT_EQ((*events)->duplicates(), 0)
+      << "finished tasks ran again after the restart";
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+  sched->Kill(SIGTERM);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace kwq::scheduler {
 
@@ -22,6 +24,19 @@ class OffsetTracker {
   std::optional<int64_t> Decided(int64_t offset);
   // Records received and not yet decided.
   size_t open() const { return open_; }
+  // The committable offset now (one past the decided prefix), or -1 before any
+  // record.
+  int64_t committable() const;
+  // The decided records above the prefix, for the commit metadata: a restart
+  // then skips them instead of running them again. "v1:" and comma-separated
+  // ranges of offsets relative to committable() ("2-4,9"). At most `max_bytes`:
+  // ranges that do not fit are left out (they would run again; nothing is
+  // lost). Empty when there are none.
+  std::string DecidedAboveMetadata(size_t max_bytes = 3000) const;
+  // The offsets a DecidedAboveMetadata() string names, given the committed
+  // offset it was committed with. Unparsable metadata names none.
+  static std::vector<int64_t> ParseMetadata(const std::string& metadata,
+                                            int64_t committed);
 
  private:
   struct Entry {

@@ -40,5 +40,23 @@ TEST(OffsetTrackerTest, IgnoresUnknownAndRepeatedDecisions) {
   EXPECT_EQ(t.Decided(1), std::optional<int64_t>(3));
 }
 
+TEST(OffsetTrackerTest,
+     DecidedOffsetsAboveThePrefixRoundTripThroughTheMetadata) {
+  OffsetTracker t;
+  for (int64_t o = 100; o < 120; ++o) t.Received(o);
+  for (int64_t o : {102, 103, 104, 109, 115, 116}) t.Decided(o);
+  EXPECT_EQ(t.committable(), 100);
+  const std::string md = t.DecidedAboveMetadata();
+  EXPECT_EQ(md, "v1:2-4,9,15-16");
+  EXPECT_EQ(OffsetTracker::ParseMetadata(md, t.committable()),
+            (std::vector<int64_t>{102, 103, 104, 109, 115, 116}));
+  // Too small a budget keeps the lowest ranges only.
+  EXPECT_EQ(t.DecidedAboveMetadata(7), "v1:2-4");
+  EXPECT_TRUE(OffsetTracker::ParseMetadata("somebody else's", 5).empty());
+  EXPECT_TRUE(OffsetTracker::ParseMetadata("v1:7-3", 5).empty());
+  OffsetTracker empty;
+  EXPECT_EQ(empty.DecidedAboveMetadata(), "");
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

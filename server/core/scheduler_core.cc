@@ -91,8 +91,28 @@ void SchedulerCore::Decide(const RecordPosition& pos) {
     return;  // orphaned: the partition moved to another instance
   auto it = offsets_.find({pos.topic, pos.partition});
   if (it == offsets_.end()) return;
-  if (auto next = it->second.Decided(pos.offset)) {
-    effects_.commits.push_back({pos.topic, pos.partition, *next});
+  it->second.Decided(pos.offset);
+  // The prefix, and the decided records above it (a long task holding the
+  // prefix back does not make a restart run finished tasks again).
+  const int64_t next = it->second.committable();
+  if (next >= 0) {
+    effects_.commits.push_back(
+        {pos.topic, pos.partition, next, it->second.DecidedAboveMetadata()});
+  }
+}
+
+void SchedulerCore::OnPartitionsAssigned(
+    const std::vector<AssignedPartition>& partitions) {
+  for (const auto& p : partitions) {
+    auto offsets = OffsetTracker::ParseMetadata(p.metadata, p.committed);
+    auto& slot = decided_at_assignment_[{p.topic, p.partition}];
+    slot.clear();
+    slot.insert(offsets.begin(), offsets.end());
+    if (!slot.empty()) {
+      LOG(INFO) << p.topic << "/" << p.partition << ": " << slot.size()
+                << " records above the committed offset " << p.committed
+                << " were decided before; they will be skipped";
+    }
   }
 }
 
@@ -125,6 +145,12 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
   ++metrics_.records_received;
   if (!MarkReceived(pos)) {
     ++metrics_.redelivered_records;
+    return;
+  }
+  if (auto d = decided_at_assignment_.find({pos.topic, pos.partition});
+      d != decided_at_assignment_.end() && d->second.erase(pos.offset) > 0) {
+    ++metrics_.skipped_decided;  // decided by an earlier owner: durable already
+    Decide(pos);
     return;
   }
   Task task;
@@ -1012,7 +1038,10 @@ void SchedulerCore::OnPartitionsRevoked(
   for (auto& [cookie, pd] : pending_) {
     if (from_gone(pd.pos)) pd.pos.topic.clear();
   }
-  for (const auto& tp : partitions) offsets_.erase(tp);
+  for (const auto& tp : partitions) {
+    offsets_.erase(tp);
+    decided_at_assignment_.erase(tp);
+  }
   for (int p = 0; p < 10; ++p) UpdateBackpressure(p);
 }
 

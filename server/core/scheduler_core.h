@@ -78,6 +78,10 @@ struct Effects {
     std::string topic;
     int32_t partition;
     int64_t next_offset;
+    // The records decided above next_offset
+    // (OffsetTracker::DecidedAboveMetadata): committed with the offset so that
+    // a restart skips them.
+    std::string metadata;
   };
   struct PausePriority {
     int priority;
@@ -116,6 +120,9 @@ struct SchedulerMetrics {
   // Records received again after the consumer rewound; skipped (this owner has
   // them).
   int64_t redelivered_records = 0;
+  // Records skipped on arrival because the commit metadata says they were
+  // decided (above a committed prefix held back by a long task).
+  int64_t skipped_decided = 0;
   // Soft affinity: dispatches to a worker holding one of the task's keys, to
   // one that did not (after the wait, or none connected holds a key), and tasks
   // held back waiting.
@@ -155,6 +162,16 @@ class SchedulerCore {
   // A record from a priority topic. Invalid records go to the dead-letter
   // topic.
   void OnTaskRecord(const RecordPosition& pos, const std::string& value);
+  // Partitions assigned to this instance, with what the group committed for
+  // them:
+  // records the commit metadata names as decided are skipped when they arrive.
+  struct AssignedPartition {
+    std::string topic;
+    int32_t partition = 0;
+    int64_t committed = -1;  // -1: nothing committed
+    std::string metadata;
+  };
+  void OnPartitionsAssigned(const std::vector<AssignedPartition>& partitions);
   // This instance no longer owns these partitions: drop what it buffered from
   // them (another instance will receive those records). Tasks running on
   // workers keep running; their decisions are no longer committed here.
@@ -216,7 +233,8 @@ class SchedulerCore {
   struct Queued {
     RecordPosition pos;
     kwq::v1::Task task;
-        // When dispatch first passed it over to wait for a worker holding one of its
+    // When dispatch first passed it over to wait for a worker holding one of
+    // its
     // affinity keys (the wait is counted from there); InfiniteFuture: not yet.
     absl::Time hold_start = absl::InfiniteFuture();
   };
@@ -257,7 +275,7 @@ class SchedulerCore {
   static bool HoldsKey(const Worker& w, const kwq::v1::Task& task);
   // The task waits for a worker holding one of its keys (see affinity_wait), so
   // a worker without one must not take it now.
-    bool HeldForAffinity(const Queued& q, absl::Time now) const;
+  bool HeldForAffinity(const Queued& q, absl::Time now) const;
   absl::Time dispatch_now_;  // the time of the Dispatch pass in progress
   bool IsPaused(const kwq::v1::Task& task) const;
   bool IsCancelled(const kwq::v1::Task& task) const;
@@ -303,6 +321,8 @@ class SchedulerCore {
   std::map<ConnId, Worker> workers_;
   absl::flat_hash_map<std::string, Lease> leases_;  // by task id
   std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
+  std::map<std::pair<std::string, int32_t>, std::set<int64_t>>
+      decided_at_assignment_;
   absl::flat_hash_map<uint64_t, PendingDecision> pending_;
   absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
   SchedulerMetrics metrics_;

@@ -246,12 +246,17 @@ TEST_F(SchedulerCoreTest,
   MakeDurable();
   ASSERT_EQ(Acks(1).size(), 2u);
   EXPECT_EQ(Acks(1)[0].code(), 0);
-  EXPECT_TRUE(commits_.empty());  // offset 100 is still running
+  // Offset 100 is still running: the prefix stays at 100, and the decided 101
+  // and
+  // 102 ride in the commit metadata.
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 100);
+  EXPECT_EQ(commits_.back().metadata, "v1:1-2");
   Update(1, got[0].token(), kwq::v1::COMPLETED);
   MakeDurable();
-  ASSERT_EQ(commits_.size(), 1u);
-  EXPECT_EQ(commits_[0].next_offset, 103);
-  EXPECT_EQ(commits_[0].topic, "kwq.tasks.p2");
+  EXPECT_EQ(commits_.back().next_offset, 103);
+  EXPECT_EQ(commits_.back().metadata, "");
+  EXPECT_EQ(commits_.back().topic, "kwq.tasks.p2");
   EXPECT_EQ(core_->metrics().completed, 3);
   EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 3u);
 }
@@ -714,6 +719,24 @@ TEST_F(SchedulerCoreTest,
   ASSERT_EQ(Requeued().size(), 1u);  // retried: the task-error budget applies
   EXPECT_EQ(Requeued()[0].task_errors(), 1);
   EXPECT_EQ(core_->metrics().timeouts, 1);
+}
+
+TEST_F(SchedulerCoreTest, RecordsTheCommitMetadataNamesAsDecidedAreSkipped) {
+  // An earlier owner committed offset 100 with 101 and 103 decided above it.
+  core_->OnPartitionsAssigned({{core_->TopicForPriority(4), 0, 100, "v1:1,3"}});
+  Connect(1, 4);
+  for (int i = 0; i < 4; ++i) {
+    Record(MakeTask(absl::StrCat("m", i), 4), 0, 100 + i);
+  }
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 2u);  // 100 and 102 run; 101 and 103 do not run again
+  EXPECT_EQ(got[0].task().id(), "m0");
+  EXPECT_EQ(got[1].task().id(), "m2");
+  EXPECT_EQ(core_->metrics().skipped_decided, 2);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  Update(1, got[1].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(commits_.back().next_offset, 104);
 }
 
 }  // namespace

@@ -1,8 +1,12 @@
 #include "server/kafka/kafka_task_log.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "librdkafka/rdkafka.h"
 
 namespace kwq {
 
@@ -74,11 +78,50 @@ class KafkaTaskLog::CommitReporter : public RdKafka::OffsetCommitCb {
 class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
  public:
   explicit Rebalancer(KafkaTaskLog* log) : log_(log) {}
+
+  // What the group committed for `partitions`, metadata included (C API).
+  static std::vector<CommittedPosition> Committed(
+      RdKafka::KafkaConsumer* consumer,
+      const std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::vector<CommittedPosition> out;
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+    for (auto* tp : partitions) {
+      rd_kafka_topic_partition_list_add(list, tp->topic().c_str(),
+                                        tp->partition());
+    }
+    const rd_kafka_resp_err_t err =
+        rd_kafka_committed(consumer->c_ptr(), list, 10000);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      LOG(WARNING) << "committed offsets unknown (" << rd_kafka_err2str(err)
+                   << "): decided records above them will run again";
+    }
+    for (int i = 0; i < list->cnt; ++i) {
+      const rd_kafka_topic_partition_t& p = list->elems[i];
+      CommittedPosition c;
+      c.topic = p.topic;
+      c.partition = p.partition;
+      c.offset = err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                         p.err == RD_KAFKA_RESP_ERR_NO_ERROR
+                     ? p.offset
+                     : -1;
+      if (c.offset >= 0 && p.metadata != nullptr && p.metadata_size > 0) {
+        c.metadata.assign(static_cast<const char*>(p.metadata),
+                          p.metadata_size);
+      }
+      out.push_back(std::move(c));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return out;
+  }
   void rebalance_cb(
       RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
       std::vector<RdKafka::TopicPartition*>& partitions) override {
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       LOG(INFO) << "assigned " << partitions.size() << " partitions";
+      if (log_->callbacks_.on_assigned) {
+        log_->callbacks_.on_assigned(Committed(consumer, partitions));
+      }
       for (auto* tp : partitions)
         log_->owned_.insert({tp->topic(), tp->partition()});
       log_->applied_paused_
@@ -250,36 +293,49 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
 }
 
 void KafkaTaskLog::Commit(const std::string& topic, int32_t partition,
-                          int64_t next_offset) {
+                          int64_t next_offset, const std::string& metadata) {
   absl::MutexLock lock(&mu_);
-  int64_t& slot = to_commit_[{topic, partition}];
-  slot = std::max(slot, next_offset);
+  auto [it, fresh] =
+      to_commit_.try_emplace({topic, partition}, next_offset, metadata);
+  if (!fresh && next_offset >= it->second.first) {
+    it->second = {next_offset,
+                  metadata};  // the latest decision of this partition
+  }
 }
 
 void KafkaTaskLog::FlushCommits(bool sync) {
-  std::map<std::pair<std::string, int32_t>, int64_t> pending;
+  std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
+      pending;
   {
     absl::MutexLock lock(&mu_);
     pending.swap(to_commit_);
   }
   if (pending.empty()) return;
-  std::vector<RdKafka::TopicPartition*> offsets;
-  for (const auto& [tp, offset] : pending) {
-    offsets.push_back(
-        RdKafka::TopicPartition::create(tp.first, tp.second, offset));
-  }
-  RdKafka::ErrorCode err =
-      sync ? consumer_->commitSync(offsets) : consumer_->commitAsync(offsets);
-  if (err != RdKafka::ERR_NO_ERROR) {
-    LOG(WARNING) << "commit failed: " << RdKafka::err2str(err)
-                 << "; will retry";
-    absl::MutexLock lock(&mu_);
-    for (const auto& [tp, offset] : pending) {
-      int64_t& slot = to_commit_[tp];
-      slot = std::max(slot, offset);
+  // The C API: the C++ one has no commit metadata in this librdkafka.
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(pending.size()));
+  for (const auto& [tp, value] : pending) {
+    rd_kafka_topic_partition_t* p =
+        rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    p->offset = value.first;
+    if (!value.second.empty()) {
+      p->metadata = malloc(value.second.size());  // freed by the list
+      memcpy(p->metadata, value.second.data(), value.second.size());
+      p->metadata_size = value.second.size();
     }
   }
-  RdKafka::TopicPartition::destroy(offsets);
+  const rd_kafka_resp_err_t err =
+      rd_kafka_commit(consumer_->c_ptr(), list, sync ? 0 : 1);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    LOG(WARNING) << "commit failed: " << rd_kafka_err2str(err)
+                 << "; will retry";
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tp, value] : pending) {
+      auto [it, fresh] = to_commit_.try_emplace(tp, value);
+      if (!fresh && value.first > it->second.first) it->second = value;
+    }
+  }
 }
 
 void KafkaTaskLog::WarmUp(const std::vector<std::string>& topics) {

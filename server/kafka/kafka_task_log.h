@@ -38,8 +38,8 @@ class KafkaTaskLog final : public TaskLog {
   void Produce(std::vector<LogRecord> records, DoneFn done) override;
   // `next_offset` of (topic, partition) may be committed (committed in the
   // background).
-  void Commit(const std::string& topic, int32_t partition,
-              int64_t next_offset) override;
+  void Commit(const std::string& topic, int32_t partition, int64_t next_offset,
+              const std::string& metadata = "") override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
   void SetTopicPaused(const std::string& topic, bool paused) override;
   // Fetches producer metadata for `topics` (measured: the first record to a
@@ -78,8 +78,9 @@ class KafkaTaskLog final : public TaskLog {
   std::thread poll_thread_;
 
   absl::Mutex mu_;
-  std::map<std::pair<std::string, int32_t>, int64_t> to_commit_
-      ABSL_GUARDED_BY(mu_);
+  // Offset and metadata to commit per partition.
+  std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
+      to_commit_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> paused_topics_ ABSL_GUARDED_BY(mu_);
   // Partitions assigned now; read and written only on the consume thread
   // (rebalance and commit callbacks run there).

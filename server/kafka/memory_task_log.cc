@@ -43,10 +43,22 @@ int64_t MemoryBroker::Committed(const std::string& group,
 }
 
 void MemoryBroker::Commit(const std::string& group, const std::string& topic,
-                          int32_t partition, int64_t next_offset) {
+                          int32_t partition, int64_t next_offset,
+                          const std::string& metadata) {
   absl::MutexLock lock(&mu_);
   int64_t& slot = committed_[{group, topic, partition}];
-  slot = std::max(slot, next_offset);
+  if (next_offset >= slot) {
+    slot = next_offset;
+    metadata_[{group, topic, partition}] = metadata;
+  }
+}
+
+std::string MemoryBroker::CommittedMetadata(const std::string& group,
+                                            const std::string& topic,
+                                            int32_t partition) const {
+  absl::MutexLock lock(&mu_);
+  auto it = metadata_.find({group, topic, partition});
+  return it == metadata_.end() ? "" : it->second;
 }
 
 MemoryTaskLog::MemoryTaskLog(MemoryBroker* broker, std::string group,
@@ -106,8 +118,8 @@ void MemoryTaskLog::DoneLoop() {
 }
 
 void MemoryTaskLog::Commit(const std::string& topic, int32_t partition,
-                           int64_t next_offset) {
-  broker_->Commit(group_, topic, partition, next_offset);
+                           int64_t next_offset, const std::string& metadata) {
+  broker_->Commit(group_, topic, partition, next_offset, metadata);
 }
 
 void MemoryTaskLog::SetTopicPaused(const std::string& topic, bool paused) {
@@ -121,11 +133,15 @@ void MemoryTaskLog::SetTopicPaused(const std::string& topic, bool paused) {
 
 void MemoryTaskLog::ConsumeLoop() {
   std::map<std::pair<std::string, int32_t>, int64_t> position;
+  std::vector<CommittedPosition> assigned;
   for (const auto& t : topics_) {
     for (int32_t p = 0; p < broker_->partitions(t); ++p) {
       position[{t, p}] = broker_->Committed(group_, t, p);
+      assigned.push_back(
+          {t, p, position[{t, p}], broker_->CommittedMetadata(group_, t, p)});
     }
   }
+  if (callbacks_.on_assigned) callbacks_.on_assigned(assigned);
   while (true) {
     std::set<std::string> paused;
     {

@@ -28,7 +28,11 @@ class MemoryBroker {
   int64_t Committed(const std::string& group, const std::string& topic,
                     int32_t partition) const;
   void Commit(const std::string& group, const std::string& topic,
-              int32_t partition, int64_t next_offset);
+              int32_t partition, int64_t next_offset,
+              const std::string& metadata = "");
+  std::string CommittedMetadata(const std::string& group,
+                                const std::string& topic,
+                                int32_t partition) const;
 
  private:
   friend class MemoryTaskLog;
@@ -36,6 +40,8 @@ class MemoryBroker {
   std::map<std::string, std::vector<std::vector<std::string>>> topics_
       ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, int32_t>, int64_t> committed_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::tuple<std::string, std::string, int32_t>, std::string> metadata_
       ABSL_GUARDED_BY(mu_);
   int64_t appended_ ABSL_GUARDED_BY(mu_) =
       0;  // changes on every append (for waiting)
@@ -53,8 +59,8 @@ class MemoryTaskLog final : public TaskLog {
   void Start() override;
   void Stop(absl::Duration timeout) override;
   void Produce(std::vector<LogRecord> records, DoneFn done) override;
-  void Commit(const std::string& topic, int32_t partition,
-              int64_t next_offset) override;
+  void Commit(const std::string& topic, int32_t partition, int64_t next_offset,
+              const std::string& metadata = "") override;
   void SetTopicPaused(const std::string& topic, bool paused) override;
 
  private:

@@ -10,6 +10,14 @@
 
 namespace kwq {
 
+// What a consumer group committed for a partition.
+struct CommittedPosition {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = -1;  // -1: nothing committed
+  std::string metadata;
+};
+
 struct LogRecord {
   std::string topic;
   std::string key;
@@ -34,6 +42,10 @@ class TaskLog {
     // dropped them.
     std::function<void(const std::vector<std::pair<std::string, int32_t>>&)>
         on_revoked;
+    // Partitions were assigned, with what the group committed for them (offset
+    // -1: nothing); called before any of their records, and returns before they
+    // come.
+    std::function<void(const std::vector<CommittedPosition>&)> on_assigned;
   };
   // Called once per Produce batch: ok, or the first error.
   using DoneFn = std::function<void(bool ok, const std::string& error)>;
@@ -46,8 +58,10 @@ class TaskLog {
   virtual void Stop(absl::Duration timeout) = 0;
   virtual void Produce(std::vector<LogRecord> records, DoneFn done) = 0;
   // `next_offset` of (topic, partition) may be committed (in the background).
+  // `metadata` rides with the offset (Kafka's offset commit metadata, < 4 KiB).
   virtual void Commit(const std::string& topic, int32_t partition,
-                      int64_t next_offset) = 0;
+                      int64_t next_offset,
+                      const std::string& metadata = "") = 0;
   // Pauses or resumes delivery from every partition of `topic`.
   virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
   // Gets ready to produce to `topics` (so that the first record to each does

@@ -39,7 +39,15 @@ class Sink {
       got_.push_back({t, p, o, std::move(v)});
     };
     cb.on_revoked = [](const std::vector<std::pair<std::string, int32_t>>&) {};
+    cb.on_assigned = [this](const std::vector<CommittedPosition>& parts) {
+      absl::MutexLock lock(&mu_);
+      for (const auto& p : parts) assigned_.push_back(p);
+    };
     return cb;
+  }
+  std::vector<CommittedPosition> assigned() {
+    absl::MutexLock lock(&mu_);
+    return assigned_;
   }
   std::vector<Received> got() {
     absl::MutexLock lock(&mu_);
@@ -79,6 +87,7 @@ class Sink {
   }
   absl::Mutex mu_;
   std::vector<Received> got_ ABSL_GUARDED_BY(mu_);
+  std::vector<CommittedPosition> assigned_ ABSL_GUARDED_BY(mu_);
   std::pair<Sink*, const std::function<bool(const std::vector<Received>&)>*>
       arg_;
 };
@@ -181,7 +190,7 @@ TEST_P(TaskLogContractTest, ANewMemberResumesAfterTheCommittedOffsets) {
     ProduceDurably(*log, a, 100, "first");
     ASSERT_TRUE(sink.WaitFor([](const auto& got) { return got.size() >= 100; },
                              absl::Seconds(60)));
-    log->Commit(a, 0, 60);  // records 0..59 decided
+    log->Commit(a, 0, 60, "v1:5");  // records 0..59 and 65 decided
     log->Stop(absl::Seconds(5));
   }
   Sink sink;
@@ -194,6 +203,17 @@ TEST_P(TaskLogContractTest, ANewMemberResumesAfterTheCommittedOffsets) {
   EXPECT_EQ(got.front().offset, 60);
   EXPECT_EQ(got.front().value, "first-60");
   EXPECT_EQ(got.size(), 40u);  // nothing below the commit came back
+  // The new member heard what was committed, metadata included, before any
+  // record.
+  bool found = false;
+  for (const auto& p : sink.assigned()) {
+    if (p.topic == a && p.partition == 0) {
+      found = true;
+      EXPECT_EQ(p.offset, 60);
+      EXPECT_EQ(p.metadata, "v1:5");
+    }
+  }
+  EXPECT_TRUE(found);
   log->Stop(absl::Seconds(5));
 }
 

@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "kwq/v1/task.pb.h"
+#include "librdkafka/rdkafka.h"
 #include "server/util/time_util.h"
 
 namespace kwq::devgrid {
@@ -194,6 +195,35 @@ absl::StatusOr<int64_t> SumCommittedOffsets(
                                                ": ", RdKafka::err2str(code)));
   }
   return sum;
+}
+
+absl::StatusOr<std::pair<int64_t, std::string>> CommittedWithMetadata(
+    const KafkaCluster& cluster, const std::string& group,
+    const std::string& topic, int32_t partition) {
+  auto conf = MakeKafkaConf(cluster.ConsumerConfig(group));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!consumer) return absl::InternalError(err);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+  const rd_kafka_resp_err_t code =
+      rd_kafka_committed(consumer->c_ptr(), list, 10000);
+  std::pair<int64_t, std::string> out{-1, ""};
+  if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const auto& p = list->elems[0];
+    out.first = p.offset;
+    if (p.metadata != nullptr) {
+      out.second.assign(static_cast<const char*>(p.metadata), p.metadata_size);
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  consumer->close();
+  if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(rd_kafka_err2str(code));
+  }
+  return out;
 }
 
 }  // namespace kwq::devgrid

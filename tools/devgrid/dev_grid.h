@@ -91,4 +91,10 @@ absl::StatusOr<int64_t> SumCommittedOffsets(
     const KafkaCluster& cluster, const std::string& group,
     const std::vector<std::string>& topics, int partitions);
 
+// What consumer `group` committed for (topic, partition): offset (-1: nothing)
+// and commit metadata. Reads only (OffsetFetch); does not join the group.
+absl::StatusOr<std::pair<int64_t, std::string>> CommittedWithMetadata(
+    const KafkaCluster& cluster, const std::string& group,
+    const std::string& topic, int32_t partition);
+
 }  // namespace kwq::devgrid
