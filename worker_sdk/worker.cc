@@ -93,7 +93,9 @@ bool Worker::RunOneStream() {
   auto* h = hello.mutable_hello();
   h->set_worker_id(options_.worker_id);
   h->set_slots(options_.slots);
-  h->set_sdk("kwq-cpp-sdk/0.1");
+  h->set_sdk("kwq-cpp-sdk/0.2");
+  h->set_implicit_credits(
+      true);  // a completion frees its slot: no Credits messages
   for (auto& l : options_.labels) h->add_labels(l);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -195,15 +197,15 @@ bool Worker::RunOneStream() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping = stopping_;
   }
-    if (!status.ok() && !stopping) {
+  if (!status.ok() && !stopping) {
     if (welcomed) {
       LOG(WARNING) << "stream to " << options_.scheduler_address
                    << " ended: " << status.error_message() << "; reconnecting";
     } else {
       // Retried with backoff; say so now and then, not on every attempt.
       LOG_EVERY_N(WARNING, 20)
-          << "cannot reach the scheduler at " << options_.scheduler_address << " ("
-          << status.error_message() << "); retrying with backoff";
+          << "cannot reach the scheduler at " << options_.scheduler_address
+          << " (" << status.error_message() << "); retrying with backoff";
     }
   }
   return welcomed;
@@ -264,19 +266,12 @@ void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
     u->set_cancelled(tc->cancelled());
     ++failed_;
   }
-  bool draining;
   {
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(tc->token_.lease_id());
     unacked_[tc->token_.lease_id()] = update;
-    draining = stopping_;
   }
-  Write(update);
-  if (!draining) {
-    WorkerMessage credit;
-    credit.mutable_credits()->set_add(1);
-    Write(credit);
-  }
+  Write(update);  // frees the slot at the scheduler (implicit credits)
   cv_.notify_all();
 }
 

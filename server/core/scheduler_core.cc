@@ -727,6 +727,20 @@ void SchedulerCore::HandleUpdate(ConnId conn,
   }
   Lease& lease = it->second;
   Worker& w = workers_[conn];
+  if (w.hello.implicit_credits() && (update.state() == kwq::v1::COMPLETED ||
+                                     update.state() == kwq::v1::ERROR)) {
+    // The update frees the slot (no separate Credits message from this worker).
+    int in_flight = 0;
+    for (const std::string& id : w.task_ids) {
+      auto l = leases_.find(id);
+      if (l != leases_.end() && !l->second.deciding &&
+          id != update.token().task_id()) {
+        ++in_flight;
+      }
+    }
+    w.credits =
+        std::min(w.credits + 1, std::max(0, w.hello.slots() - in_flight));
+  }
   switch (update.state()) {
     case kwq::v1::RUNNING: {
       // The first RUNNING is the stage event; later ones are progress reports:

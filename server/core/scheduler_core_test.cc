@@ -739,5 +739,25 @@ TEST_F(SchedulerCoreTest, RecordsTheCommitMetadataNamesAsDecidedAreSkipped) {
   EXPECT_EQ(commits_.back().next_offset, 104);
 }
 
+TEST_F(SchedulerCoreTest, WithImplicitCreditsACompletionFreesItsSlot) {
+  kwq::v1::Hello hello = HelloWith("implicit", 1, {});
+  hello.set_implicit_credits(true);
+  core_->OnWorkerConnected(1, hello);
+  Collect();
+  Record(MakeTask("i1", 3), 0, 0);
+  Record(MakeTask("i2", 3), 0, 1);
+  auto first = TakeAssignments(1);
+  ASSERT_EQ(first.size(), 1u);                      // one slot
+  Update(1, first[0].token(), kwq::v1::COMPLETED);  // no Credits message
+  auto second = TakeAssignments(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].task().id(), "i2");
+  Update(1, second[0].token(), kwq::v1::ERROR);
+  MakeDurable();
+  // Never more than the slots: the retry waits for the next freed slot.
+  Tick(absl::Seconds(1));
+  EXPECT_LE(TakeAssignments(1).size(), 1u);
+}
+
 }  // namespace
 }  // namespace kwq::scheduler
