@@ -14,6 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/kafka/kafka_cluster.h"
+#include "server/kafka/kafka_flags.h"
 #include "server/scheduler_service.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
@@ -67,10 +68,10 @@ void OnSignal(int) {
 }
 
 bool ValidateFlags(std::string* error) {
-  if (FLAGS_kafka != "" && FLAGS_kafka != "embedded") {
-    *error = "--kafka must be 'embedded' or empty";
-  } else if (FLAGS_kafka.empty() && FLAGS_bootstrap_servers.empty()) {
-    *error = "give --bootstrap_servers=host:port or --kafka=embedded";
+  if (std::string e =
+          kwq::CheckKafkaFlags(FLAGS_kafka, FLAGS_bootstrap_servers);
+      !e.empty()) {
+    *error = e;
   } else if (FLAGS_partitions < 1 || FLAGS_partitions > 1000) {
     *error = "--partitions must be 1-1000";
   } else if (FLAGS_lease_period_ms < 100 || FLAGS_heartbeat_period_ms < 10 ||
@@ -112,21 +113,18 @@ int main(int argc, char** argv) {
   // grpc.health.v1.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
-  std::unique_ptr<kwq::KafkaCluster> cluster;
-  if (FLAGS_kafka == "embedded") {
-    auto c = kwq::KafkaCluster::StartEmbedded(1);
-    if (!c.ok()) {
-      std::cerr << "kwq_scheduler: " << c.status() << "\n";
-      return 1;
-    }
-    cluster = std::move(c).value();
-    LOG(INFO)
-        << "embedded Kafka (librdkafka mock cluster) at "
-        << cluster->bootstrap_servers()
-        << "; nothing is kept on disk: tasks are lost when this process exits";
+  auto opened = kwq::OpenKafka(FLAGS_kafka, FLAGS_bootstrap_servers,
+                               absl::Milliseconds(FLAGS_kafka_wait_ms));
+  if (!opened.ok()) {
+    std::cerr << "kwq_scheduler: " << opened.status().message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<kwq::KafkaCluster> cluster = std::move(*opened);
+  if (cluster->embedded()) {
     std::cout << "embedded kafka: " << cluster->bootstrap_servers()
               << std::endl;
   }
+  const std::string bootstrap = cluster->bootstrap_servers();
 
   kwq::scheduler::ServiceOptions options;
   options.core.scheduler_id = FLAGS_scheduler_id;
@@ -159,18 +157,6 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
                            &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
-  // The service is registered before it is constructed fully: construct it now.
-  const std::string bootstrap =
-      cluster ? cluster->bootstrap_servers() : FLAGS_bootstrap_servers;
-  if (!cluster) {
-    auto c = kwq::KafkaCluster::Connect(
-        bootstrap, absl::Milliseconds(FLAGS_kafka_wait_ms));
-    if (!c.ok()) {
-      std::cerr << "kwq_scheduler: " << c.status().message() << "\n";
-      return 1;
-    }
-    cluster = std::move(c).value();
-  }
   service = std::make_unique<kwq::scheduler::SchedulerService>(options,
                                                                cluster.get());
   builder.RegisterService(service.get());

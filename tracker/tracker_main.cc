@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/kafka/kafka_cluster.h"
+#include "server/kafka/kafka_flags.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 #include "tracker/tracker_service.h"
@@ -56,10 +57,10 @@ void OnSignal(int) {
 }
 
 bool ValidateFlags(std::string* error) {
-  if (FLAGS_kafka != "" && FLAGS_kafka != "embedded") {
-    *error = "--kafka must be 'embedded' or empty";
-  } else if (FLAGS_kafka.empty() && FLAGS_bootstrap_servers.empty()) {
-    *error = "give --bootstrap_servers=host:port or --kafka=embedded";
+  if (std::string e =
+          kwq::CheckKafkaFlags(FLAGS_kafka, FLAGS_bootstrap_servers);
+      !e.empty()) {
+    *error = e;
   } else if (FLAGS_db.empty()) {
     *error = "give --db=DIR, the RocksDB directory of the tracker's model";
   } else if (FLAGS_partitions < 1 || FLAGS_partitions > 1000) {
@@ -95,24 +96,16 @@ int main(int argc, char** argv) {
   }
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
-  std::unique_ptr<kwq::KafkaCluster> cluster;
-  if (FLAGS_kafka == "embedded") {
-    auto c = kwq::KafkaCluster::StartEmbedded(1);
-    if (!c.ok()) {
-      std::cerr << "kwq_tracker: " << c.status() << "\n";
-      return 1;
-    }
-    cluster = std::move(c).value();
-    LOG(WARNING) << "embedded Kafka at " << cluster->bootstrap_servers()
-                 << ": nothing but this process can write events there";
-  } else {
-    auto c = kwq::KafkaCluster::Connect(
-        FLAGS_bootstrap_servers, absl::Milliseconds(FLAGS_kafka_wait_ms));
-    if (!c.ok()) {
-      std::cerr << "kwq_tracker: " << c.status().message() << "\n";
-      return 1;
-    }
-    cluster = std::move(c).value();
+  auto opened = kwq::OpenKafka(FLAGS_kafka, FLAGS_bootstrap_servers,
+                               absl::Milliseconds(FLAGS_kafka_wait_ms));
+  if (!opened.ok()) {
+    std::cerr << "kwq_tracker: " << opened.status().message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<kwq::KafkaCluster> cluster = std::move(*opened);
+  if (cluster->embedded()) {
+    LOG(WARNING)
+        << "embedded Kafka: nothing but this process can write events there";
   }
 
   const absl::Time open_start = absl::Now();

@@ -396,19 +396,11 @@ void SchedulerCore::ApplyCancel() {
       ++it;
     }
   }
-  for (auto it = parked_.begin(); it != parked_.end();) {
-    auto& tasks = it->second;
-    for (auto t = tasks.begin(); t != tasks.end();) {
-      if (IsCancelled(t->task)) {
-        CancelRecord(t->pos, t->task, "cancelled while its job was paused");
-        --parked_count_[t->task.priority()];
-        t = tasks.erase(t);
-      } else {
-        ++t;
-      }
-    }
-    it = tasks.empty() ? parked_.erase(it) : std::next(it);
-  }
+  DropParked([this](const Queued& q) {
+    if (!IsCancelled(q.task)) return false;
+    CancelRecord(q.pos, q.task, "cancelled while its job was paused");
+    return true;
+  });
   // Running ones are asked to stop; the attempt ends CANCELLED when the worker
   // answers (or its lease runs out).
   for (auto& [id, lease] : leases_) {
@@ -534,6 +526,21 @@ void SchedulerCore::Dispatch() {
       assign(queue, i, r);
     }
     UpdateBackpressure(p);
+  }
+}
+
+void SchedulerCore::DropParked(const std::function<bool(const Queued&)>& drop) {
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    auto& tasks = it->second;
+    for (auto t = tasks.begin(); t != tasks.end();) {
+      if (drop(*t)) {
+        --parked_count_[t->task.priority()];
+        t = tasks.erase(t);
+      } else {
+        ++t;
+      }
+    }
+    it = tasks.empty() ? parked_.erase(it) : std::next(it);
   }
 }
 
@@ -1034,18 +1041,7 @@ void SchedulerCore::OnPartitionsRevoked(
       ++it;
     }
   }
-  for (auto it = parked_.begin(); it != parked_.end();) {
-    auto& tasks = it->second;
-    for (auto t = tasks.begin(); t != tasks.end();) {
-      if (from_gone(t->pos)) {
-        --parked_count_[t->task.priority()];
-        t = tasks.erase(t);
-      } else {
-        ++t;
-      }
-    }
-    it = tasks.empty() ? parked_.erase(it) : std::next(it);
-  }
+  DropParked([&](const Queued& q) { return from_gone(q.pos); });
   for (auto& [id, lease] : leases_) {
     if (from_gone(lease.pos)) lease.pos.topic.clear();
   }

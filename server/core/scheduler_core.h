@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -288,6 +289,9 @@ class SchedulerCore {
   void RememberJob(const std::string& job_id);
   // Puts a resumed job's parked tasks back in their queues.
   void Unpark(const std::string& job_id);
+  // Removes the parked tasks for which `drop` (which may act on them) returns
+  // true.
+  void DropParked(const std::function<bool(const Queued&)>& drop);
   void Assign(ConnId conn, Worker& w, Queued q);
   void Enqueue(Queued q);
   void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
