@@ -15,6 +15,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
+#include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
@@ -55,6 +56,10 @@ DEFINE_int32(
     affinity_wait_ms, 20,
     "soft affinity: how long a task with affinity keys waits for a free worker "
     "holding one of them before any worker may take it (0: never wait)");
+DEFINE_string(
+    metrics_listen, "",
+    "serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks "
+    "a free port, printed at start); empty: off");
 DEFINE_int32(kafka_wait_ms, 15000,
              "how long to wait for Kafka at start before giving up");
 DEFINE_int32(
@@ -173,10 +178,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(true);
+  std::unique_ptr<kwq::scheduler::MetricsExporter> metrics;
+  std::string metrics_note;
+  if (!FLAGS_metrics_listen.empty()) {
+    auto m = kwq::scheduler::MetricsExporter::Start(
+        FLAGS_metrics_listen, [&service] { return service->Snapshot(); });
+    if (!m.ok()) {
+      std::cerr << "kwq_scheduler: " << m.status().message() << "\n";
+      server->Shutdown(std::chrono::system_clock::now() +
+                       std::chrono::seconds(1));
+      return 1;
+    }
+    metrics = std::move(*m);
+    metrics_note = absl::StrCat(
+        ", metrics http://",
+        FLAGS_metrics_listen.substr(0, FLAGS_metrics_listen.rfind(':')), ":",
+        metrics->port(), "/metrics");
+  }
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
   std::cout << "kwq_scheduler " << options.core.scheduler_id << " listening on "
             << host << ":" << port << " (kafka " << bootstrap << ", prefix "
-            << FLAGS_topic_prefix << ")" << std::endl;
+            << FLAGS_topic_prefix << metrics_note << ")" << std::endl;
 
   absl::Notification stop;
   g_stop = &stop;

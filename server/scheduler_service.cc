@@ -454,6 +454,21 @@ grpc::ServerUnaryReactor* SchedulerService::Cancel(
                  request->requested_by());
 }
 
+MetricsSnapshot SchedulerService::Snapshot() {
+  MetricsSnapshot s;
+  loop_->RunSync([&] {
+    s.core = core_->metrics();
+    for (int p = 0; p < 10; ++p)
+      s.queued[static_cast<size_t>(p)] = core_->buffered(p);
+    s.in_flight = core_->leases();
+    s.workers = streams_.size();
+  });
+  if (auto* kafka = dynamic_cast<KafkaTaskLog*>(log_.get())) {
+    s.commit_errors = kafka->commit_errors();
+  }
+  return s;
+}
+
 SchedulerMetrics SchedulerService::Metrics() {
   SchedulerMetrics m;
   loop_->RunSync([&] { m = core_->metrics(); });

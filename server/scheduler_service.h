@@ -15,6 +15,7 @@
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
+#include "server/metrics_exporter.h"
 #include "server/util/clock.h"
 #include "server/util/event_loop.h"
 
@@ -72,6 +73,8 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
 
   // For tests and metrics: a snapshot taken on the loop.
   SchedulerMetrics Metrics();
+  // Everything /metrics reports, taken on the loop.
+  MetricsSnapshot Snapshot();
 
   // Called by WorkerStream (gRPC threads).
   void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,

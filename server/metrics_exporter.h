@@ -1,0 +1,44 @@
+#pragma once
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/core/scheduler_core.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace kwq::scheduler {
+
+// What one scrape reports, taken on the scheduler's loop.
+struct MetricsSnapshot {
+  SchedulerMetrics core;
+  std::array<size_t, 10> queued{};  // buffered tasks per priority
+  size_t in_flight = 0;             // leases
+  size_t workers = 0;               // connected worker streams
+  int64_t commit_errors = 0;
+};
+
+// Prometheus text format at http://<listen>/metrics (prometheus-cpp's exposer);
+// every scrape calls `snapshot`. Port 0 in `listen` picks a free port (see
+// port()).
+class MetricsExporter {
+ public:
+  static absl::StatusOr<std::unique_ptr<MetricsExporter>> Start(
+      const std::string& listen, std::function<MetricsSnapshot()> snapshot);
+  ~MetricsExporter();
+  int port() const { return port_; }
+
+ private:
+  class Collector;
+  MetricsExporter() = default;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<Collector> collector_;
+  int port_ = 0;
+};
+
+}  // namespace kwq::scheduler
