@@ -375,7 +375,17 @@ void KafkaTaskLog::ApplyPauses() {
   // paused makes librdkafka fetch it again from the consumed position (a
   // rewind).
   std::vector<RdKafka::TopicPartition*> assigned;
-  if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR) return;
+  if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR ||
+      assigned.empty()) {
+    // Not assigned yet (assign() is asynchronous in librdkafka 2): try again on
+    // the next round of the consume loop.
+    RdKafka::TopicPartition::destroy(assigned);
+    if (!paused.empty()) {
+      absl::MutexLock lock(&mu_);
+      pauses_dirty_ = true;
+    }
+    return;
+  }
   std::vector<RdKafka::TopicPartition*> to_pause, to_resume;
   for (auto* tp : assigned) {
     const std::pair<std::string, int32_t> key{tp->topic(), tp->partition()};
