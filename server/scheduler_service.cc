@@ -488,6 +488,8 @@ void SchedulerService::Drain(absl::Duration grace) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   loop_->RunSync([&] {
+    core_->FlushCommits();  // what was decided in the last tick interval
+    Execute(core_->TakeEffects());
     kwq::v1::SchedulerMessage bye;
     bye.mutable_go_away()->set_reason("scheduler shutting down");
     for (auto& [conn, stream] : streams_) {

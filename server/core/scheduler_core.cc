@@ -92,13 +92,22 @@ void SchedulerCore::Decide(const RecordPosition& pos) {
   auto it = offsets_.find({pos.topic, pos.partition});
   if (it == offsets_.end()) return;
   it->second.Decided(pos.offset);
-  // The prefix, and the decided records above it (a long task holding the
-  // prefix back does not make a restart run finished tasks again).
-  const int64_t next = it->second.committable();
-  if (next >= 0) {
-    effects_.commits.push_back(
-        {pos.topic, pos.partition, next, it->second.DecidedAboveMetadata()});
+  commit_due_.insert({pos.topic, pos.partition});  // FlushCommits, on the tick
+}
+
+void SchedulerCore::FlushCommits() {
+  for (const auto& tp : commit_due_) {
+    auto it = offsets_.find(tp);
+    if (it == offsets_.end()) continue;  // revoked meanwhile
+    // The prefix, and the decided records above it (a long task holding the
+    // prefix back does not make a restart run finished tasks again).
+    const int64_t next = it->second.committable();
+    if (next >= 0) {
+      effects_.commits.push_back(
+          {tp.first, tp.second, next, it->second.DecidedAboveMetadata()});
+    }
   }
+  commit_due_.clear();
 }
 
 void SchedulerCore::OnPartitionsAssigned(
@@ -972,6 +981,7 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
 }
 
 void SchedulerCore::OnTick() {
+  FlushCommits();
   const absl::Time now = clock_->Now();
   std::vector<std::string> expired, timed_out;
   for (const auto& [id, lease] : leases_) {

@@ -189,6 +189,12 @@ class SchedulerCore {
   // --- time ---
   // Expires leases, releases tasks whose backoff passed, dispatches.
   void OnTick();
+  // Commits for the partitions whose decided records changed since the last
+  // call:
+  // the prefix and the commit metadata. Called by OnTick, so that the metadata
+  // (a walk over the partition's open records) is built once per tick, not per
+  // decision.
+  void FlushCommits();
   // Stop assigning (drain): nothing new goes out; in-flight work may finish.
   void StopLeasing() { leasing_ = false; }
 
@@ -327,6 +333,7 @@ class SchedulerCore {
   std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
   std::map<std::pair<std::string, int32_t>, std::set<int64_t>>
       decided_at_assignment_;
+  std::set<std::pair<std::string, int32_t>> commit_due_;  // see FlushCommits
   absl::flat_hash_map<uint64_t, PendingDecision> pending_;
   absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
   SchedulerMetrics metrics_;

@@ -89,7 +89,10 @@ class SchedulerCoreTest : public ::testing::Test {
     }
   }
 
+  // Takes the effects; commits are flushed first (the service does that on its
+  // 10 ms tick; CommitsAreBuiltOncePerTick checks the deferral itself).
   void Collect() {
+    core_->FlushCommits();
     Effects e = core_->TakeEffects();
     for (auto& s : e.sends) sends_.push_back(s);
     for (auto& p : e.produces) {
@@ -757,6 +760,32 @@ TEST_F(SchedulerCoreTest, WithImplicitCreditsACompletionFreesItsSlot) {
   // Never more than the slots: the retry waits for the next freed slot.
   Tick(absl::Seconds(1));
   EXPECT_LE(TakeAssignments(1).size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, CommitsAreBuiltOncePerTick) {
+  Connect(1, 2);
+  Record(MakeTask("c0", 1), 0, 0);
+  Record(MakeTask("c1", 1), 0, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 2u);
+  commits_.clear();
+  // Without the test fixture's flush: decisions only mark the partition.
+  for (auto& a : got) {
+    kwq::v1::WorkerMessage msg;
+    *msg.mutable_update()->mutable_token() = a.token();
+    msg.mutable_update()->set_state(kwq::v1::COMPLETED);
+    core_->OnWorkerMessage(1, msg);
+  }
+  Effects e = core_->TakeEffects();
+  for (auto& p : e.produces) {
+    ASSERT_NE(p.cookie, 0u);
+    core_->OnDurable(p.cookie, true);
+  }
+  EXPECT_TRUE(core_->TakeEffects().commits.empty());
+  core_->OnTick();
+  Effects ticked = core_->TakeEffects();
+  ASSERT_EQ(ticked.commits.size(), 1u);  // one per partition, not per decision
+  EXPECT_EQ(ticked.commits[0].next_offset, 2);
 }
 
 }  // namespace
