@@ -40,10 +40,13 @@ fi
 # grpcurl, pinned, from the Go module proxy.
 GRPCURL_VERSION=v1.9.1
 GOBIN_DIR="$ROOT/.tools/bin"
-if [ ! -x "$GOBIN_DIR/grpcurl" ] || ! "$GOBIN_DIR/grpcurl" -version 2>&1 | grep -q "${GRPCURL_VERSION#v}"; then
+# `go install` leaves grpcurl's own version string unset, so a stamp file says
+# which version is there.
+if [ ! -x "$GOBIN_DIR/grpcurl" ] || [ "$(cat "$GOBIN_DIR/grpcurl.version" 2>/dev/null)" != "$GRPCURL_VERSION" ]; then
   log "installing grpcurl $GRPCURL_VERSION"
   mkdir -p "$GOBIN_DIR"
   GOBIN="$GOBIN_DIR" GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  echo "$GRPCURL_VERSION" > "$GOBIN_DIR/grpcurl.version"
 else
   log "grpcurl present"
 fi
