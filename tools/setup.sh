@@ -12,7 +12,7 @@ DEB_PACKAGES=(
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
   librdkafka-dev libabsl-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
-  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
+  prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libjemalloc-dev
   openjdk-17-jre-headless maven redis-server python3-venv
 )
 

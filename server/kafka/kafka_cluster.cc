@@ -194,4 +194,55 @@ absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
   return status;
 }
 
+absl::StatusOr<int> KafkaCluster::DeleteTopicsWithPrefix(
+    const std::string& prefix, absl::Duration timeout) const {
+  if (prefix.empty()) {
+    return absl::InvalidArgumentError("refusing to delete every topic");
+  }
+  auto handle = NewCHandle(ClientConfig(), RD_KAFKA_PRODUCER);
+  if (!handle.ok()) return handle.status();
+  rd_kafka_t* rk = handle->get();
+  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_resp_err_t e =
+          rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("listing topics: ", rd_kafka_err2str(e)));
+  }
+  std::vector<rd_kafka_DeleteTopic_t*> doomed;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const std::string name = md->topics[i].topic;
+    if (name.rfind(prefix, 0) == 0) {
+      doomed.push_back(rd_kafka_DeleteTopic_new(name.c_str()));
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  if (doomed.empty()) return 0;
+  if (mock_ != nullptr) {  // the mock cluster vanishes with the process
+    for (auto* d : doomed) rd_kafka_DeleteTopic_destroy(d);
+    return 0;
+  }
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options =
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+  char err[512];
+  rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, err,
+                                            sizeof(err));
+  rd_kafka_DeleteTopics(rk, doomed.data(), doomed.size(), options, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout_ms + 1000);
+  absl::StatusOr<int> result = static_cast<int>(doomed.size());
+  if (ev == nullptr) {
+    result = absl::DeadlineExceededError("DeleteTopics: no answer from Kafka");
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    result = absl::UnavailableError(
+        absl::StrCat("DeleteTopics: ", rd_kafka_event_error_string(ev)));
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_queue_destroy(queue);
+  for (auto* d : doomed) rd_kafka_DeleteTopic_destroy(d);
+  return result;
+}
+
 }  // namespace kwq

@@ -48,6 +48,11 @@ class KafkaCluster {
   absl::Status EnsureTopics(const std::vector<TopicSpec>& topics,
                             absl::Duration timeout) const;
 
+  // Deletes every topic whose name starts with `prefix` (a throwaway grid's
+  // topics, e.g. `kwqctl simulate` on a shared broker). Returns how many.
+  absl::StatusOr<int> DeleteTopicsWithPrefix(const std::string& prefix,
+                                             absl::Duration timeout) const;
+
   // The base client configuration for this cluster (bootstrap servers and sane
   // timeouts); callers add their own settings on top.
   KafkaConfigMap ClientConfig() const;

@@ -135,6 +135,38 @@ TEST_P(KafkaRoundTripTest, ProducesAndConsumesThroughAGroupWithManualCommits) {
   }
 }
 
+TEST_P(KafkaRoundTripTest, DeletesOnlyTheTopicsWithAPrefix) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
+  const std::string prefix = testing::UniqueName("doomed") + ".";
+  const std::string keep = testing::UniqueName("kept");
+  ASSERT_TRUE(
+      cluster
+          ->EnsureTopics(
+              {{prefix + "a", 1, {}}, {prefix + "b", 2, {}}, {keep, 1, {}}},
+              absl::Seconds(20))
+          .ok());
+  auto deleted = cluster->DeleteTopicsWithPrefix(prefix, absl::Seconds(20));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  if (cluster->embedded()) {
+    EXPECT_EQ(*deleted, 0);  // the mock cluster goes away with the process
+    return;
+  }
+  EXPECT_EQ(*deleted, 2);
+  // Deletion reaches the metadata asynchronously: poll, bounded.
+  int left = -1;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       absl::Now() < deadline && left != 0;) {
+    auto again = cluster->DeleteTopicsWithPrefix(prefix, absl::Seconds(20));
+    ASSERT_TRUE(again.ok()) << again.status();
+    left = *again;
+  }
+  EXPECT_EQ(left, 0);
+  auto kept = cluster->DeleteTopicsWithPrefix(keep, absl::Seconds(20));
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(*kept, 1);  // untouched by the prefix delete; removed now
+  EXPECT_FALSE(cluster->DeleteTopicsWithPrefix("", absl::Seconds(1)).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, KafkaRoundTripTest,
                          ::testing::Values(KafkaBackend::kEmbedded,
                                            KafkaBackend::kRealBroker),

@@ -120,6 +120,7 @@ int RunSimulate(const Context& c) {
     o.topic_prefix = absl::StrCat("kwqsim-", getpid(), "-",
                                   absl::ToUnixSeconds(absl::Now()));
     o.scheduler.core.max_task_errors = 5;
+    o.delete_topics_at_shutdown = true;  // its own throwaway prefix
     auto g = devgrid::DevGrid::Start(o);
     if (!g.ok()) return Fail(kExitFailure, std::string(g.status().message()));
     grid = std::move(*g);

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "glog/logging.h"
 
 namespace kwq::devgrid {
 
@@ -40,6 +41,9 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
                               options.partitions, options.tracker_listen);
   if (!t.ok()) return t.status();
   g->tracker_ = std::move(*t);
+  if (options.delete_topics_at_shutdown && !g->cluster_->embedded()) {
+    g->delete_prefix_ = options.topic_prefix + ".";
+  }
   return g;
 }
 
@@ -50,6 +54,14 @@ void DevGrid::Shutdown(absl::Duration grace) {
 DevGrid::~DevGrid() {
   tracker_.reset();
   scheduler_.reset();
+  if (cluster_ && !delete_prefix_.empty()) {
+    auto deleted =
+        cluster_->DeleteTopicsWithPrefix(delete_prefix_, absl::Seconds(10));
+    if (!deleted.ok()) {
+      LOG(WARNING) << "could not delete the topics " << delete_prefix_
+                   << "*: " << deleted.status();
+    }
+  }
   cluster_.reset();
   if (!db_dir_.empty()) std::filesystem::remove_all(db_dir_);
 }

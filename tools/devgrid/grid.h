@@ -17,6 +17,9 @@ struct GridOptions {
   std::string tracker_listen = "127.0.0.1:0";
   std::string topic_prefix = "kwq";
   int partitions = 4;
+  // Delete the topic_prefix's topics at Shutdown (a throwaway grid on a shared
+  // broker, e.g. `kwqctl simulate`).
+  bool delete_topics_at_shutdown = false;
   scheduler::ServiceOptions
       scheduler;  // topic prefix and partitions are set from above
 };
@@ -40,6 +43,7 @@ class DevGrid {
   std::unique_ptr<InProcessScheduler> scheduler_;
   std::unique_ptr<InProcessTracker> tracker_;
   std::string db_dir_;
+  std::string delete_prefix_;  // empty: keep the topics
 };
 
 }  // namespace kwq::devgrid
