@@ -258,9 +258,10 @@ void SchedulerService::StreamHello(uint64_t conn,
 }
 
 void SchedulerService::StreamMessage(uint64_t conn,
-                                     const kwq::v1::WorkerMessage& msg) {
-  WithCore(
-      [conn, msg](SchedulerCore& core) { core.OnWorkerMessage(conn, msg); });
+                                     kwq::v1::WorkerMessage msg) {
+  WithCore([conn, msg = std::move(msg)](SchedulerCore& core) {
+    core.OnWorkerMessage(conn, msg);
+  });
 }
 
 void SchedulerService::StreamClosed(uint64_t conn, const std::string& reason) {

@@ -79,7 +79,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   // Called by WorkerStream (gRPC threads).
   void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
                    const kwq::v1::Hello& hello);
-  void StreamMessage(uint64_t conn, const kwq::v1::WorkerMessage& msg);
+  void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg);
   void StreamClosed(uint64_t conn, const std::string& reason);
 
  private:

@@ -1,23 +1,40 @@
 #include "server/worker_stream.h"
 
+#include <algorithm>
+
 #include "glog/logging.h"
 #include "server/scheduler_service.h"
 
 namespace kwq::scheduler {
 
 void WorkerStream::Send(kwq::v1::SchedulerMessage msg) {
-  const kwq::v1::SchedulerMessage* to_write = nullptr;
   WorkerReactor* reactor = nullptr;
   {
     absl::MutexLock lock(&mu_);
     if (reactor_ == nullptr || finished_) return;
-    out_.push_back(std::move(msg));
-    if (writing_) return;
+    pending_.push_back(std::move(msg));
+    if (writing_) return;  // OnWriteDone takes it, with whatever else queued
     writing_ = true;
-    to_write = &out_.front();  // deque: stable while other elements come and go
+    TakeNextLocked();
     reactor = reactor_;
   }
-  reactor->StartWrite(to_write);
+  reactor->StartWrite(&in_write_);
+}
+
+void WorkerStream::TakeNextLocked() {
+  if (pending_.size() == 1 || !batches_) {
+    in_write_ = std::move(pending_.front());
+    pending_.pop_front();
+    return;
+  }
+  in_write_.Clear();
+  auto* batch = in_write_.mutable_batch()->mutable_messages();
+  const size_t n = std::min(pending_.size(), kMaxBatch);
+  batch->Reserve(static_cast<int>(n));
+  for (size_t i = 0; i < n; ++i) {
+    *batch->Add() = std::move(pending_.front());
+    pending_.pop_front();
+  }
 }
 
 void WorkerStream::Close(const grpc::Status& status) {
@@ -54,22 +71,27 @@ void WorkerReactor::OnReadDone(bool ok) {
       return;
     }
     hello_seen_ = true;
+    {
+      absl::MutexLock lock(&handle_->mu_);
+      handle_->batches_ = in_.hello().batches();
+    }
     service_->StreamHello(conn_, handle_, in_.hello());
   } else {
-    service_->StreamMessage(conn_, in_);
+    service_->StreamMessage(conn_, std::move(in_));
+    in_.Clear();
   }
   StartRead(&in_);
 }
 
 void WorkerReactor::OnWriteDone(bool ok) {
-  const kwq::v1::SchedulerMessage* next = nullptr;
+  bool more = false;
   std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&handle_->mu_);
-    handle_->out_.pop_front();
-    if (!ok) handle_->out_.clear();  // the stream is broken; reads will end it
-    if (!handle_->out_.empty() && !handle_->finished_) {
-      next = &handle_->out_.front();
+    if (!ok) handle_->pending_.clear();  // the stream is broken; reads end it
+    if (!handle_->pending_.empty() && !handle_->finished_) {
+      handle_->TakeNextLocked();
+      more = true;
     } else {
       handle_->writing_ = false;
       if (handle_->finish_after_writes_) {
@@ -78,7 +100,7 @@ void WorkerReactor::OnWriteDone(bool ok) {
       }
     }
   }
-  if (next != nullptr) StartWrite(next);
+  if (more) StartWrite(&handle_->in_write_);
   if (finish) Finish(*finish);
 }
 

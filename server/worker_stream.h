@@ -25,17 +25,25 @@ class WorkerStream {
 
  private:
   friend class WorkerReactor;
+  // Moves the next write into in_write_: one message, or (for a worker that
+  // takes batches) up to kMaxBatch queued ones packed into a batch.
+  void TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static constexpr size_t kMaxBatch = 256;
+
   class WorkerReactor* reactor_ = nullptr;  // guarded by mu_
   absl::Mutex mu_;
-  std::deque<kwq::v1::SchedulerMessage> out_;  // front is being written
+  std::deque<kwq::v1::SchedulerMessage> pending_;  // not yet being written
+  kwq::v1::SchedulerMessage in_write_;  // owned by gRPC while writing_
   bool writing_ = false;
+  bool batches_ = false;  // the worker's hello set `batches`
   bool finished_ = false;
   std::optional<grpc::Status> finish_after_writes_;
   std::string peer_;
 };
 
 // One callback reactor per Connect call: reads worker messages and posts them
-// to the service; writes one message at a time from the handle's queue;
+// to the service; writes one message (or batch) at a time from the handle's
+// queue;
 // finishes exactly once.
 class WorkerReactor
     : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
@@ -50,8 +58,6 @@ class WorkerReactor
 
  private:
   friend class WorkerStream;
-  void
-  StartWriteLocked();  // with handle_->mu_ held: marks writing, returns message
   void FinishOnce(const grpc::Status& status);
 
   SchedulerService* service_;

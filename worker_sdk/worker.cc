@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,30 @@ bool Worker::Write(const WorkerMessage& msg) {
   return stream_ != nullptr && stream_->Write(msg);
 }
 
+void Worker::Send(WorkerMessage msg) {
+  std::unique_lock<std::mutex> lock(out_mu_);
+  out_.push_back(std::move(msg));
+  if (writer_busy_) return;  // the busy writer takes it with the rest
+  writer_busy_ = true;
+  std::vector<WorkerMessage> take;
+  while (!out_.empty()) {
+    take.clear();
+    take.swap(out_);
+    lock.unlock();
+    if (take.size() == 1) {
+      Write(take.front());
+    } else {
+      WorkerMessage packed;
+      auto* batch = packed.mutable_batch()->mutable_messages();
+      batch->Reserve(static_cast<int>(take.size()));
+      for (auto& m : take) *batch->Add() = std::move(m);
+      Write(packed);
+    }
+    lock.lock();
+  }
+  writer_busy_ = false;
+}
+
 void Worker::Run() {
   std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^
                       getpid());
@@ -84,18 +109,13 @@ bool Worker::RunOneStream() {
     ctx.AddMetadata("authorization", "Bearer " + options_.auth_token);
   }
   auto stream = stub_->Connect(&ctx);
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    ctx_ = &ctx;
-    stream_ = stream.get();
-  }
   WorkerMessage hello;
   auto* h = hello.mutable_hello();
   h->set_worker_id(options_.worker_id);
   h->set_slots(options_.slots);
   h->set_sdk("kwq-cpp-sdk/0.2");
-  h->set_implicit_credits(
-      true);  // a completion frees its slot: no Credits messages
+  h->set_implicit_credits(true);  // a completion frees its slot
+  h->set_batches(true);
   for (auto& l : options_.labels) h->add_labels(l);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -104,7 +124,15 @@ bool Worker::RunOneStream() {
   }
   bool welcomed = false;
   std::thread heartbeat;
-  if (Write(hello)) {
+  bool hello_written;
+  {
+    // The hello goes first: no other message can reach the stream before it.
+    std::lock_guard<std::mutex> lock(write_mu_);
+    ctx_ = &ctx;
+    stream_ = stream.get();
+    hello_written = stream_->Write(hello);
+  }
+  if (hello_written) {
     SchedulerMessage msg;
     while (stream->Read(&msg)) {
       switch (msg.msg_case()) {
@@ -130,52 +158,15 @@ bool Worker::RunOneStream() {
             std::lock_guard<std::mutex> lock(mu_);
             for (auto& [id, m] : unacked_) resend.push_back(m);
           }
-          for (auto& m : resend) Write(m);
+          for (auto& m : resend) Send(std::move(m));
           heartbeat = std::thread([this, period] { HeartbeatLoop(period); });
           break;
         }
-        case SchedulerMessage::kAssignment: {
-          auto tc = std::make_shared<TaskContext>();
-          tc->worker_ = this;
-          tc->task_ = msg.assignment().task();
-          tc->token_ = msg.assignment().token();
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            running_[tc->token_.lease_id()] = tc;
-            queue_.push_back(tc);
-          }
-          work_cv_.notify_one();
-          break;
-        }
-        case SchedulerMessage::kCancel: {
-          std::lock_guard<std::mutex> lock(mu_);
-          auto it = running_.find(msg.cancel().token().lease_id());
-          if (it != running_.end() &&
-              it->second->token_.task_id() == msg.cancel().token().task_id()) {
-            it->second->cancelled_ = true;
-          }
-          break;
-        }
-        case SchedulerMessage::kAck: {
-          const auto& ack = msg.ack();
-          std::lock_guard<std::mutex> lock(mu_);
-          auto it = unacked_.find(ack.token().lease_id());
-          if (it == unacked_.end() ||
-              it->second.update().token().task_id() != ack.token().task_id()) {
-            break;
-          }
-          if (ack.code() == 14) {
-            Write(it->second);  // not durable yet: send it again
-          } else {
-            if (ack.code() == 9) ++stale_acks_;
-            unacked_.erase(it);
-          }
-          break;
-        }
-        case SchedulerMessage::kGoAway:
-          LOG(INFO) << "scheduler going away: " << msg.go_away().reason();
+        case SchedulerMessage::kBatch:
+          for (const auto& m : msg.batch().messages()) HandleMessage(m);
           break;
         default:
+          HandleMessage(msg);
           break;
       }
     }
@@ -211,6 +202,58 @@ bool Worker::RunOneStream() {
   return welcomed;
 }
 
+void Worker::HandleMessage(const SchedulerMessage& msg) {
+  switch (msg.msg_case()) {
+    case SchedulerMessage::kAssignment: {
+      auto tc = std::make_shared<TaskContext>();
+      tc->worker_ = this;
+      tc->task_ = msg.assignment().task();
+      tc->token_ = msg.assignment().token();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running_[tc->token_.lease_id()] = tc;
+        queue_.push_back(tc);
+      }
+      work_cv_.notify_one();
+      break;
+    }
+    case SchedulerMessage::kCancel: {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = running_.find(msg.cancel().token().lease_id());
+      if (it != running_.end() &&
+          it->second->token_.task_id() == msg.cancel().token().task_id()) {
+        it->second->cancelled_ = true;
+      }
+      break;
+    }
+    case SchedulerMessage::kAck: {
+      const auto& ack = msg.ack();
+      std::optional<WorkerMessage> again;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = unacked_.find(ack.token().lease_id());
+        if (it == unacked_.end() ||
+            it->second.update().token().task_id() != ack.token().task_id()) {
+          break;
+        }
+        if (ack.code() == 14) {
+          again = it->second;  // not durable yet: send it again
+        } else {
+          if (ack.code() == 9) ++stale_acks_;
+          unacked_.erase(it);
+        }
+      }
+      if (again) Send(std::move(*again));
+      break;
+    }
+    case SchedulerMessage::kGoAway:
+      LOG(INFO) << "scheduler going away: " << msg.go_away().reason();
+      break;
+    default:
+      break;
+  }
+}
+
 void Worker::HeartbeatLoop(absl::Duration period) {
   std::unique_lock<std::mutex> lock(mu_);
   while (stream_up_) {
@@ -219,7 +262,7 @@ void Worker::HeartbeatLoop(absl::Duration period) {
     lock.unlock();
     WorkerMessage hb;
     hb.mutable_heartbeat();
-    Write(hb);
+    Send(std::move(hb));
     lock.lock();
   }
 }
@@ -237,7 +280,7 @@ void Worker::SlotLoop() {
     WorkerMessage running;
     *running.mutable_update()->mutable_token() = tc->token_;
     running.mutable_update()->set_state(kwq::v1::RUNNING);
-    Write(running);
+    Send(std::move(running));
     Outcome outcome;
     try {
       outcome = handler_(*tc);
@@ -271,7 +314,8 @@ void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
     running_.erase(tc->token_.lease_id());
     unacked_[tc->token_.lease_id()] = update;
   }
-  Write(update);  // frees the slot at the scheduler (implicit credits)
+  Send(
+      std::move(update));  // frees the slot at the scheduler (implicit credits)
   cv_.notify_all();
 }
 
@@ -293,7 +337,7 @@ void Worker::SendProgress(const TaskContext& ctx, double fraction) {
   *u->mutable_token() = ctx.token_;
   u->set_state(kwq::v1::RUNNING);
   u->set_progress(fraction);
-  Write(m);
+  Send(std::move(m));
 }
 
 void Worker::SetAffinityKeys(std::vector<std::string> keys) {
@@ -312,7 +356,7 @@ void Worker::SendAffinity() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& k : options_.affinity_keys) h->add_affinity_keys(k);
   }
-  Write(hb);  // dropped when no stream is up; the next hello carries the keys
+  Send(std::move(hb));  // dropped without a stream; the next hello has the keys
 }
 
 void Worker::Stop(absl::Duration grace) {
@@ -324,7 +368,7 @@ void Worker::Stop(absl::Duration grace) {
   work_cv_.notify_all();
   WorkerMessage drain;
   drain.mutable_drain();
-  Write(drain);
+  Send(std::move(drain));
   const absl::Time deadline = absl::Now() + grace;
   {
     std::unique_lock<std::mutex> lock(mu_);

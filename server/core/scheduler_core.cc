@@ -665,12 +665,30 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
 
 void SchedulerCore::OnWorkerMessage(ConnId conn,
                                     const kwq::v1::WorkerMessage& msg) {
-  auto it = workers_.find(conn);
-  if (it == workers_.end()) {
+  if (!workers_.count(conn)) {
     effects_.closes.push_back(
         {conn, "the first message must be a valid hello"});
     return;
   }
+  if (msg.has_batch()) {
+    for (const kwq::v1::WorkerMessage& m : msg.batch().messages()) {
+      if (m.has_batch() || m.has_hello()) {
+        effects_.closes.push_back(
+            {conn, "a worker batch holds no batch and no hello"});
+        return;
+      }
+      if (!ApplyWorkerMessage(conn, m)) return;
+    }
+  } else if (!ApplyWorkerMessage(conn, msg)) {
+    return;
+  }
+  Dispatch();
+}
+
+bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
+                                       const kwq::v1::WorkerMessage& msg) {
+  auto it = workers_.find(conn);
+  if (it == workers_.end()) return false;  // closed by an earlier message
   Worker& w = it->second;
   switch (msg.msg_case()) {
     case kwq::v1::WorkerMessage::kCredits: {
@@ -708,11 +726,12 @@ void SchedulerCore::OnWorkerMessage(ConnId conn,
       break;
     case kwq::v1::WorkerMessage::kHello:
       effects_.closes.push_back({conn, "hello sent twice on one stream"});
-      return;
+      return false;
+    case kwq::v1::WorkerMessage::kBatch:  // handled by OnWorkerMessage
     case kwq::v1::WorkerMessage::MSG_NOT_SET:
       break;
   }
-  Dispatch();
+  return true;
 }
 
 void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token,

@@ -183,6 +183,7 @@ class SchedulerCore {
 
   // --- worker side ---
   void OnWorkerConnected(ConnId conn, const kwq::v1::Hello& hello);
+  // One message or a batch of them (handled in order, one dispatch after).
   void OnWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
   void OnWorkerDisconnected(ConnId conn, const std::string& reason);
 
@@ -300,6 +301,8 @@ class SchedulerCore {
   void DropParked(const std::function<bool(const Queued&)>& drop);
   void Assign(ConnId conn, Worker& w, Queued q);
   void Enqueue(Queued q);
+  // false: the stream was closed (stop handling its messages).
+  bool ApplyWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
   void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
   // Ends an attempt that did not complete: retry or dead-letter.
   void EndAttempt(Lease lease, const std::string& error,

@@ -183,6 +183,35 @@ TEST_F(SchedulerCoreTest, DispatchesHighestPriorityFirst) {
   EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 5u);
 }
 
+TEST_F(SchedulerCoreTest, BatchOfWorkerMessagesActsLikeTheMessagesOneByOne) {
+  Connect(1, 3);
+  for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 3u);
+  kwq::v1::WorkerMessage batch;
+  for (const auto& a : got) {
+    for (TaskState st : {kwq::v1::RUNNING, kwq::v1::COMPLETED}) {
+      auto* u = batch.mutable_batch()->add_messages()->mutable_update();
+      *u->mutable_token() = a.token();
+      u->set_state(st);
+    }
+  }
+  Send(1, batch);
+  EXPECT_EQ(Events(kwq::v1::RUNNING).size(), 3u);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 3u);
+  EXPECT_EQ(Acks(1).size(), 3u);
+  EXPECT_EQ(core_->leases(), 0u);
+
+  // A batch may not hold a hello (or a batch): the stream is closed.
+  kwq::v1::WorkerMessage bad;
+  bad.mutable_batch()->add_messages()->mutable_hello()->set_worker_id("x");
+  core_->OnWorkerMessage(1, bad);
+  Effects e = core_->TakeEffects();
+  ASSERT_EQ(e.closes.size(), 1u);
+  EXPECT_EQ(e.closes[0].conn, 1u);
+}
+
 TEST_F(SchedulerCoreTest, NeverAssignsMoreThanCredits) {
   Connect(1, 2);
   for (int i = 0; i < 5; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
