@@ -182,10 +182,13 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   if (!log->consumer_)
     return absl::InternalError(absl::StrCat("consumer: ", err));
 
+  // linger.ms 0: a record is sent at once (idle submit-to-start p50 2.2 ->
+  // 1.2 ms against 0.5); under load librdkafka still batches what queues
+  // behind the in-flight requests (8x16 throughput within 4%).
   auto pconf = MakeKafkaConf(
       MergeConfig(cluster.ClientConfig(), {{"enable.idempotence", "true"},
                                            {"acks", "all"},
-                                           {"linger.ms", "0.5"},
+                                           {"linger.ms", "0"},
                                            {"delivery.timeout.ms", "30000"}}));
   if (!pconf.ok()) return pconf.status();
   if ((*pconf)->set("dr_cb", log->reporter_.get(), err) !=
