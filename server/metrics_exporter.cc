@@ -71,6 +71,12 @@ class MetricsExporter::Collector : public prometheus::Collectable {
         static_cast<double>(m.bad_records));
     add("kwq_stale_updates_total", "Worker updates refused for a stale lease",
         counter, static_cast<double>(m.stale_updates));
+    add("kwq_adopted_total",
+        "Running tasks of reconnected workers adopted instead of re-run",
+        counter, static_cast<double>(m.adopted));
+    add("kwq_adoption_expired_total",
+        "Adoption claims whose record never came here (worker told to cancel)",
+        counter, static_cast<double>(m.adoption_expired));
     add("kwq_priority_inversions_total",
         "Lower-priority dispatches while a higher one "
         "could run (must stay 0)",

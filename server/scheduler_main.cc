@@ -56,6 +56,12 @@ DEFINE_int32(
     affinity_wait_ms, 20,
     "soft affinity: how long a task with affinity keys waits for a free worker "
     "holding one of them before any worker may take it (0: never wait)");
+DEFINE_int32(
+    adoption_wait_ms, 30000,
+    "reconnect adoption: how long a reconnected worker's running task whose "
+    "record this instance does not hold yet (a failed instance's partitions "
+    "come here after the group notices) is kept for adoption before the "
+    "worker is told to cancel it");
 DEFINE_string(
     metrics_listen, "",
     "serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks "
@@ -91,6 +97,8 @@ bool ValidateFlags(std::string* error) {
     *error = "--max_payload_bytes must be positive";
   } else if (FLAGS_affinity_wait_ms < 0) {
     *error = "--affinity_wait_ms must not be negative";
+  } else if (FLAGS_adoption_wait_ms < 0) {
+    *error = "--adoption_wait_ms must not be negative";
   } else if (FLAGS_topic_prefix.empty()) {
     *error = "--topic_prefix must not be empty";
   } else {
@@ -147,6 +155,7 @@ int main(int argc, char** argv) {
   options.core.max_buffered_per_priority = FLAGS_max_buffered_per_priority;
   options.core.max_result_bytes = static_cast<size_t>(FLAGS_max_result_bytes);
   options.core.affinity_wait = absl::Milliseconds(FLAGS_affinity_wait_ms);
+  options.core.adoption_wait = absl::Milliseconds(FLAGS_adoption_wait_ms);
   options.limits.max_payload_bytes =
       static_cast<size_t>(FLAGS_max_payload_bytes);
   options.partitions = FLAGS_partitions;

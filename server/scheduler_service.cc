@@ -213,10 +213,11 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     *ev.mutable_affinity_keys() = task.affinity_keys();
     response->add_task_ids(task.id());
     ids->push_back(task.id());
+    // Urgent: the caller waits for both.
     records.push_back({core_->TopicForPriority(task.priority()), task.id(),
-                       task.SerializeAsString()});
-    records.push_back(
-        {core_->EventsTopic(), task.job_id(), ev.SerializeAsString()});
+                       task.SerializeAsString(), /*urgent=*/true});
+    records.push_back({core_->EventsTopic(), task.job_id(),
+                       ev.SerializeAsString(), /*urgent=*/true});
   }
   log_->Produce(std::move(records), [this, reactor, ids](
                                         bool ok, const std::string& error) {
@@ -419,7 +420,7 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     value = rec.SerializeAsString();
   }
   log_->Produce(
-      {{options_.core.topic_prefix + ".control", key, value}},
+      {{options_.core.topic_prefix + ".control", key, value, /*urgent=*/true}},
       [this, reactor, key, value](bool ok, const std::string& error) {
         if (!ok) {
           reactor->Finish(grpc::Status(

@@ -11,12 +11,15 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -25,6 +28,7 @@
 #include "server/core/offset_tracker.h"
 #include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
+#include "tests/metrics_scrape.h"
 #include "tools/devgrid/dev_grid.h"
 #include "worker_sdk/worker.h"
 
@@ -32,14 +36,19 @@ namespace kwq {
 namespace {
 
 std::unique_ptr<testing::ChildProcess> StartScheduler(
-    const std::string& bootstrap, const std::string& prefix, int port) {
+    const std::string& bootstrap, const std::string& prefix, int port,
+    std::vector<std::string> extra_args = {}) {
   auto p = std::make_unique<testing::ChildProcess>();
-  p->Start("server/kwq_scheduler",
-           {absl::StrCat("--listen=127.0.0.1:", port),
-            absl::StrCat("--bootstrap_servers=", bootstrap),
-            absl::StrCat("--topic_prefix=", prefix), "--partitions=2",
-            "--lease_period_ms=3000", "--heartbeat_period_ms=500",
-            "--retry_backoff_ms=10"});
+  std::vector<std::string> args = {
+      absl::StrCat("--listen=127.0.0.1:", port),
+      absl::StrCat("--bootstrap_servers=", bootstrap),
+      absl::StrCat("--topic_prefix=", prefix),
+      "--partitions=2",
+      "--lease_period_ms=3000",
+      "--heartbeat_period_ms=500",
+      "--retry_backoff_ms=10"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  p->Start("server/kwq_scheduler", args);
   return p;
 }
 
@@ -207,6 +216,110 @@ TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
 // A long task holds the committed prefix of its partition back; the tasks
 // finished above it ride in the commit metadata, so a restart after kill -9
 // runs them again not.
+// Reconnect adoption across instances: a worker runs long tasks from instance
+// a's partitions; a is killed; the worker fails over to b (one gRPC target
+// with both addresses), reports what it still runs, and b adopts those tasks
+// when the group hands it a's partitions, instead of running them again.
+TEST(SchedulerCrashTest, AWorkerOfAKilledInstanceKeepsItsTasksOnTheOther) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqadopt");
+  auto a = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
+  ASSERT_FALSE(a->address().empty()) << "instance a did not start";
+  auto b = StartScheduler(cluster->bootstrap_servers(), prefix, 0,
+                          {"--metrics_listen=127.0.0.1:0"});
+  ASSERT_FALSE(b->address().empty()) << "instance b did not start";
+  const testing::MetricsScrape b_metrics(b->line());
+  ASSERT_NE(b_metrics.port(), 0) << b->line();
+  auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
+  ASSERT_TRUE(events.ok()) << events.status();
+
+  absl::Mutex mu;
+  std::map<std::string, int> runs;  // by task id
+  absl::Notification release;
+  worker::WorkerOptions wo;
+  // pick_first: a while it is up, then b.
+  wo.scheduler_address = absl::StrCat("ipv4:", a->address(), ",", b->address());
+  wo.worker_id = "fails-over";
+  wo.slots = 16;
+  wo.reconnect_min = absl::Milliseconds(50);
+  wo.reconnect_max = absl::Milliseconds(500);
+  worker::Worker w(wo, [&](worker::TaskContext& ctx) {
+    {
+      absl::MutexLock lock(&mu);
+      ++runs[ctx.task().id()];
+    }
+    release.WaitForNotification();
+    return worker::Outcome::Success();
+  });
+  std::thread runner([&] { w.Run(); });
+  constexpr int kTasks = 8;
+  {
+    auto stub = kwq::v1::Scheduler::NewStub(
+        grpc::CreateChannel(b->address(), grpc::InsecureChannelCredentials()));
+    kwq::v1::SubmitRequest req;
+    for (int i = 0; i < kTasks; ++i) {
+      auto* t = req.add_tasks();
+      t->set_id(absl::StrCat("long-", i));
+      t->set_job_id("adopt-job");
+      t->set_priority(i % 4);  // spread over topics, so over both instances
+    }
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
+  }
+  // The worker, connected to a, runs a's share (a holds one of the two
+  // partitions); b's share waits for a worker on b.
+  auto running = [&] {
+    absl::MutexLock lock(&mu);
+    return runs.size();
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (running() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));  // polling the handler's map
+  }
+  ASSERT_GT(running(), 0u) << "no task ran on the worker connected to a";
+  const size_t from_a = running();
+  a->Kill(SIGKILL);
+  // On b the worker gets b's share at once; a's records reach b after the
+  // group notices a is gone (session timeout), and are adopted.
+  while (running() < static_cast<size_t>(kTasks) &&
+         absl::Now() < deadline + absl::Seconds(60)) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(running(), static_cast<size_t>(kTasks));
+  // b ends up holding every task: a's share adopted (when a's records reach
+  // b), its own dispatched. With 8 slots free, a task of a's share that b
+  // dispatched again would run a second time (checked below).
+  double adopted = -1, dispatched = -1;
+  while (absl::Now() < deadline + absl::Seconds(120)) {
+    const std::string text = b_metrics.Text();
+    adopted = testing::MetricsScrape::Sample(text, "kwq_adopted_total");
+    dispatched =
+        testing::MetricsScrape::Sample(text, "kwq_tasks_dispatched_total");
+    if (adopted + dispatched >= kTasks) break;
+    absl::SleepFor(absl::Milliseconds(20));  // polling another process
+  }
+  EXPECT_EQ(adopted + dispatched, kTasks);
+  EXPECT_GE(adopted, static_cast<double>(from_a));
+  release.Notify();
+  EXPECT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kTasks;
+      },
+      absl::Seconds(60)))
+      << (*events)->completed_tasks() << " of " << kTasks << " completed";
+  {
+    absl::MutexLock lock(&mu);
+    for (const auto& [id, n] : runs) EXPECT_EQ(n, 1) << id << " ran again";
+  }
+  EXPECT_EQ((*events)->duplicates(), 0);
+  LOG(INFO) << from_a << " of " << kTasks << " tasks ran on a's worker first; "
+            << "b adopted " << adopted << " and dispatched " << dispatched;
+  w.Stop(absl::Seconds(2));
+  runner.join();
+  b->Kill(SIGTERM);
+}
+
 TEST(SchedulerCrashTest, FinishedTasksAboveALongOneDoNotRunAgainAfterARestart) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
   const std::string prefix = testing::UniqueName("kwqlong");

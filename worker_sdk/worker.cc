@@ -121,6 +121,9 @@ bool Worker::RunOneStream() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& k : options_.affinity_keys) h->add_affinity_keys(k);
     for (auto& [id, ctx_ptr] : running_) *h->add_in_flight() = ctx_ptr->token_;
+    // Finished but unacknowledged: the scheduler adopts these too, then takes
+    // the completion resent after the welcome.
+    for (auto& [id, m] : unacked_) *h->add_in_flight() = m.update().token();
   }
   bool welcomed = false;
   std::thread heartbeat;

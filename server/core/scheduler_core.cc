@@ -179,6 +179,27 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     return;
   }
   RememberJob(task.job_id());
+  if (task.attempt() <= 0) task.set_attempt(1);
+  if (auto c = claims_.find(task.id());
+      c != claims_.end() && c->second.token.attempt() == task.attempt()) {
+    // A reconnected worker runs this attempt already: adopt it.
+    Claim claim = std::move(c->second);
+    claims_.erase(c);
+    auto w = workers_.find(claim.conn);  // claims end with their stream
+    w->second.claimed.erase(task.id());
+    const bool cancelled = IsCancelled(task);
+    Adopt(claim.conn, w->second, claim.token, pos, std::move(task));
+    if (claim.final_update) {
+      HandleUpdate(claim.conn, *claim.final_update);
+    } else if (cancelled) {
+      SchedulerMessage cancel;
+      *cancel.mutable_cancel()->mutable_token() = claim.token;
+      cancel.mutable_cancel()->set_reason("cancelled");
+      effects_.sends.push_back({claim.conn, std::move(cancel)});
+    }
+    Dispatch();
+    return;
+  }
   if (IsCancelled(task)) {
     CancelRecord(pos, task, "cancelled before it ran");
     return;
@@ -190,7 +211,6 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     Decide(pos);
     return;
   }
-  if (task.attempt() <= 0) task.set_attempt(1);
   if (!task.has_submit_time()) {
     // Written straight into the topic by a foreign producer: announce it to the
     // tracker.
@@ -565,6 +585,94 @@ void SchedulerCore::Unpark(const std::string& job_id) {
   parked_.erase(it);
 }
 
+void SchedulerCore::Adopt(ConnId conn, Worker& w,
+                          const kwq::v1::FencingToken& token,
+                          RecordPosition pos, Task task) {
+  Lease lease;
+  lease.pos = std::move(pos);
+  lease.conn = conn;
+  lease.token = token;
+  lease.deadline = clock_->Now() + options_.lease_period;
+  if (task.has_timeout() && FromProto(task.timeout()) > absl::ZeroDuration()) {
+    lease.run_deadline = clock_->Now() + FromProto(task.timeout());
+  }
+  lease.running_reported = true;  // its RUNNING event was written before
+  lease.task = std::move(task);
+  w.task_ids.insert(token.task_id());
+  ++metrics_.adopted;
+  VLOG(1) << "adopted " << token.task_id() << " attempt " << token.attempt()
+          << " running on " << w.hello.worker_id();
+  leases_.emplace(token.task_id(), std::move(lease));
+}
+
+std::optional<SchedulerCore::Queued> SchedulerCore::TakeQueued(
+    const std::string& task_id, int attempt) {
+  for (int p = 0; p < 10; ++p) {
+    auto& queue = queues_[p];
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if (it->task.id() == task_id && it->task.attempt() == attempt) {
+        Queued q = std::move(*it);
+        queue.erase(it);
+        UpdateBackpressure(p);
+        return q;
+      }
+    }
+  }
+  std::optional<Queued> found;
+  DropParked([&](const Queued& q) {
+    if (found || q.task.id() != task_id || q.task.attempt() != attempt) {
+      return false;
+    }
+    found = q;
+    return true;
+  });
+  if (found) UpdateBackpressure(found->task.priority());
+  return found;
+}
+
+void SchedulerCore::ExpireClaims() {
+  const absl::Time now = clock_->Now();
+  for (auto it = claims_.begin(); it != claims_.end();) {
+    if (it->second.expires > now) {
+      ++it;
+      continue;
+    }
+    Claim claim = std::move(it->second);
+    claims_.erase(it++);
+    ++metrics_.adoption_expired;
+    const std::string why = absl::StrCat(
+        "its record did not reach scheduler ", options_.scheduler_id,
+        " within ", absl::FormatDuration(options_.adoption_wait),
+        " of the reconnect; another instance owns the task");
+    if (claim.final_update) {
+      SendAck(claim.conn, claim.token, kAckFailedPrecondition, why);
+    } else {
+      SchedulerMessage cancel;
+      *cancel.mutable_cancel()->mutable_token() = claim.token;
+      cancel.mutable_cancel()->set_reason(why);
+      effects_.sends.push_back({claim.conn, std::move(cancel)});
+    }
+    auto w = workers_.find(claim.conn);
+    if (w == workers_.end()) continue;
+    w->second.claimed.erase(claim.token.task_id());
+    w->second.credits =
+        std::min(w->second.credits + 1,
+                 std::max(0, w->second.hello.slots() - BusySlots(w->second)));
+  }
+}
+
+int SchedulerCore::BusySlots(const Worker& w, const std::string& except) const {
+  int busy = 0;
+  for (const std::string& id : w.task_ids) {
+    auto l = leases_.find(id);
+    if (l != leases_.end() && !l->second.deciding && id != except) ++busy;
+  }
+  for (const std::string& id : w.claimed) {
+    if (id != except) ++busy;
+  }
+  return busy;
+}
+
 void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   const int p = q.task.priority();
   // Measure, not assume: a higher-priority task this worker could run is still
@@ -641,24 +749,44 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
   welcome->set_scheduler_id(options_.scheduler_id);
   *welcome->mutable_lease_period() = ToProto(options_.lease_period);
   *welcome->mutable_heartbeat_period() = ToProto(options_.heartbeat_period);
-  // Adopt the tasks this worker still runs under a lease of this instance.
+  Worker& wr = workers_[conn] = std::move(w);
+  // Adopt the tasks this worker still runs: under a lease of this instance,
+  // from a record queued here, or (claimed) from a record that comes later.
   for (const auto& token : hello.in_flight()) {
     auto it = leases_.find(token.task_id());
-    if (it != leases_.end() &&
-        it->second.token.lease_id() == token.lease_id() &&
-        it->second.token.attempt() == token.attempt() && !it->second.deciding) {
-      auto old = workers_.find(it->second.conn);
-      if (old != workers_.end()) old->second.task_ids.erase(token.task_id());
-      it->second.conn = conn;
-      it->second.deadline = clock_->Now() + options_.lease_period;
-      w.task_ids.insert(token.task_id());
-      *welcome->add_adopted() = token;
-    } else {
-      *welcome->add_rejected() = token;
+    if (it != leases_.end()) {
+      if (it->second.token.lease_id() == token.lease_id() &&
+          it->second.token.attempt() == token.attempt() &&
+          !it->second.deciding) {
+        if (auto old = workers_.find(it->second.conn); old != workers_.end()) {
+          old->second.task_ids.erase(token.task_id());
+        }
+        it->second.conn = conn;
+        it->second.deadline = clock_->Now() + options_.lease_period;
+        wr.task_ids.insert(token.task_id());
+        ++metrics_.adopted;
+        *welcome->add_adopted() = token;
+      } else {
+        *welcome->add_rejected() = token;  // another attempt owns the task
+      }
+      continue;
     }
+    if (auto q = TakeQueued(token.task_id(), token.attempt())) {
+      Adopt(conn, wr, token, std::move(q->pos), std::move(q->task));
+      *welcome->add_adopted() = token;
+      continue;
+    }
+    if (auto c = claims_.find(token.task_id()); c != claims_.end()) {
+      if (auto old = workers_.find(c->second.conn); old != workers_.end()) {
+        old->second.claimed.erase(token.task_id());
+      }
+    }
+    Claim& claim = claims_[token.task_id()];
+    claim = Claim{conn, token, clock_->Now() + options_.adoption_wait, {}};
+    wr.claimed.insert(token.task_id());
+    *welcome->add_claimed() = token;
   }
-  w.credits = std::max(0, hello.slots() - static_cast<int>(w.task_ids.size()));
-  workers_[conn] = std::move(w);
+  wr.credits = std::max(0, hello.slots() - BusySlots(wr));
   effects_.sends.push_back({conn, std::move(msg)});
   Dispatch();
 }
@@ -694,13 +822,8 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
     case kwq::v1::WorkerMessage::kCredits: {
       // Slots still busy from the worker's point of view: leases whose
       // completion is being made durable are done there already.
-      int in_flight = 0;
-      for (const std::string& id : w.task_ids) {
-        auto l = leases_.find(id);
-        if (l != leases_.end() && !l->second.deciding) ++in_flight;
-      }
       w.credits = std::clamp(w.credits + msg.credits().add(), 0,
-                             std::max(0, w.hello.slots() - in_flight));
+                             std::max(0, w.hello.slots() - BusySlots(w)));
       break;
     }
     case kwq::v1::WorkerMessage::kHeartbeat: {
@@ -754,6 +877,17 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       it->second.token.attempt() == update.token().attempt() &&
       !it->second.deciding;
   if (!current) {
+    if (auto c = claims_.find(update.token().task_id());
+        c != claims_.end() && c->second.conn == conn &&
+        c->second.token.lease_id() == update.token().lease_id()) {
+      // Claimed, record not here yet: keep the outcome for the adoption; no
+      // acknowledgement until then (the worker holds it as unacknowledged).
+      if (update.state() == kwq::v1::COMPLETED ||
+          update.state() == kwq::v1::ERROR) {
+        c->second.final_update = update;
+      }
+      return;
+    }
     ++metrics_.stale_updates;
     SendAck(conn, update.token(), kAckFailedPrecondition,
             "stale lease: this attempt is no longer yours; the update was not "
@@ -765,16 +899,9 @@ void SchedulerCore::HandleUpdate(ConnId conn,
   if (w.hello.implicit_credits() && (update.state() == kwq::v1::COMPLETED ||
                                      update.state() == kwq::v1::ERROR)) {
     // The update frees the slot (no separate Credits message from this worker).
-    int in_flight = 0;
-    for (const std::string& id : w.task_ids) {
-      auto l = leases_.find(id);
-      if (l != leases_.end() && !l->second.deciding &&
-          id != update.token().task_id()) {
-        ++in_flight;
-      }
-    }
-    w.credits =
-        std::min(w.credits + 1, std::max(0, w.hello.slots() - in_flight));
+    w.credits = std::min(
+        w.credits + 1,
+        std::max(0, w.hello.slots() - BusySlots(w, update.token().task_id())));
   }
   switch (update.state()) {
     case kwq::v1::RUNNING: {
@@ -984,23 +1111,23 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
                                          const std::string& reason) {
   auto it = workers_.find(conn);
   if (it == workers_.end()) return;
-  std::vector<std::string> ids(it->second.task_ids.begin(),
-                               it->second.task_ids.end());
-  for (const std::string& id : ids) {
+  for (const std::string& id : it->second.claimed) claims_.erase(id);
+  // Its leases stay until their deadline: a worker that reconnects (here or,
+  // after a failover, to the instance that gets the records) reports them and
+  // they are adopted; otherwise they expire as worker_lost.
+  for (const std::string& id : it->second.task_ids) {
     auto l = leases_.find(id);
-    if (l == leases_.end() || l->second.deciding) continue;
-    Lease lease = std::move(l->second);
-    leases_.erase(l);
-    EndAttempt(std::move(lease), absl::StrCat("worker lost: ", reason),
-               "worker_lost",
-               /*infra=*/true, /*retryable=*/true, 0);
+    if (l != leases_.end() && l->second.conn == conn) l->second.conn = 0;
   }
+  VLOG(1) << "worker " << it->second.hello.worker_id() << " disconnected ("
+          << reason << ") with " << it->second.task_ids.size() << " leases";
   workers_.erase(it);
   Dispatch();
 }
 
 void SchedulerCore::OnTick() {
   FlushCommits();
+  ExpireClaims();
   const absl::Time now = clock_->Now();
   std::vector<std::string> expired, timed_out;
   for (const auto& [id, lease] : leases_) {
@@ -1031,6 +1158,13 @@ void SchedulerCore::OnTick() {
     auto l = leases_.find(id);
     Lease lease = std::move(l->second);
     leases_.erase(l);
+    if (lease.conn == 0) {
+      EndAttempt(std::move(lease),
+                 "worker lost: it disconnected and did not come back within "
+                 "the lease",
+                 "worker_lost", /*infra=*/true, /*retryable=*/true, 0);
+      continue;
+    }
     SchedulerMessage cancel;
     *cancel.mutable_cancel()->mutable_token() = lease.token;
     cancel.mutable_cancel()->set_reason("lease expired");
@@ -1105,6 +1239,13 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
       *worker = w->second.hello.worker_id();
     }
     *state = l->second.running_reported ? kwq::v1::RUNNING : kwq::v1::ALLOCATED;
+    if (l->second.conn == 0) {
+      reasons.push_back(absl::StrCat(
+          "its worker disconnected (attempt ", l->second.token.attempt(),
+          "); waiting for it to reconnect until ",
+          absl::FormatTime(l->second.deadline), ", then it is retried"));
+      return reasons;
+    }
     reasons.push_back(absl::StrCat(
         l->second.running_reported ? "running on worker "
                                    : "assigned to worker ",

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,6 +47,12 @@ struct SchedulerOptions {
   // Job ids remembered (to answer NOT_FOUND for control requests on unknown
   // jobs).
   size_t known_jobs = 100000;
+  // Reconnect adoption: a reconnecting worker reports the tasks it still runs.
+  // One whose record this instance does not hold yet (it arrives when the dead
+  // instance's partitions are reassigned here) is claimed for this long: when
+  // the record comes, the running attempt is adopted instead of dispatched
+  // again. Past it, the worker is told to cancel the task.
+  absl::Duration adoption_wait = absl::Seconds(30);
 };
 
 // Where a task record came from.
@@ -135,6 +142,11 @@ struct SchedulerMetrics {
   // Queued here with no connected worker that has the labels they require (a
   // gauge, computed when metrics are read).
   int64_t unrunnable = 0;
+  // Reconnect adoption: running attempts taken over from a reconnecting worker
+  // (lease of this instance, queued record, or record that arrived later), and
+  // claims that expired without their record (the worker was told to cancel).
+  int64_t adopted = 0;
+  int64_t adoption_expired = 0;
 };
 
 struct WorkerView {
@@ -263,11 +275,22 @@ class SchedulerCore {
     std::set<std::string> labels;
     std::set<std::string> affinity;  // keys held now (hello, then heartbeats)
     std::set<std::string> task_ids;  // leases held
+    std::set<std::string> claimed;   // running here, waiting for the record
     absl::Time connected_at;
     absl::Time last_heartbeat;
     int64_t completed = 0;
     int64_t errors = 0;
     bool draining = false;
+  };
+  // A task a reconnected worker still runs whose record this instance does not
+  // hold yet (see adoption_wait).
+  struct Claim {
+    ConnId conn = 0;
+    kwq::v1::FencingToken token;
+    absl::Time expires;
+    // A COMPLETED or ERROR that came before the record: applied on adoption
+    // (the worker keeps it unacknowledged meanwhile).
+    std::optional<kwq::v1::TaskUpdate> final_update;
   };
   // A decision waiting for its records to be durable.
   struct PendingDecision {
@@ -300,6 +323,16 @@ class SchedulerCore {
   // true.
   void DropParked(const std::function<bool(const Queued&)>& drop);
   void Assign(ConnId conn, Worker& w, Queued q);
+  // Turns a running attempt reported by a reconnected worker into a lease of
+  // this instance (no assignment is sent; the worker runs it already).
+  void Adopt(ConnId conn, Worker& w, const kwq::v1::FencingToken& token,
+             RecordPosition pos, kwq::v1::Task task);
+  // Removes the queued (or parked) record of `task_id` at `attempt`, if held.
+  std::optional<Queued> TakeQueued(const std::string& task_id, int attempt);
+  void ExpireClaims();
+  // Slots of `w` busy from the worker's point of view: open leases and claims
+  // (`except`: a task whose slot is being freed).
+  int BusySlots(const Worker& w, const std::string& except = "") const;
   void Enqueue(Queued q);
   // false: the stream was closed (stop handling its messages).
   bool ApplyWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
@@ -353,6 +386,7 @@ class SchedulerCore {
   std::array<int, 10> parked_count_{};
   std::set<std::string> known_jobs_;
   std::deque<std::string> known_jobs_order_;
+  absl::flat_hash_map<std::string, Claim> claims_;  // by task id
 };
 
 }  // namespace kwq::scheduler

@@ -437,6 +437,9 @@ TEST_F(SchedulerCoreTest, InfrastructureBudgetIsSeparateFromTaskErrors) {
     ASSERT_EQ(TakeAssignments(static_cast<ConnId>(lost)).size(), 1u);
     core_->OnWorkerDisconnected(static_cast<ConnId>(lost), "stream broken");
     Collect();
+    EXPECT_TRUE(Events(kwq::v1::ERROR).size() == static_cast<size_t>(lost - 1))
+        << "the lease waits for a reconnect until its deadline";
+    Tick(absl::Seconds(11));
     MakeDurable();
     if (lost == 1) {
       ASSERT_EQ(Requeued().size(), 1u);
@@ -539,6 +542,148 @@ TEST_F(SchedulerCoreTest, ReconnectingWorkerKeepsItsLeasesWhenAdopted) {
   MakeDurable();
   EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
   EXPECT_EQ(core_->metrics().dispatched, 1);
+}
+
+kwq::v1::Welcome WelcomeOf(const std::vector<Effects::Send>& sends,
+                           ConnId conn) {
+  for (const auto& s : sends) {
+    if (s.conn == conn && s.msg.has_welcome()) return s.msg.welcome();
+  }
+  ADD_FAILURE() << "no welcome for " << conn;
+  return {};
+}
+
+kwq::v1::Hello Reconnect(const std::string& worker, int slots,
+                         const kwq::v1::FencingToken& token) {
+  kwq::v1::Hello hello;
+  hello.set_worker_id(worker);
+  hello.set_slots(slots);
+  hello.set_implicit_credits(true);
+  *hello.add_in_flight() = token;
+  return hello;
+}
+
+TEST_F(SchedulerCoreTest,
+       LeaseWaitsForItsWorkerToReconnectAfterTheStreamBroke) {
+  Connect(1, 2);
+  Record(MakeTask("t", 0), 0, 0);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  core_->OnWorkerDisconnected(1, "stream broken");
+  Collect();
+  TaskState state;
+  std::string worker;
+  auto why = core_->Explain("t", &state, &worker);
+  ASSERT_FALSE(why.empty());
+  EXPECT_NE(why[0].find("waiting for it to reconnect"), std::string::npos);
+  Tick(absl::Seconds(3));
+  core_->OnWorkerConnected(2, Reconnect("w1", 2, got[0].token()));
+  Collect();
+  EXPECT_EQ(WelcomeOf(sends_, 2).adopted_size(), 1);
+  Update(2, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  EXPECT_EQ(core_->metrics().dispatched, 1);
+  EXPECT_EQ(core_->metrics().adopted, 1);
+}
+
+TEST_F(SchedulerCoreTest, LeaseOfAWorkerThatNeverReconnectsEndsAsWorkerLost) {
+  Connect(1, 1);
+  Record(MakeTask("t", 0), 0, 0);
+  ASSERT_EQ(TakeAssignments(1).size(), 1u);
+  core_->OnWorkerDisconnected(1, "stream broken");
+  Collect();
+  Tick(absl::Seconds(11));
+  MakeDurable();
+  auto errors = Events(kwq::v1::ERROR);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].reason(), "worker_lost");
+  ASSERT_EQ(Requeued().size(), 1u);
+  EXPECT_EQ(Requeued()[0].attempt(), 2);
+}
+
+// Failover: the worker ran attempt 1 under another instance's lease; it
+// reconnects here before the dead instance's partition (and so the record)
+// is assigned here.
+TEST_F(SchedulerCoreTest, AdoptsAClaimedTaskWhenItsRecordArrivesLater) {
+  kwq::v1::FencingToken token;
+  token.set_task_id("t");
+  token.set_attempt(1);
+  token.set_lease_id("other-instance-7");
+  core_->OnWorkerConnected(5, Reconnect("w5", 2, token));
+  Collect();
+  EXPECT_EQ(WelcomeOf(sends_, 5).claimed_size(), 1);
+  Record(MakeTask("t", 0), 0, 0);
+  EXPECT_TRUE(TakeAssignments(5).empty()) << "it runs there already";
+  EXPECT_EQ(core_->leases(), 1u);
+  EXPECT_EQ(core_->metrics().adopted, 1);
+  EXPECT_EQ(core_->buffered(), 0u);
+  // The other slot is free; the claimed one was busy all along.
+  Record(MakeTask("u", 0), 0, 1);
+  Record(MakeTask("v", 0), 0, 2);
+  EXPECT_EQ(TakeAssignments(5).size(), 1u);
+  Update(5, token, kwq::v1::COMPLETED);
+  MakeDurable();
+  auto done = Events(kwq::v1::COMPLETED);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].task_id(), "t");
+  ASSERT_EQ(Acks(5).size(), 1u);
+  EXPECT_EQ(Acks(5)[0].code(), 0);
+}
+
+TEST_F(SchedulerCoreTest, ACompletionBeforeTheRecordIsAppliedOnAdoption) {
+  kwq::v1::FencingToken token;
+  token.set_task_id("t");
+  token.set_attempt(1);
+  token.set_lease_id("other-instance-7");
+  core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
+  Collect();
+  Update(5, token, kwq::v1::COMPLETED);
+  EXPECT_TRUE(Acks(5).empty()) << "held until the record decides";
+  EXPECT_TRUE(Events(kwq::v1::COMPLETED).empty());
+  Record(MakeTask("t", 0), 0, 0);
+  MakeDurable();
+  EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 1u);
+  ASSERT_EQ(Acks(5).size(), 1u);
+  EXPECT_EQ(Acks(5)[0].code(), 0);
+  EXPECT_EQ(core_->metrics().dispatched, 0);
+  ASSERT_EQ(commits_.size(), 1u);
+  EXPECT_EQ(commits_[0].next_offset, 1);
+}
+
+TEST_F(SchedulerCoreTest, AClaimWithoutItsRecordExpiresAndTheWorkerCancels) {
+  kwq::v1::FencingToken token;
+  token.set_task_id("t");
+  token.set_attempt(1);
+  token.set_lease_id("other-instance-7");
+  core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
+  Collect();
+  Record(MakeTask("u", 0), 0, 0);
+  EXPECT_TRUE(TakeAssignments(5).empty()) << "its one slot is claimed";
+  Tick(absl::Seconds(31));
+  bool cancelled = false;
+  for (const auto& send : sends_) {
+    cancelled |= send.conn == 5 && send.msg.has_cancel() &&
+                 send.msg.cancel().token().task_id() == "t";
+  }
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(core_->metrics().adoption_expired, 1);
+  EXPECT_EQ(TakeAssignments(5).size(), 1u) << "the slot is free again";
+}
+
+TEST_F(SchedulerCoreTest, AdoptsARunningTaskWhoseRecordIsQueuedHere) {
+  Record(MakeTask("t", 3), 0, 0);  // no worker yet: queued
+  kwq::v1::FencingToken token;
+  token.set_task_id("t");
+  token.set_attempt(1);
+  token.set_lease_id("other-instance-7");
+  core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
+  Collect();
+  EXPECT_EQ(WelcomeOf(sends_, 5).adopted_size(), 1);
+  EXPECT_TRUE(TakeAssignments(5).empty());
+  EXPECT_EQ(core_->buffered(), 0u);
+  EXPECT_EQ(core_->leases(), 1u);
 }
 
 TEST_F(SchedulerCoreTest, ARewoundConsumerDoesNotQueueATaskTwice) {

@@ -182,23 +182,32 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   if (!log->consumer_)
     return absl::InternalError(absl::StrCat("consumer: ", err));
 
-  // linger.ms 0: a record is sent at once (idle submit-to-start p50 2.2 ->
-  // 1.2 ms against 0.5); under load librdkafka still batches what queues
-  // behind the in-flight requests (8x16 throughput within 4%).
-  auto pconf = MakeKafkaConf(
-      MergeConfig(cluster.ClientConfig(), {{"enable.idempotence", "true"},
-                                           {"acks", "all"},
-                                           {"linger.ms", "0"},
-                                           {"delivery.timeout.ms", "30000"}}));
-  if (!pconf.ok()) return pconf.status();
-  if ((*pconf)->set("dr_cb", log->reporter_.get(), err) !=
-      RdKafka::Conf::CONF_OK) {
-    return absl::InternalError(err);
+  // Two idempotent producers (acks=all). Urgent records, linger.ms 0: sent at
+  // once (idle submit-to-start p50 2.2 -> 1.2 ms against 0.5 ms). Status events
+  // and results, linger.ms 5: fewer, larger requests (8x16 no-op: broker CPU
+  // per task 28 -> 23 us, kwq's 114 -> 103 us, throughput +12%).
+  for (const auto& [linger, slot] :
+       {std::pair<const char*, std::unique_ptr<RdKafka::Producer>*>{
+            "0", &log->producer_},
+        {"5", &log->bulk_producer_}}) {
+    auto pconf = MakeKafkaConf(MergeConfig(cluster.ClientConfig(),
+                                           {{"enable.idempotence", "true"},
+                                            {"acks", "all"},
+                                            {"linger.ms", linger},
+                                            {"delivery.timeout.ms", "30000"}}));
+    if (!pconf.ok()) return pconf.status();
+    if ((*pconf)->set("dr_cb", log->reporter_.get(), err) !=
+        RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(err);
+    }
+    slot->reset(RdKafka::Producer::create(pconf->get(), err));
+    if (!*slot) return absl::InternalError(absl::StrCat("producer: ", err));
   }
-  log->producer_.reset(RdKafka::Producer::create(pconf->get(), err));
-  if (!log->producer_)
-    return absl::InternalError(absl::StrCat("producer: ", err));
-  log->poll_thread_ = std::thread([l = log.get()] { l->PollProducerLoop(); });
+  log->consumed_topics_.insert(log->topics_.begin(), log->topics_.end());
+  log->poll_thread_ =
+      std::thread([l = log.get()] { l->PollProducerLoop(l->producer_.get()); });
+  log->bulk_poll_thread_ = std::thread(
+      [l = log.get()] { l->PollProducerLoop(l->bulk_producer_.get()); });
   return log;
 }
 
@@ -218,10 +227,11 @@ void KafkaTaskLog::Stop(absl::Duration timeout) {
     FlushCommits(/*sync=*/true);
     consumer_->close();
   }
-  if (producer_) {
-    producer_->flush(static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  for (auto* p : {producer_.get(), bulk_producer_.get()}) {
+    if (p) p->flush(static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   }
   if (poll_thread_.joinable()) poll_thread_.join();
+  if (bulk_poll_thread_.joinable()) bulk_poll_thread_.join();
 }
 
 void KafkaTaskLog::ConsumeLoop() {
@@ -248,15 +258,15 @@ void KafkaTaskLog::ConsumeLoop() {
   }
 }
 
-void KafkaTaskLog::PollProducerLoop() {
-  while (!stopping_ || producer_->outq_len() > 0) {
-    producer_->poll(20);
-    if (stopping_ && producer_->outq_len() > 0) {
-      producer_->flush(5000);
+void KafkaTaskLog::PollProducerLoop(RdKafka::Producer* producer) {
+  while (!stopping_ || producer->outq_len() > 0) {
+    producer->poll(20);
+    if (stopping_ && producer->outq_len() > 0) {
+      producer->flush(5000);
       break;
     }
   }
-  producer_->poll(0);
+  producer->poll(0);
 }
 
 void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
@@ -268,15 +278,18 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   batch->remaining = static_cast<int>(records.size());
   batch->done = std::move(done);
   for (LogRecord& r : records) {
+    RdKafka::Producer* producer = r.urgent || consumed_topics_.count(r.topic)
+                                      ? producer_.get()
+                                      : bulk_producer_.get();
     RdKafka::ErrorCode err;
     while (true) {
       // An empty value is produced as null: a tombstone (compacted topics).
-      err = producer_->produce(
+      err = producer->produce(
           r.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
           r.value.empty() ? nullptr : const_cast<char*>(r.value.data()),
           r.value.size(), r.key.data(), r.key.size(), 0, batch);
       if (err != RdKafka::ERR__QUEUE_FULL) break;
-      producer_->poll(10);  // the local queue is full: wait for deliveries
+      producer->poll(10);  // the local queue is full: wait for deliveries
     }
     if (err != RdKafka::ERR_NO_ERROR) {
       // Not enqueued: report it as a failed delivery of this record.
@@ -342,17 +355,19 @@ void KafkaTaskLog::FlushCommits(bool sync) {
 }
 
 void KafkaTaskLog::WarmUp(const std::vector<std::string>& topics) {
-  for (const std::string& name : topics) {
-    std::string err;
-    std::unique_ptr<RdKafka::Topic> topic(
-        RdKafka::Topic::create(producer_.get(), name, nullptr, err));
-    if (!topic) continue;
-    RdKafka::Metadata* md = nullptr;
-    if (producer_->metadata(false, topic.get(), &md, 5000) !=
-        RdKafka::ERR_NO_ERROR) {
-      LOG(WARNING) << "no producer metadata for " << name << " yet";
+  for (auto* producer : {producer_.get(), bulk_producer_.get()}) {
+    for (const std::string& name : topics) {
+      std::string err;
+      std::unique_ptr<RdKafka::Topic> topic(
+          RdKafka::Topic::create(producer, name, nullptr, err));
+      if (!topic) continue;
+      RdKafka::Metadata* md = nullptr;
+      if (producer->metadata(false, topic.get(), &md, 5000) !=
+          RdKafka::ERR_NO_ERROR) {
+        LOG(WARNING) << "no producer metadata for " << name << " yet";
+      }
+      delete md;
     }
-    delete md;
   }
 }
 

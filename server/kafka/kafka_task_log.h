@@ -59,7 +59,7 @@ class KafkaTaskLog final : public TaskLog {
 
   KafkaTaskLog() = default;
   void ConsumeLoop();
-  void PollProducerLoop();
+  void PollProducerLoop(RdKafka::Producer* producer);
   void FlushCommits(bool sync);
   void ApplyPauses();
 
@@ -69,13 +69,18 @@ class KafkaTaskLog final : public TaskLog {
   std::unique_ptr<DeliveryReporter> reporter_;
   std::unique_ptr<CommitReporter> commit_reporter_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  // Urgent records (and every record to a consumed topic) go through
+  // producer_ (linger 0); the rest through bulk_producer_ (linger 5 ms).
   std::unique_ptr<RdKafka::Producer> producer_;
+  std::unique_ptr<RdKafka::Producer> bulk_producer_;
+  std::set<std::string> consumed_topics_;
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> produce_errors_{0};
   std::atomic<int64_t> commits_ok_{0};
   std::atomic<int64_t> commit_errors_{0};
   std::thread consume_thread_;
   std::thread poll_thread_;
+  std::thread bulk_poll_thread_;
 
   absl::Mutex mu_;
   // Offset and metadata to commit per partition.
