@@ -222,6 +222,36 @@ TEST_P(ControlTest, ATaskPastItsTimeoutIsStoppedRetriedThenFailed) {
   EXPECT_EQ(sched_->service().Metrics().timeouts, 2);
 }
 
+TEST_P(ControlTest, ATaskNoWorkerCanRunSaysWhyInItsEventsUntilOneComes) {
+  AddWorker([](worker::TaskContext&) { return worker::Outcome::Success(); });
+  kwq::v1::SubmitRequest req;
+  auto* t = req.add_tasks();
+  t->set_id("needs-gpu");
+  t->set_job_id("gpu-job");
+  t->add_required_labels("gpu");
+  kwq::v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Submit(&ctx, req, &resp).ok());
+  ASSERT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.Waiting().count("needs-gpu") > 0;
+      },
+      absl::Seconds(60)));
+  EXPECT_EQ(events_->Waiting().at("needs-gpu"),
+            "no connected worker has labels [gpu]");
+  EXPECT_EQ(events_->completed_tasks(), 0);
+  worker::WorkerOptions wo;
+  wo.scheduler_address = sched_->address();
+  wo.labels = {"gpu"};
+  workers_.push_back(std::make_unique<worker::Worker>(
+      wo, [](worker::TaskContext&) { return worker::Outcome::Success(); }));
+  runners_.emplace_back([w = workers_.back().get()] { w->Run(); });
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 1; },
+      absl::Seconds(60)));
+  EXPECT_EQ(events_->retries(), 0) << "a waiting note is not a retry";
+}
+
 TEST_P(ControlTest, ControlRequestsAreValidated) {
   kwq::v1::Scope none;
   EXPECT_EQ(Pause(none).error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -661,6 +661,31 @@ void SchedulerCore::ExpireClaims() {
   }
 }
 
+void SchedulerCore::ReportWaiting() {
+  const absl::Time now = clock_->Now();
+  if (now < next_waiting_scan_) return;
+  next_waiting_scan_ = now + absl::Seconds(1);
+  for (auto& queue : queues_) {
+    for (Queued& q : queue) {
+      if (q.waiting_reported || q.task.required_labels().empty()) continue;
+      bool someone_can = false;
+      for (const auto& [conn, w] : workers_) {
+        if (Eligible(w, q.task)) {
+          someone_can = true;
+          break;
+        }
+      }
+      if (someone_can) continue;
+      q.waiting_reported = true;
+      TaskEvent ev = MakeEvent(q.task, kwq::v1::PENDING);
+      ev.set_waiting(absl::StrCat("no connected worker has labels [",
+                                  absl::StrJoin(q.task.required_labels(), ", "),
+                                  "]"));
+      effects_.produces.push_back({{EventRecord(ev)}, 0});
+    }
+  }
+}
+
 int SchedulerCore::BusySlots(const Worker& w, const std::string& except) const {
   int busy = 0;
   for (const std::string& id : w.task_ids) {
@@ -1128,6 +1153,7 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
 void SchedulerCore::OnTick() {
   FlushCommits();
   ExpireClaims();
+  ReportWaiting();
   const absl::Time now = clock_->Now();
   std::vector<std::string> expired, timed_out;
   for (const auto& [id, lease] : leases_) {

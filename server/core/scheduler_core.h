@@ -257,6 +257,8 @@ class SchedulerCore {
     // its
     // affinity keys (the wait is counted from there); InfiniteFuture: not yet.
     absl::Time hold_start = absl::InfiniteFuture();
+    // A PENDING event saying why it cannot run was written (ReportWaiting).
+    bool waiting_reported = false;
   };
   struct Lease {
     RecordPosition pos;
@@ -330,6 +332,9 @@ class SchedulerCore {
   // Removes the queued (or parked) record of `task_id` at `attempt`, if held.
   std::optional<Queued> TakeQueued(const std::string& task_id, int attempt);
   void ExpireClaims();
+  // At most once a second: queued tasks that require labels no connected
+  // worker has get one PENDING event saying so (TaskEvent.waiting).
+  void ReportWaiting();
   // Slots of `w` busy from the worker's point of view: open leases and claims
   // (`except`: a task whose slot is being freed).
   int BusySlots(const Worker& w, const std::string& except = "") const;
@@ -387,6 +392,7 @@ class SchedulerCore {
   std::set<std::string> known_jobs_;
   std::deque<std::string> known_jobs_order_;
   absl::flat_hash_map<std::string, Claim> claims_;  // by task id
+  absl::Time next_waiting_scan_ = absl::InfinitePast();
 };
 
 }  // namespace kwq::scheduler

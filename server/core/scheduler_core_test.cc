@@ -265,6 +265,28 @@ TEST_F(SchedulerCoreTest, ExplainsWhyAQueuedTaskWaits) {
   EXPECT_TRUE(core_->Explain("unknown", &state, &worker).empty());
 }
 
+TEST_F(SchedulerCoreTest, ATaskNoWorkerCanRunSaysWhyInOneEvent) {
+  Task t = MakeTask("needs-fpga", 3);
+  t.add_required_labels("fpga");
+  Record(t, 0, 0);
+  Record(MakeTask("plain", 3), 0, 1);
+  Connect(1, 1);
+  EXPECT_EQ(TakeAssignments(1).size(), 1u);
+  Tick(absl::Seconds(1));
+  Tick(absl::Seconds(1));  // reported once, not every scan
+  std::vector<TaskEvent> notes;
+  for (const auto& ev : Events(kwq::v1::PENDING)) {
+    if (!ev.waiting().empty()) notes.push_back(ev);
+  }
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].task_id(), "needs-fpga");
+  EXPECT_EQ(notes[0].waiting(), "no connected worker has labels [fpga]");
+  EXPECT_EQ(core_->metrics().unrunnable, 1);
+  Connect(2, 1, {"fpga"});
+  EXPECT_EQ(TakeAssignments(2).size(), 1u);
+  EXPECT_EQ(core_->metrics().unrunnable, 0);
+}
+
 TEST_F(SchedulerCoreTest,
        AcksCompletionOnlyAfterItIsDurableAndCommitsThePrefix) {
   Connect(1, 3);

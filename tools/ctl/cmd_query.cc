@@ -292,6 +292,12 @@ int RunTask(const Context& c) {
     PrintTable({"ATTEMPT", "STATE", "WORKER", "PENDING", "ALLOCATED", "RUNNING",
                 "FINISHED", "ERROR"},
                rows);
+    for (const auto& a : t.history()) {
+      if (!a.waiting().empty()) {
+        std::cout << "attempt " << a.attempt() << " waits: " << a.waiting()
+                  << "\n";
+      }
+    }
     return kExitOk;
   }
   if (verb == "list") {

@@ -84,7 +84,9 @@ void EventCounter::Loop() {
     }
     switch (ev.state()) {
       case kwq::v1::PENDING:
-        if (ev.attempt() == 1) {
+        if (!ev.waiting().empty()) {
+          waiting_[ev.task_id()] = ev.waiting();  // a note, not a new attempt
+        } else if (ev.attempt() == 1) {
           submit_us_.emplace(ev.task_id(), us);
         } else {
           ++retries_;
@@ -138,6 +140,11 @@ int64_t EventCounter::events() const {
   absl::MutexLock lock(&mu_);
   return events_;
 }
+std::map<std::string, std::string> EventCounter::Waiting() const {
+  absl::MutexLock lock(&mu_);
+  return waiting_;
+}
+
 std::vector<double> EventCounter::StartLatenciesMs() const {
   absl::MutexLock lock(&mu_);
   std::vector<double> out;

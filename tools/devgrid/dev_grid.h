@@ -58,6 +58,8 @@ class EventCounter {
   // Tasks that completed more than once, by id.
   std::map<std::string, int> CompletedCounts() const;
   std::set<std::string> FailedIds() const;
+  // The latest "waiting" note (why a queued task cannot run) per task.
+  std::map<std::string, std::string> Waiting() const;
   // Tasks seen (any event) with no COMPLETED or FAILED event yet, with the
   // states their events went through, e.g. "PENDING/1 ALLOCATED/1 RUNNING/1".
   // For failure messages.
@@ -76,6 +78,7 @@ class EventCounter {
   std::map<std::string, int> completed_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> failed_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> waiting_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> open_

@@ -126,6 +126,23 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
     if (attempt > 1 && attempt > latest_before) out.retry_started = true;
   }
 
+  // A repeated PENDING saying why a queued attempt waits: a note, not a stage.
+  if (s == kwq::v1::PENDING && !ev.waiting().empty() && !added &&
+      HasStage(*a, s)) {
+    if (a->state() != kwq::v1::PENDING || a->waiting() == ev.waiting()) {
+      out.kind = ApplyOutcome::kDuplicate;  // it runs already, or known
+    } else {
+      a->set_waiting(ev.waiting());
+      out.changed = true;
+    }
+    return out;
+  }
+  if (s == kwq::v1::PENDING && a->state() == kwq::v1::TASK_STATE_UNSPECIFIED) {
+    a->set_waiting(ev.waiting());
+  } else if (s != kwq::v1::PENDING) {
+    a->clear_waiting();
+  }
+
   // FAILED ends the task; as an attempt stage it only stamps the finish time.
   const bool task_verdict = s == kwq::v1::FAILED;
   if (HasStage(*a, s) && !(task_verdict && !task_final)) {

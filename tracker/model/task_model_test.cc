@@ -123,6 +123,24 @@ TEST(TaskModelTest, FailedAfterErrorIsTheVerdictNotAConflict) {
 
 // Any order of one task's events (one terminal per attempt) gives the same
 // record.
+TEST(TaskModelTest, AWaitingNoteMarksAQueuedAttemptUntilItIsAllocated) {
+  TaskStatus t;
+  ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &t);
+  TaskEvent note = Ev(kwq::v1::PENDING, 1, 11);
+  note.set_waiting("no connected worker has labels [gpu]");
+  auto o = ApplyEvent(note, &t);
+  EXPECT_EQ(o.kind, ApplyOutcome::kApplied);
+  EXPECT_EQ(t.state(), kwq::v1::PENDING);
+  EXPECT_EQ(t.history(0).waiting(), "no connected worker has labels [gpu]");
+  EXPECT_EQ(t.history(0).pending_time().seconds(), 10) << "not a new stage";
+  EXPECT_EQ(ApplyEvent(note, &t).kind, ApplyOutcome::kDuplicate);
+  ApplyEvent(Ev(kwq::v1::ALLOCATED, 1, 12, "w1"), &t);
+  EXPECT_EQ(t.history(0).waiting(), "");
+  // A late note changes nothing once the attempt runs.
+  EXPECT_EQ(ApplyEvent(note, &t).kind, ApplyOutcome::kDuplicate);
+  EXPECT_EQ(t.history(0).waiting(), "");
+}
+
 TEST(TaskModelTest, ReorderingGivesTheSameRecord) {
   std::vector<TaskEvent> events = {
       Ev(kwq::v1::PENDING, 1, 10),       Ev(kwq::v1::ALLOCATED, 1, 11, "w1"),
