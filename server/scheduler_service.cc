@@ -36,6 +36,7 @@ SchedulerService::SchedulerService(ServiceOptions options,
 }
 
 SchedulerService::~SchedulerService() {
+  if (parked_) parked_->Stop();
   if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(5));
   loop_->Stop();
@@ -53,6 +54,11 @@ absl::Status SchedulerService::Start() {
   topics.push_back({core_->DlqTopic(), 1, {}});
   topics.push_back({options_.core.topic_prefix + ".control",
                     1,
+                    {{"cleanup.policy", "compact"}}});
+  // Tasks of paused jobs beyond the memory cap, keyed by task id: compaction
+  // keeps the newest copy of each (see ParkedReplayer).
+  topics.push_back({core_->ParkedTopic(),
+                    options_.partitions,
                     {{"cleanup.policy", "compact"}}});
   if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30));
       !s.ok())
@@ -92,6 +98,21 @@ absl::Status SchedulerService::Start() {
           Execute(core_->TakeEffects());
         });
       };
+  ParkedReplayerOptions parked;
+  parked.parked_topic = core_->ParkedTopic();
+  parked.group = options_.core.topic_prefix + ".parkers";
+  parked.topic_for_priority = [this](int p) {
+    return core_->TopicForPriority(p);
+  };
+  parked.paused_jobs = [this] {
+    std::set<std::string> jobs;
+    loop_->RunSync([&] { jobs = core_->paused_jobs(); });
+    return jobs;
+  };
+  auto replayer = ParkedReplayer::Start(*cluster_, std::move(parked));
+  if (!replayer.ok()) return replayer.status();
+  parked_ = std::move(*replayer);
+
   auto log =
       KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
                          priority_topics, std::move(callbacks));
@@ -140,6 +161,7 @@ void SchedulerService::Execute(Effects effects) {
                     });
                   });
   }
+  if (effects.replay_parked && parked_) parked_->RequestPass();
   for (auto& c : effects.commits)
     log_->Commit(c.topic, c.partition, c.next_offset, c.metadata);
   for (auto& p : effects.pauses) {
@@ -500,6 +522,7 @@ void SchedulerService::Drain(absl::Duration grace) {
                                  "scheduler shutting down"));
     }
   });
+  if (parked_) parked_->Stop();
   if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(10));
 }

@@ -15,6 +15,7 @@
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
+#include "server/kafka/parked_replayer.h"
 #include "server/metrics_exporter.h"
 #include "server/util/clock.h"
 #include "server/util/event_loop.h"
@@ -97,6 +98,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
   std::unique_ptr<ControlReader> control_;
+  std::unique_ptr<ParkedReplayer> parked_;
   std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
   std::unique_ptr<EventLoop> loop_;
   std::map<uint64_t, std::shared_ptr<WorkerStream>>

@@ -3,6 +3,7 @@
 // restarted scheduler obeys it), cancel of a job with running and queued tasks,
 // task timeouts, validation of scopes.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -43,12 +44,14 @@ class ControlTest : public ::testing::TestWithParam<KafkaBackend> {
     if (sched_) sched_->Shutdown(absl::Seconds(1));
   }
 
-  std::unique_ptr<devgrid::InProcessScheduler> StartScheduler() {
+  std::unique_ptr<devgrid::InProcessScheduler> StartScheduler(
+      const std::function<void(scheduler::ServiceOptions&)>& tweak = {}) {
     scheduler::ServiceOptions so;
     so.core.topic_prefix = prefix_;
     so.core.scheduler_id = absl::StrCat(prefix_, "-", ++instances_);
     so.core.retry_backoff_base = absl::Milliseconds(5);
     so.partitions = 2;
+    if (tweak) tweak(so);
     auto s = devgrid::InProcessScheduler::Start(cluster_.get(), so);
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) return nullptr;
@@ -168,6 +171,43 @@ TEST_P(ControlTest, APausedJobWaitsAcrossARestartWhileOthersRunThenResumes) {
       [](const devgrid::EventCounter& e) { return e.completed_tasks() == 71; },
       absl::Seconds(60)))
       << events_->completed_tasks();
+}
+
+// A paused job far larger than the scheduler's buffers: its tasks beyond the
+// memory cap go to the parked topic, the other job of the same priority runs
+// to the end meanwhile, and on resume every parked task comes back and runs
+// once.
+TEST_P(ControlTest, ABigPausedJobParksInKafkaAndDoesNotHoldOthersBack) {
+  sched_->Shutdown(absl::ZeroDuration());
+  sched_ = StartScheduler([](scheduler::ServiceOptions& so) {
+    so.core.max_buffered_per_priority = 20;
+    so.core.max_parked_in_memory_per_priority = 5;
+  });
+  ASSERT_NE(sched_, nullptr);
+  Submit("big", 1);
+  ASSERT_TRUE(WaitHeld("big-0"));
+  ASSERT_TRUE(Pause(Job("big")).ok());
+  Submit("big", 199);  // 10x the buffer
+  Submit("other", 60);
+  AddWorker([](worker::TaskContext&) { return worker::Outcome::Success(); });
+  ASSERT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 60; },
+      absl::Seconds(60)))
+      << "the paused job held the other one back: "
+      << events_->completed_tasks() << " of 60";
+  for (const auto& [id, n] : events_->CompletedCounts()) {
+    EXPECT_EQ(id.rfind("big", 0), std::string::npos)
+        << id << " ran while paused";
+  }
+  EXPECT_GE(sched_->service().Metrics().parked_to_kafka, 190);
+  ASSERT_TRUE(Pause(Job("big"), /*resume=*/true).ok());
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 260; },
+      absl::Seconds(90)))
+      << events_->completed_tasks() << " of 260; unfinished e.g. "
+      << (events_->Unfinished().empty() ? ""
+                                        : events_->Unfinished().begin()->first);
+  EXPECT_EQ(events_->duplicates(), 0);
 }
 
 TEST_P(ControlTest, CancelEndsRunningAndQueuedTasksOfAJob) {

@@ -41,8 +41,9 @@ Effects SchedulerCore::TakeEffects() {
 }
 
 size_t SchedulerCore::buffered(int priority) const {
-  return queues_[priority].size() + delayed_count_[priority] +
-         static_cast<size_t>(parked_count_[priority]);
+  // Paused jobs' tasks are not counted: they are bounded by their own memory
+  // cap (the rest goes to the parked topic) and must not hold others back.
+  return queues_[priority].size() + delayed_count_[priority];
 }
 
 size_t SchedulerCore::buffered() const {
@@ -233,10 +234,31 @@ void SchedulerCore::Enqueue(Queued q) {
     const absl::Time due = FromProto(q.task.not_before());
     delayed_.emplace(due, std::move(q));
     ++delayed_count_[p];
+  } else if (paused_jobs_.count(q.task.job_id())) {
+    Park(std::move(q));
   } else {
     queues_[p].push_back(std::move(q));
   }
   UpdateBackpressure(p);
+}
+
+void SchedulerCore::Park(Queued q) {
+  const int p = q.task.priority();
+  if (parked_count_[p] < options_.max_parked_in_memory_per_priority) {
+    ++parked_count_[p];
+    std::string job = q.task.job_id();
+    parked_[job].push_back(std::move(q));
+    return;
+  }
+  ++metrics_.parked_to_kafka;
+  const uint64_t cookie = next_cookie_++;
+  effects_.produces.push_back(
+      {{{ParkedTopic(), q.task.id(), q.task.SerializeAsString()}}, cookie});
+  PendingDecision pd;
+  pd.pos = q.pos;
+  pd.task_id = q.task.id();
+  pending_[cookie] = std::move(pd);
+  parking_.emplace(cookie, std::move(q));
 }
 
 void SchedulerCore::UpdateBackpressure(int p) {
@@ -388,9 +410,13 @@ void SchedulerCore::OnControlRecord(const std::string& key,
     }
   } else if (absl::StartsWith(key, "pause/job/")) {
     set_member(paused_jobs_, key.substr(10));
-    if (!set) Unpark(key.substr(10));
+    if (!set) {
+      Unpark(key.substr(10));
+      effects_.replay_parked = true;  // its tasks in the parked topic too
+    }
   } else if (absl::StartsWith(key, "cancel/job/")) {
     set_entry(cancelled_jobs_, key.substr(11));
+    if (set) effects_.replay_parked = true;  // to end them CANCELLED
   } else if (absl::StartsWith(key, "cancel/task/")) {
     set_entry(cancelled_tasks_, key.substr(12));
   } else {
@@ -500,8 +526,7 @@ void SchedulerCore::Dispatch() {
       // counted as buffered).
       for (size_t i = 0; i < queue.size();) {
         if (paused_jobs_.count(queue[i].task.job_id())) {
-          ++parked_count_[p];
-          parked_[queue[i].task.job_id()].push_back(std::move(queue[i]));
+          Park(std::move(queue[i]));
           queue.erase(queue.begin() + static_cast<long>(i));
         } else {
           ++i;
@@ -1109,6 +1134,20 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
               "the completion is not durable in Kafka yet: send it again");
     }
     Dispatch();
+    return;
+  }
+  if (auto parked = parking_.find(cookie); parked != parking_.end()) {
+    Queued q = std::move(parked->second);
+    parking_.erase(parked);
+    if (ok) {
+      Decide(pd.pos);  // the parked topic holds it now
+    } else {
+      ++metrics_.durable_failures;
+      const int p = q.task.priority();
+      ++parked_count_[p];  // over the cap: better than losing it
+      std::string job = q.task.job_id();
+      parked_[job].push_back(std::move(q));
+    }
     return;
   }
   if (ok) {

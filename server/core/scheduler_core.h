@@ -53,6 +53,12 @@ struct SchedulerOptions {
   // the record comes, the running attempt is adopted instead of dispatched
   // again. Past it, the worker is told to cancel the task.
   absl::Duration adoption_wait = absl::Seconds(30);
+  // Tasks of paused jobs held in memory per priority; beyond it they are
+  // written to <prefix>.parked (and their records decided), from where the
+  // ParkedReplayer moves them back when the job resumes. Paused jobs' tasks do
+  // not count against max_buffered_per_priority, so they never hold other jobs
+  // back.
+  int max_parked_in_memory_per_priority = 1000;
 };
 
 // Where a task record came from.
@@ -105,6 +111,9 @@ struct Effects {
   std::vector<Commit> commits;
   std::vector<PausePriority> pauses;
   std::vector<Close> closes;
+  // A job resumed or was cancelled: its tasks in the parked topic should go
+  // back (ParkedReplayer::RequestPass).
+  bool replay_parked = false;
   bool empty() const {
     return sends.empty() && produces.empty() && commits.empty() &&
            pauses.empty() && closes.empty();
@@ -147,6 +156,8 @@ struct SchedulerMetrics {
   // claims that expired without their record (the worker was told to cancel).
   int64_t adopted = 0;
   int64_t adoption_expired = 0;
+  // Tasks of paused jobs written to the parked topic (beyond the memory cap).
+  int64_t parked_to_kafka = 0;
 };
 
 struct WorkerView {
@@ -248,6 +259,8 @@ class SchedulerCore {
     return options_.topic_prefix + ".results";
   }
   std::string DlqTopic() const { return options_.topic_prefix + ".dlq"; }
+  std::string ParkedTopic() const { return options_.topic_prefix + ".parked"; }
+  const std::set<std::string>& paused_jobs() const { return paused_jobs_; }
 
  private:
   struct Queued {
@@ -321,6 +334,9 @@ class SchedulerCore {
   void RememberJob(const std::string& job_id);
   // Puts a resumed job's parked tasks back in their queues.
   void Unpark(const std::string& job_id);
+  // Holds a task of a paused job: in memory up to the cap, else in the parked
+  // topic (its record is decided once the copy is durable).
+  void Park(Queued q);
   // Removes the parked tasks for which `drop` (which may act on them) returns
   // true.
   void DropParked(const std::function<bool(const Queued&)>& drop);
@@ -377,6 +393,9 @@ class SchedulerCore {
   std::set<std::pair<std::string, int32_t>> commit_due_;  // see FlushCommits
   absl::flat_hash_map<uint64_t, PendingDecision> pending_;
   absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
+  // Tasks being written to the parked topic, by cookie (kept in memory again
+  // if the write fails).
+  absl::flat_hash_map<uint64_t, Queued> parking_;
   SchedulerMetrics metrics_;
   Effects effects_;
   // Control state.

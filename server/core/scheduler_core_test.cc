@@ -103,6 +103,21 @@ class SchedulerCoreTest : public ::testing::Test {
     for (auto& p : e.pauses) pauses_.push_back(p);
   }
 
+  // Whether the effects since the last Collect ask for a parked replay (and
+  // collects them).
+  bool TakeEffectsReplay() {
+    core_->FlushCommits();
+    Effects e = core_->TakeEffects();
+    const bool replay = e.replay_parked;
+    for (auto& s : e.sends) sends_.push_back(s);
+    for (auto& p : e.produces) {
+      for (auto& r : p.records) records_.push_back(r);
+      if (p.cookie != 0) cookies_.push_back(p.cookie);
+    }
+    for (auto& c : e.commits) commits_.push_back(c);
+    return replay;
+  }
+
   std::vector<Assignment> TakeAssignments(ConnId conn) {
     std::vector<Assignment> out;
     std::vector<Effects::Send> rest;
@@ -833,7 +848,9 @@ TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
   auto got = TakeAssignments(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].task().id(), "c");
-  EXPECT_EQ(core_->buffered(), 2u);  // parked and paused tasks still count
+  // The paused priority's task counts; the paused job's is parked (it must
+  // not hold other jobs back).
+  EXPECT_EQ(core_->buffered(), 1u);
   kwq::v1::TaskState state;
   std::string worker;
   auto why = core_->Explain("a", &state, &worker);
@@ -853,6 +870,35 @@ TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
   core_->OnControlRecord("pause/all", Control(true));
   Record(MakeTask("d", 9), 0, 1);
   EXPECT_TRUE(TakeAssignments(1).empty());
+}
+
+TEST_F(SchedulerCoreTest, PausedJobTasksBeyondTheMemoryCapGoToTheParkedTopic) {
+  SchedulerOptions o;
+  o.max_parked_in_memory_per_priority = 2;
+  Reset(o);
+  core_->OnControlRecord("pause/job/big", Control(true));
+  Collect();
+  EXPECT_FALSE(TakeEffectsReplay());
+  for (int i = 0; i < 5; ++i) {
+    Task t = MakeTask(absl::StrCat("big-", i), 4);
+    t.set_job_id("big");
+    Record(t, 0, i);
+  }
+  std::vector<std::string> parked;
+  for (const auto& r : records_) {
+    if (r.topic == core_->ParkedTopic()) parked.push_back(r.key);
+  }
+  EXPECT_EQ(parked, (std::vector<std::string>{"big-2", "big-3", "big-4"}));
+  EXPECT_EQ(core_->metrics().parked_to_kafka, 3);
+  EXPECT_EQ(core_->buffered(), 0u);
+  MakeDurable();  // the parked copies are durable: their records are decided
+  ASSERT_FALSE(commits_.empty());
+  // offsets 0-1 are in memory (undecided), 2-4 decided above them
+  EXPECT_EQ(commits_.back().next_offset, 0);
+  core_->OnControlRecord("pause/job/big", "");  // resume
+  EXPECT_TRUE(TakeEffectsReplay()) << "the parked topic must be replayed";
+  Connect(1, 5);
+  EXPECT_EQ(TakeAssignments(1).size(), 2u);  // the two held in memory
 }
 
 TEST_F(SchedulerCoreTest,
