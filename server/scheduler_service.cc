@@ -37,6 +37,7 @@ SchedulerService::SchedulerService(ServiceOptions options,
 
 SchedulerService::~SchedulerService() {
   if (parked_) parked_->Stop();
+  if (jobs_) jobs_->Stop();
   if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(5));
   loop_->Stop();
@@ -55,6 +56,12 @@ absl::Status SchedulerService::Start() {
   topics.push_back({options_.core.topic_prefix + ".control",
                     1,
                     {{"cleanup.policy", "compact"}}});
+  // Every submitted job, keyed by job id, so that each instance knows the
+  // jobs submitted through the others (NOT_FOUND answers); kept a week.
+  topics.push_back(
+      {JobsTopic(),
+       1,
+       {{"cleanup.policy", "compact,delete"}, {"retention.ms", "604800000"}}});
   // Tasks of paused jobs beyond the memory cap, keyed by task id: compaction
   // keeps the newest copy of each (see ParkedReplayer).
   topics.push_back({core_->ParkedTopic(),
@@ -75,6 +82,14 @@ absl::Status SchedulerService::Start() {
       absl::Seconds(30));
   if (!control.ok()) return control.status();
   control_ = std::move(*control);
+  auto jobs = ControlReader::Start(
+      *cluster_, JobsTopic(),
+      [this](const std::string& key, const std::string&) {
+        WithCore([key](SchedulerCore& core) { core.OnJobSeen(key); });
+      },
+      absl::Seconds(30));
+  if (!jobs.ok()) return jobs.status();
+  jobs_ = std::move(*jobs);
 
   TaskLog::Callbacks callbacks;
   callbacks.on_record = [this](const std::string& topic, int32_t partition,
@@ -176,6 +191,22 @@ std::string SchedulerService::NewTaskId() {
                       absl::ToUnixMicros(absl::Now()), "-", next_id_++);
 }
 
+bool SchedulerService::FirstSubmitOfJob(const std::string& job) {
+  absl::MutexLock lock(&dedup_mu_);
+  if (!registered_jobs_.insert(job).second) return false;
+  registered_order_.push_back(job);
+  while (registered_order_.size() > options_.core.known_jobs) {
+    registered_jobs_.erase(registered_order_.front());
+    registered_order_.pop_front();
+  }
+  return true;
+}
+
+void SchedulerService::ForgetJobRegistration(const std::string& job) {
+  absl::MutexLock lock(&dedup_mu_);
+  registered_jobs_.erase(job);
+}
+
 bool SchedulerService::SeenRecently(const std::string& id) {
   absl::MutexLock lock(&dedup_mu_);
   if (dedup_set_.contains(id)) return true;
@@ -208,7 +239,19 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
   }
   std::vector<LogRecord> records;
   auto ids = std::make_shared<std::vector<std::string>>();
+  auto new_jobs = std::make_shared<std::vector<std::string>>();
   const auto now = ToProto(clock_->Now());
+  for (const kwq::v1::Task& in : request->tasks()) {
+    if (FirstSubmitOfJob(in.job_id())) {
+      kwq::v1::ControlRecord reg;
+      reg.mutable_scope()->set_job_id(in.job_id());
+      *reg.mutable_time() = now;
+      reg.set_requested_by(ctx->peer());
+      records.push_back({JobsTopic(), in.job_id(), reg.SerializeAsString(),
+                         /*urgent=*/true});
+      new_jobs->push_back(in.job_id());
+    }
+  }
   for (const kwq::v1::Task& in : request->tasks()) {
     kwq::v1::Task task = in;
     if (task.id().empty()) {
@@ -241,7 +284,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     records.push_back({core_->EventsTopic(), task.job_id(),
                        ev.SerializeAsString(), /*urgent=*/true});
   }
-  log_->Produce(std::move(records), [this, reactor, ids](
+  log_->Produce(std::move(records), [this, reactor, ids, new_jobs](
                                         bool ok, const std::string& error) {
     if (ok) {
       reactor->Finish(grpc::Status::OK);
@@ -252,6 +295,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
       absl::MutexLock lock(&dedup_mu_);
       for (const auto& id : *ids) dedup_set_.erase(id);
     }
+    for (const auto& job : *new_jobs) ForgetJobRegistration(job);
     reactor->Finish(grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("Kafka did not acknowledge the batch (", error,
@@ -523,6 +567,7 @@ void SchedulerService::Drain(absl::Duration grace) {
     }
   });
   if (parked_) parked_->Stop();
+  if (jobs_) jobs_->Stop();
   if (control_) control_->Stop();
   if (log_) log_->Stop(absl::Seconds(10));
 }

@@ -84,6 +84,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   void StreamClosed(uint64_t conn, const std::string& reason);
 
  private:
+  std::string JobsTopic() const { return options_.core.topic_prefix + ".jobs"; }
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);
@@ -92,12 +93,17 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
       std::function<void(SchedulerCore&)> fn);  // post + execute effects
   std::string NewTaskId();
   bool SeenRecently(const std::string& id);
+  // True the first time (within the known-jobs window) this instance takes a
+  // Submit for `job`: then it registers the job in <prefix>.jobs.
+  bool FirstSubmitOfJob(const std::string& job);
+  void ForgetJobRegistration(const std::string& job);
 
   ServiceOptions options_;
   const KafkaCluster* cluster_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
   std::unique_ptr<ControlReader> control_;
+  std::unique_ptr<ControlReader> jobs_;  // <prefix>.jobs: every submitted job
   std::unique_ptr<ParkedReplayer> parked_;
   std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
   std::unique_ptr<EventLoop> loop_;
@@ -109,6 +115,8 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   absl::Mutex dedup_mu_;
   absl::flat_hash_set<std::string> dedup_set_ ABSL_GUARDED_BY(dedup_mu_);
   std::deque<std::string> dedup_order_ ABSL_GUARDED_BY(dedup_mu_);
+  absl::flat_hash_set<std::string> registered_jobs_ ABSL_GUARDED_BY(dedup_mu_);
+  std::deque<std::string> registered_order_ ABSL_GUARDED_BY(dedup_mu_);
 };
 
 }  // namespace kwq::scheduler

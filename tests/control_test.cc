@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
@@ -290,6 +291,89 @@ TEST_P(ControlTest, ATaskNoWorkerCanRunSaysWhyInItsEventsUntilOneComes) {
       [](const devgrid::EventCounter& e) { return e.completed_tasks() == 1; },
       absl::Seconds(60)));
   EXPECT_EQ(events_->retries(), 0) << "a waiting note is not a retry";
+}
+
+// Two instances: a job submitted through one is known to the other (the
+// <prefix>.jobs topic), and a pause requested on one stops the other's
+// dispatching; the time until the other obeys is logged (a figure, not an
+// assertion).
+TEST_P(ControlTest, AJobSubmittedToOneInstanceIsKnownAndPausedOnTheOther) {
+  auto other = StartScheduler();
+  ASSERT_NE(other, nullptr);
+  auto other_stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      other->address(), grpc::InsecureChannelCredentials()));
+  auto pause_on_other = [&](const std::string& job, bool resume) {
+    grpc::ClientContext ctx;
+    kwq::v1::Scope scope = Job(job);
+    if (resume) {
+      kwq::v1::ResumeRequest req;
+      *req.mutable_scope() = scope;
+      kwq::v1::ResumeResponse resp;
+      return other_stub->Resume(&ctx, req, &resp);
+    }
+    kwq::v1::PauseRequest req;
+    *req.mutable_scope() = scope;
+    kwq::v1::PauseResponse resp;
+    return other_stub->Pause(&ctx, req, &resp);
+  };
+  EXPECT_EQ(pause_on_other("nowhere", false).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  // Submitted through the first instance only (no worker anywhere: the tasks
+  // stay queued on whichever instance owns their partitions).
+  Submit("shared", 16);
+  grpc::Status st;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {  // the other instance learns the job from <prefix>.jobs
+    st = pause_on_other("shared", false);
+  } while (st.error_code() == grpc::StatusCode::NOT_FOUND &&
+           absl::Now() < deadline);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(pause_on_other("shared", true).ok());
+
+  // Pause latency across instances: find a queued task one instance holds,
+  // pause through the other, and time until the holder says it is paused.
+  auto why_on = [&](kwq::v1::Scheduler::Stub* stub, const std::string& id) {
+    grpc::ClientContext ctx;
+    kwq::v1::ExplainTaskRequest req;
+    req.set_task_id(id);
+    kwq::v1::ExplainTaskResponse resp;
+    if (!stub->ExplainTask(&ctx, req, &resp).ok() || resp.reasons().empty()) {
+      return std::string();
+    }
+    return resp.reasons(0);
+  };
+  std::string held;
+  kwq::v1::Scheduler::Stub* holder = nullptr;
+  kwq::v1::Scheduler::Stub* requester = nullptr;
+  while (held.empty() && absl::Now() < deadline + absl::Seconds(30)) {
+    for (int i = 0; i < 16 && held.empty(); ++i) {
+      const std::string id = absl::StrCat("shared-", i);
+      if (!why_on(stub_.get(), id).empty()) {
+        held = id, holder = stub_.get(), requester = other_stub.get();
+      } else if (!why_on(other_stub.get(), id).empty()) {
+        held = id, holder = other_stub.get(), requester = stub_.get();
+      }
+    }
+  }
+  ASSERT_FALSE(held.empty()) << "neither instance holds a task of the job";
+  const absl::Time asked = absl::Now();
+  {
+    grpc::ClientContext ctx;
+    kwq::v1::PauseRequest req;
+    *req.mutable_scope() = Job("shared");
+    kwq::v1::PauseResponse resp;
+    ASSERT_TRUE(requester->Pause(&ctx, req, &resp).ok());
+  }
+  const absl::Time acked = absl::Now();
+  while (why_on(holder, held) != "paused: job shared") {
+    ASSERT_LT(absl::Now(), acked + absl::Seconds(30)) << why_on(holder, held);
+  }
+  const absl::Time obeyed = absl::Now();
+  LOG(INFO) << "pause across instances (" << testing::BackendName(GetParam())
+            << "): acknowledged after " << absl::FormatDuration(acked - asked)
+            << ", obeyed by the other instance "
+            << absl::FormatDuration(obeyed - acked) << " after that";
+  other->Shutdown(absl::ZeroDuration());
 }
 
 TEST_P(ControlTest, ControlRequestsAreValidated) {

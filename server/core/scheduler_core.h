@@ -261,6 +261,9 @@ class SchedulerCore {
   std::string DlqTopic() const { return options_.topic_prefix + ".dlq"; }
   std::string ParkedTopic() const { return options_.topic_prefix + ".parked"; }
   const std::set<std::string>& paused_jobs() const { return paused_jobs_; }
+  // A job submitted through any instance (<prefix>.jobs): known for control
+  // requests (NOT_FOUND otherwise).
+  void OnJobSeen(const std::string& job_id) { RememberJob(job_id); }
 
  private:
   struct Queued {
