@@ -165,5 +165,11 @@ int main(int argc, char** argv) {
                    static_cast<int64_t>(submit_dr.failed + dispatch_dr.failed),
                    correct ? "true" : "false")
             << std::endl;
+  // Its topics go, so that runs do not pile up topics on the broker.
+  if (auto d =
+          (*cluster)->DeleteTopicsWithPrefix(prefix + ".", absl::Seconds(10));
+      !d.ok()) {
+    LOG(WARNING) << "could not delete " << prefix << ".*: " << d.status();
+  }
   return correct ? 0 : 1;
 }
