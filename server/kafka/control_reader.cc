@@ -14,10 +14,8 @@ absl::StatusOr<std::unique_ptr<ControlReader>> ControlReader::Start(
     absl::Duration catch_up) {
   std::unique_ptr<ControlReader> r(new ControlReader());
   r->on_record_ = std::move(on_record);
-  auto conf = MakeKafkaConf(
-      MergeConfig(cluster.ConsumerConfig(absl::StrCat(
-                      topic, ".reader-", absl::ToUnixNanos(absl::Now()))),
-                  {{"fetch.wait.max.ms", "10"}}));
+  auto conf = MakeKafkaConf(cluster.ConsumerConfig(
+      absl::StrCat(topic, ".reader-", absl::ToUnixNanos(absl::Now()))));
   if (!conf.ok()) return conf.status();
   std::string err;
   r->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));

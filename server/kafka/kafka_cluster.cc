@@ -112,12 +112,18 @@ KafkaConfigMap KafkaCluster::ClientConfig() const {
 }
 
 KafkaConfigMap KafkaCluster::ConsumerConfig(const std::string& group) const {
-  return MergeConfig(ClientConfig(), {{"group.id", group},
-                                      {"enable.auto.commit", "false"},
-                                      {"enable.auto.offset.store", "false"},
-                                      {"auto.offset.reset", "earliest"},
-                                      {"session.timeout.ms", "6000"},
-                                      {"heartbeat.interval.ms", "500"}});
+  // A real broker holds a fetch until data arrives (then answers at once) or
+  // fetch.wait.max.ms passes: a long wait costs no latency, and idle fetches
+  // are 100x rarer (measured: an idle dev grid cost the broker 12% of a core
+  // at 5-10 ms). The mock cluster does not answer early, so it keeps it short.
+  return MergeConfig(ClientConfig(),
+                     {{"group.id", group},
+                      {"enable.auto.commit", "false"},
+                      {"enable.auto.offset.store", "false"},
+                      {"auto.offset.reset", "earliest"},
+                      {"session.timeout.ms", "6000"},
+                      {"heartbeat.interval.ms", "500"},
+                      {"fetch.wait.max.ms", mock_ != nullptr ? "5" : "500"}});
 }
 
 absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,

@@ -166,6 +166,9 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
   auto cconf = MakeKafkaConf(
       MergeConfig(cluster.ConsumerConfig(group),
                   {{"queued.max.messages.kbytes", "16384"},
+                   // Dispatch latency: measured, a 500 ms fetch wait (the
+                   // broker answers when data arrives) still cost +0.25 ms
+                   // of idle submit-to-start p50 against 5 ms.
                    {"fetch.wait.max.ms", "5"},
                    {"partition.assignment.strategy", "roundrobin"}}));
   if (!cconf.ok()) return cconf.status();

@@ -102,8 +102,8 @@ int main(int argc, char** argv) {
   Counter submit_dr, dispatch_dr;
   auto submitter = MakeProducer(**cluster, &submit_dr);
   auto dispatcher = MakeProducer(**cluster, &dispatch_dr);
-  auto cconf = kwq::MakeKafkaConf(kwq::MergeConfig(
-      (*cluster)->ConsumerConfig(prefix + ".g"), {{"fetch.wait.max.ms", "5"}}));
+  auto cconf = kwq::MakeKafkaConf(
+      kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".g"), {}));
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf->get(), err));

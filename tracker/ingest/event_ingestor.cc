@@ -22,8 +22,7 @@ absl::StatusOr<std::unique_ptr<EventIngestor>> EventIngestor::Start(
   }
   auto conf = MakeKafkaConf(
       MergeConfig(cluster.ConsumerConfig(in->options_.topic + ".tracker"),
-                  {{"fetch.wait.max.ms", "10"},
-                   {"queued.max.messages.kbytes", "65536"},
+                  {{"queued.max.messages.kbytes", "65536"},
                    {"statistics.interval.ms", "0"}}));
   if (!conf.ok()) return conf.status();
   std::string err;
