@@ -23,7 +23,7 @@ constexpr int kAckFailedPrecondition = 9;
 constexpr int kAckUnavailable = 14;
 constexpr int kInversionScan = 16;
 // Tasks from the head of a priority queue that soft affinity looks through.
-constexpr size_t kAffinityScan = 256;
+constexpr size_t kAffinityScan = 1024;
 }  // namespace
 
 SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
@@ -293,6 +293,9 @@ bool SchedulerCore::HeldForAffinity(const Queued& q, absl::Time now) const {
        now - q.hold_start >= options_.affinity_wait)) {
     return false;
   }
+  // Held already: a worker held its key then; the wait is bounded anyway
+  // (saves a scan of every worker per held task per dispatch).
+  if (q.hold_start != absl::InfiniteFuture()) return true;
   // Worth waiting only if a connected worker holds a key (it may free a slot).
   for (const auto& [conn, w] : workers_) {
     if (!w.draining && Eligible(w, q.task) && HoldsKey(w, q.task)) return true;
@@ -552,7 +555,11 @@ void SchedulerCore::Dispatch() {
       assign(queue, i, r);
     }
     // Pass 2, in order: the rest to any eligible worker, except tasks waiting
-    // (boundedly) for a worker holding their key.
+    // (boundedly) for a worker holding their key. Held tasks are skipped, at
+    // most kAffinityScan of them per dispatch: past that this round ends (a
+    // lower priority must not go while a task here might) and the next event
+    // or tick goes on; holds end within affinity_wait.
+    size_t held = 0;
     for (size_t i = 0; i < queue.size() && !ready.empty();) {
       Queued& q = queue[i];
       const size_t r = pick(q.task, /*keyed=*/false);
@@ -571,6 +578,10 @@ void SchedulerCore::Dispatch() {
           if (q.hold_start == absl::InfiniteFuture()) {
             q.hold_start = now;
             ++metrics_.affinity_holds;
+          }
+          if (++held >= kAffinityScan) {
+            UpdateBackpressure(p);
+            return;
           }
           ++i;  // waits for a worker with its key; lower tasks may still go
           continue;
