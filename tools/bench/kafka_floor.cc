@@ -165,7 +165,12 @@ int main(int argc, char** argv) {
                    static_cast<int64_t>(submit_dr.failed + dispatch_dr.failed),
                    correct ? "true" : "false")
             << std::endl;
-  // Its topics go, so that runs do not pile up topics on the broker.
+  // Its topics go, so that runs do not pile up topics on the broker. The
+  // clients go first: a consumer handle destroyed after its topics were
+  // deleted hung in rd_kafka_destroy (librdkafka 2.0.2, seen here).
+  consumer.reset();
+  submitter.reset();
+  dispatcher.reset();
   if (auto d =
           (*cluster)->DeleteTopicsWithPrefix(prefix + ".", absl::Seconds(10));
       !d.ok()) {
