@@ -86,6 +86,25 @@ TEST_P(TrackerTest, SchedulerWorkersAndTrackerAgreeOnEveryCount) {
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
 
+  auto tstub = kwq::v1::Tracker::NewStub(grpc::CreateChannel(
+      (*tracker)->address(), grpc::InsecureChannelCredentials()));
+  // The job monitor's stream, opened before the job exists (`kwqctl submit`
+  // then `job watch` at once): it waits for the job, then streams summaries
+  // until the job is done.
+  std::vector<kwq::v1::JobSummary> watched;
+  grpc::Status watch_status;
+  std::thread watcher([&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(120));
+    kwq::v1::WatchJobRequest req;
+    req.set_job_id("tracked-job");
+    auto reader = tstub->WatchJob(&ctx, req);
+    kwq::v1::JobSummary s;
+    while (reader->Read(&s)) watched.push_back(s);
+    watch_status = reader->Finish();
+  });
+
   constexpr int kTasks = 2000;
   auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
       (*sched)->address(), grpc::InsecureChannelCredentials()));
@@ -105,23 +124,6 @@ TEST_P(TrackerTest, SchedulerWorkersAndTrackerAgreeOnEveryCount) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
   }
-
-  auto tstub = kwq::v1::Tracker::NewStub(grpc::CreateChannel(
-      (*tracker)->address(), grpc::InsecureChannelCredentials()));
-  // The job monitor's stream: summaries until the job is done, then the end.
-  std::vector<kwq::v1::JobSummary> watched;
-  grpc::Status watch_status;
-  std::thread watcher([&] {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(120));
-    kwq::v1::WatchJobRequest req;
-    req.set_job_id("tracked-job");
-    auto reader = tstub->WatchJob(&ctx, req);
-    kwq::v1::JobSummary s;
-    while (reader->Read(&s)) watched.push_back(s);
-    watch_status = reader->Finish();
-  });
 
   kwq::v1::JobSummary summary;
   ASSERT_TRUE(PollUntil(

@@ -33,13 +33,17 @@ constexpr absl::Duration kWatchPeriod = absl::Milliseconds(200);
 class JobWatcher : public grpc::ServerWriteReactor<kwq::v1::JobSummary> {
  public:
   JobWatcher(TrackerService* service, std::string job)
-      : service_(service), job_(std::move(job)) {}
+      : service_(service), job_(std::move(job)), started_(absl::Now()) {}
 
   // On the watch thread, with the service's mutex held.
   void Tick(absl::Time now) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     auto summary = service_->store_->GetJobSummary(job_, 0, now);
+    if (absl::IsNotFound(summary.status()) && !sent_any_ &&
+        now - started_ < kUnknownJobGrace) {
+      return;  // just submitted: the tracker may not have its events yet
+    }
     if (!summary.ok()) {
       FinishLocked(ToGrpc(summary.status()));
       return;
@@ -94,8 +98,13 @@ class JobWatcher : public grpc::ServerWriteReactor<kwq::v1::JobSummary> {
     Finish(status);
   }
 
+  // How long a watch of a job the tracker does not know yet waits for it
+  // (`kwqctl submit` then `job watch` at once) before NOT_FOUND.
+  static constexpr absl::Duration kUnknownJobGrace = absl::Seconds(10);
+
   TrackerService* service_;
   const std::string job_;
+  const absl::Time started_;
   absl::Mutex mu_;
   kwq::v1::JobSummary current_;
   std::string last_key_;
@@ -183,10 +192,11 @@ grpc::ServerUnaryReactor* TrackerService::GetThroughput(
 grpc::ServerWriteReactor<kwq::v1::JobSummary>* TrackerService::WatchJob(
     grpc::CallbackServerContext* ctx, const kwq::v1::WatchJobRequest* request) {
   auto* watcher = new JobWatcher(this, request->job_id());
-  // Validate (and say NOT_FOUND) before streaming anything.
+  // Validate before streaming anything. A job not known yet is waited for
+  // (JobWatcher::kUnknownJobGrace), then NOT_FOUND.
   auto first = store_->GetJobSummary(request->job_id(), 0, absl::Now());
   absl::MutexLock lock(&mu_);
-  if (!first.ok() || stopping_) {
+  if ((!first.ok() && !absl::IsNotFound(first.status())) || stopping_) {
     watchers_.insert(watcher);  // OnDone removes it
     watcher->FinishFromService(
         first.ok()
