@@ -590,6 +590,15 @@ kwq::v1::Welcome WelcomeOf(const std::vector<Effects::Send>& sends,
   return {};
 }
 
+// Attempt 1 of `task` under a lease of another (dead) instance.
+kwq::v1::FencingToken ForeignToken(const std::string& task) {
+  kwq::v1::FencingToken token;
+  token.set_task_id(task);
+  token.set_attempt(1);
+  token.set_lease_id("other-instance-7");
+  return token;
+}
+
 kwq::v1::Hello Reconnect(const std::string& worker, int slots,
                          const kwq::v1::FencingToken& token) {
   kwq::v1::Hello hello;
@@ -644,10 +653,7 @@ TEST_F(SchedulerCoreTest, LeaseOfAWorkerThatNeverReconnectsEndsAsWorkerLost) {
 // reconnects here before the dead instance's partition (and so the record)
 // is assigned here.
 TEST_F(SchedulerCoreTest, AdoptsAClaimedTaskWhenItsRecordArrivesLater) {
-  kwq::v1::FencingToken token;
-  token.set_task_id("t");
-  token.set_attempt(1);
-  token.set_lease_id("other-instance-7");
+  const kwq::v1::FencingToken token = ForeignToken("t");
   core_->OnWorkerConnected(5, Reconnect("w5", 2, token));
   Collect();
   EXPECT_EQ(WelcomeOf(sends_, 5).claimed_size(), 1);
@@ -670,10 +676,7 @@ TEST_F(SchedulerCoreTest, AdoptsAClaimedTaskWhenItsRecordArrivesLater) {
 }
 
 TEST_F(SchedulerCoreTest, ACompletionBeforeTheRecordIsAppliedOnAdoption) {
-  kwq::v1::FencingToken token;
-  token.set_task_id("t");
-  token.set_attempt(1);
-  token.set_lease_id("other-instance-7");
+  const kwq::v1::FencingToken token = ForeignToken("t");
   core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
   Collect();
   Update(5, token, kwq::v1::COMPLETED);
@@ -690,10 +693,7 @@ TEST_F(SchedulerCoreTest, ACompletionBeforeTheRecordIsAppliedOnAdoption) {
 }
 
 TEST_F(SchedulerCoreTest, AClaimWithoutItsRecordExpiresAndTheWorkerCancels) {
-  kwq::v1::FencingToken token;
-  token.set_task_id("t");
-  token.set_attempt(1);
-  token.set_lease_id("other-instance-7");
+  const kwq::v1::FencingToken token = ForeignToken("t");
   core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
   Collect();
   Record(MakeTask("u", 0), 0, 0);
@@ -711,10 +711,7 @@ TEST_F(SchedulerCoreTest, AClaimWithoutItsRecordExpiresAndTheWorkerCancels) {
 
 TEST_F(SchedulerCoreTest, AdoptsARunningTaskWhoseRecordIsQueuedHere) {
   Record(MakeTask("t", 3), 0, 0);  // no worker yet: queued
-  kwq::v1::FencingToken token;
-  token.set_task_id("t");
-  token.set_attempt(1);
-  token.set_lease_id("other-instance-7");
+  const kwq::v1::FencingToken token = ForeignToken("t");
   core_->OnWorkerConnected(5, Reconnect("w5", 1, token));
   Collect();
   EXPECT_EQ(WelcomeOf(sends_, 5).adopted_size(), 1);
