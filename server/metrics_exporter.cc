@@ -1,6 +1,7 @@
 #include "server/metrics_exporter.h"
 
 #include <exception>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,8 +36,8 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     const SchedulerMetrics& m = s.core;
     prometheus::MetricFamily depth{
         "kwq_queue_depth",
-        "Tasks buffered here per priority (queued, waiting for a "
-        "retry backoff, or parked by a paused job)",
+        "Tasks buffered here per priority (queued or waiting for a "
+        "retry backoff; paused jobs' tasks are in kwq_parked_tasks)",
         gauge,
         {}};
     for (int p = 0; p < 10; ++p) {
@@ -46,6 +47,50 @@ class MetricsExporter::Collector : public prometheus::Collectable {
       depth.metric.push_back(std::move(cm));
     }
     out.push_back(std::move(depth));
+    prometheus::MetricFamily oldest{
+        "kwq_oldest_queued_task_age_seconds",
+        "Per priority, seconds since the submit of the oldest task queued here "
+        "(0: none)",
+        gauge,
+        {}};
+    for (int p = 0; p < 10; ++p) {
+      prometheus::ClientMetric cm;
+      cm.label.push_back({"priority", absl::StrCat(p)});
+      cm.gauge.value = m.oldest_queued_seconds[static_cast<size_t>(p)];
+      oldest.metric.push_back(std::move(cm));
+    }
+    out.push_back(std::move(oldest));
+    {
+      prometheus::MetricFamily h{
+          "kwq_submit_to_start_seconds",
+          "First attempts: submit time to the worker's first RUNNING",
+          prometheus::MetricType::Histogram,
+          {}};
+      prometheus::ClientMetric cm;
+      cm.histogram.sample_count =
+          static_cast<std::uint64_t>(m.start_latency_count);
+      cm.histogram.sample_sum = m.start_latency_sum_seconds;
+      for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size();
+           ++b) {
+        prometheus::ClientMetric::Bucket bucket;
+        bucket.upper_bound = SchedulerMetrics::kStartLatencyBounds[b];
+        bucket.cumulative_count =
+            static_cast<std::uint64_t>(m.start_latency_buckets[b]);
+        cm.histogram.bucket.push_back(bucket);
+      }
+      prometheus::ClientMetric::Bucket inf;
+      inf.upper_bound = std::numeric_limits<double>::infinity();
+      inf.cumulative_count = static_cast<std::uint64_t>(m.start_latency_count);
+      cm.histogram.bucket.push_back(inf);
+      h.metric.push_back(std::move(cm));
+      out.push_back(std::move(h));
+    }
+    add("kwq_parked_tasks",
+        "Tasks of paused jobs held in memory (the rest are in <prefix>.parked)",
+        gauge, static_cast<double>(m.parked_in_memory));
+    add("kwq_parked_to_kafka_total",
+        "Tasks of paused jobs written to the parked topic", counter,
+        static_cast<double>(m.parked_to_kafka));
     add("kwq_in_flight_tasks", "Tasks assigned to workers (leases)", gauge,
         static_cast<double>(s.in_flight));
     add("kwq_connected_workers", "Worker streams connected", gauge,

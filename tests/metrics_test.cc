@@ -48,6 +48,9 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
   ASSERT_TRUE(wait_for("kwq_queue_depth{priority=\"5\"}", 3));
+  EXPECT_GT(
+      Sample(scrape(), "kwq_oldest_queued_task_age_seconds{priority=\"5\"}"),
+      0);
   EXPECT_EQ(Sample(scrape(), "kwq_tasks_dispatched_total"), 0);
 
   worker::WorkerOptions wo;
@@ -61,6 +64,12 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
   EXPECT_EQ(Sample(text, "kwq_tasks_dispatched_total"), 3);
   EXPECT_EQ(Sample(text, "kwq_connected_workers"), 1);
   EXPECT_EQ(Sample(text, "kwq_priority_inversions_total"), 0);
+  // Every first start is in the submit-to-start histogram.
+  EXPECT_EQ(Sample(text, "kwq_submit_to_start_seconds_count"), 3);
+  EXPECT_EQ(Sample(text, "kwq_submit_to_start_seconds_bucket{le=\"+Inf\"}"), 3);
+  EXPECT_EQ(Sample(text, "kwq_oldest_queued_task_age_seconds{priority=\"5\"}"),
+            0);
+  EXPECT_EQ(Sample(text, "kwq_parked_tasks"), 0);
   EXPECT_TRUE(absl::StrContains(text, "# TYPE kwq_queue_depth gauge")) << text;
   w.Stop(absl::Seconds(2));
   runner.join();

@@ -474,6 +474,20 @@ void SchedulerCore::ApplyCancel() {
 
 SchedulerMetrics SchedulerCore::metrics() const {
   SchedulerMetrics m = metrics_;
+  const absl::Time now = clock_->Now();
+  for (int p = 0; p < 10; ++p) {
+    m.parked_in_memory += parked_count_[p];
+    absl::Time oldest = absl::InfiniteFuture();
+    for (const Queued& e : queues_[p]) {
+      if (e.task.has_submit_time()) {
+        oldest = std::min(oldest, FromProto(e.task.submit_time()));
+      }
+    }
+    m.oldest_queued_seconds[static_cast<size_t>(p)] =
+        oldest == absl::InfiniteFuture()
+            ? 0
+            : std::max(0.0, absl::ToDoubleSeconds(now - oldest));
+  }
   for (const auto& q : queues_) {
     for (const Queued& e : q) {
       bool runnable = false;
@@ -972,6 +986,18 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       lease.progress = std::clamp(update.progress(), 0.0, 1.0);
       if (lease.running_reported) return;
       lease.running_reported = true;
+      if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
+        const double secs = absl::ToDoubleSeconds(
+            clock_->Now() - FromProto(lease.task.submit_time()));
+        ++metrics_.start_latency_count;
+        metrics_.start_latency_sum_seconds += std::max(0.0, secs);
+        for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size();
+             ++b) {
+          if (secs <= SchedulerMetrics::kStartLatencyBounds[b]) {
+            ++metrics_.start_latency_buckets[b];
+          }
+        }
+      }
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
       ev.set_worker_id(w.hello.worker_id());
       effects_.produces.push_back({{EventRecord(ev)}, 0});

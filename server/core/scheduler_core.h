@@ -158,6 +158,19 @@ struct SchedulerMetrics {
   int64_t adoption_expired = 0;
   // Tasks of paused jobs written to the parked topic (beyond the memory cap).
   int64_t parked_to_kafka = 0;
+  // Gauges computed when metrics are read: tasks of paused jobs held in
+  // memory, and per priority the age of the oldest queued task (seconds since
+  // its submit time; 0 when none is queued).
+  int64_t parked_in_memory = 0;
+  std::array<double, 10> oldest_queued_seconds{};
+  // Submit-to-start of first attempts (submit time to the worker's first
+  // RUNNING), a cumulative histogram: start_latency_buckets[i] counts starts
+  // within kStartLatencyBounds[i] seconds.
+  static constexpr std::array<double, 14> kStartLatencyBounds = {
+      0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 60};
+  std::array<int64_t, 14> start_latency_buckets{};
+  int64_t start_latency_count = 0;
+  double start_latency_sum_seconds = 0;
 };
 
 struct WorkerView {
