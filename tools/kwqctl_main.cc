@@ -35,6 +35,7 @@ Usage: kwqctl <noun> <verb> [args] [flags]
                                [--tasks 100000] [--workers 8] [--slots 16] [--duration-ms 0]
                                [--jitter-ms 0] [--error-rate 0] [--priorities 10]
                                [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
+                               [--partitions 4] (per topic of the grid it starts)
                                (without --scheduler it starts the dev grid itself)
 
 Global flags:

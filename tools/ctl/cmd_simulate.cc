@@ -36,6 +36,7 @@ struct SimFlags {
   long long affinity_keys = 0;
   long long batch = 1000;
   long long timeout_s = 600;
+  long long partitions = 4;  // per topic of the dev grid it starts
   double rate =
       0;  // tasks/s offered, one per Submit; 0: batches as fast as possible
 };
@@ -51,11 +52,14 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
       !a.GetInt("affinity_keys", f->affinity_keys, &f->affinity_keys, e) ||
       !a.GetInt("batch", f->batch, &f->batch, e) ||
       !a.GetInt("job_timeout_s", f->timeout_s, &f->timeout_s, e) ||
+      !a.GetInt("partitions", f->partitions, &f->partitions, e) ||
       !a.GetDouble("rate", f->rate, &f->rate, e)) {
     return false;
   }
   if (f->tasks < 1 || f->tasks > 100'000'000) {
     *e = "--tasks must be 1-100000000";
+  } else if (f->partitions < 1 || f->partitions > 100) {
+    *e = "--partitions must be 1-100";
   } else if (f->workers < 1 || f->workers > 1000 || f->slots < 1 ||
              f->slots > 1024) {
     *e = "--workers must be 1-1000 and --slots 1-1024";
@@ -103,7 +107,7 @@ int RunSimulate(const Context& c) {
   if (!c.args.CheckAllowed(
           {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
            "error_rate", "priorities", "affinity_keys", "batch",
-           "job_timeout_s", "bootstrap_servers", "rate"},
+           "job_timeout_s", "bootstrap_servers", "rate", "partitions"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -121,6 +125,7 @@ int RunSimulate(const Context& c) {
                                   absl::ToUnixSeconds(absl::Now()));
     o.scheduler.core.max_task_errors = 5;
     o.delete_topics_at_shutdown = true;  // its own throwaway prefix
+    o.partitions = static_cast<int>(f.partitions);
     auto g = devgrid::DevGrid::Start(o);
     if (!g.ok()) return Fail(kExitFailure, std::string(g.status().message()));
     grid = std::move(*g);
