@@ -85,6 +85,20 @@ void PrintSummaryTable(const kwq::v1::JobSummary& s) {
 
 int JobWatch(const Context& c, const std::string& job) {
   auto stub = c.TrackerStub();
+  {
+    // A job submitted a moment ago may not be known to the tracker yet: the
+    // watch waits for it (up to 10 s); say so instead of sitting silent.
+    grpc::ClientContext probe;
+    c.SetDeadline(&probe);
+    kwq::v1::GetJobSummaryRequest req;
+    req.set_job_id(job);
+    kwq::v1::JobSummary s;
+    if (stub->GetJobSummary(&probe, req, &s).error_code() ==
+        grpc::StatusCode::NOT_FOUND) {
+      std::cerr << "kwqctl: job " << job
+                << " is not known to the tracker yet; waiting up to 10 s\n";
+    }
+  }
   grpc::ClientContext ctx;
   kwq::v1::WatchJobRequest req;
   req.set_job_id(job);
