@@ -118,12 +118,27 @@ void SchedulerCore::OnPartitionsAssigned(
     auto& slot = decided_at_assignment_[{p.topic, p.partition}];
     slot.clear();
     slot.insert(offsets.begin(), offsets.end());
+    // Back after a revoke: what this instance decided then but could not
+    // commit is skipped too (bounded: at most a million offsets).
+    if (auto r = revoked_decided_.find({p.topic, p.partition});
+        r != revoked_decided_.end()) {
+      const int64_t from = std::max<int64_t>(p.committed, 0);  // none: 0
+      const int64_t upto = std::min(r->second.committable, from + 1'000'000);
+      for (int64_t o = from; o < upto; ++o) slot.insert(o);
+      if (r->second.committable >= from) {
+        for (int64_t o : OffsetTracker::ParseMetadata(r->second.decided_above,
+                                                      r->second.committable)) {
+          slot.insert(o);
+        }
+      }
+    }
     if (!slot.empty()) {
       LOG(INFO) << p.topic << "/" << p.partition << ": " << slot.size()
                 << " records above the committed offset " << p.committed
                 << " were decided before; they will be skipped";
     }
   }
+  revoked_decided_.clear();
 }
 
 void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
@@ -1314,7 +1329,11 @@ void SchedulerCore::OnPartitionsRevoked(
     if (from_gone(pd.pos)) pd.pos.topic.clear();
   }
   for (const auto& tp : partitions) {
-    offsets_.erase(tp);
+    if (auto it = offsets_.find(tp); it != offsets_.end()) {
+      revoked_decided_[tp] = {it->second.committable(),
+                              it->second.DecidedAboveMetadata(1 << 20)};
+      offsets_.erase(it);
+    }
     decided_at_assignment_.erase(tp);
   }
   for (int p = 0; p < 10; ++p) UpdateBackpressure(p);

@@ -404,6 +404,15 @@ class SchedulerCore {
   std::map<ConnId, Worker> workers_;
   absl::flat_hash_map<std::string, Lease> leases_;  // by task id
   std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
+  // What this instance had decided in partitions taken from it (a session
+  // time-out under load revokes and then gives back the same partitions, with
+  // commits that failed meanwhile): if one comes back, its decided records are
+  // skipped, not run again. Kept until the next assignment.
+  struct Remembered {
+    int64_t committable = -1;
+    std::string decided_above;  // DecidedAboveMetadata
+  };
+  std::map<std::pair<std::string, int32_t>, Remembered> revoked_decided_;
   std::map<std::pair<std::string, int32_t>, std::set<int64_t>>
       decided_at_assignment_;
   std::set<std::pair<std::string, int32_t>> commit_due_;  // see FlushCommits

@@ -720,6 +720,33 @@ TEST_F(SchedulerCoreTest, AdoptsARunningTaskWhoseRecordIsQueuedHere) {
   EXPECT_EQ(core_->leases(), 1u);
 }
 
+// Under load a session time-out revokes the partitions and gives them back to
+// the same instance, with the commits of the meantime lost: what it had
+// decided is skipped, not run again.
+TEST_F(SchedulerCoreTest, PartitionsGivenBackAfterARevokeDoNotRunDecidedTasks) {
+  const std::string topic = core_->TopicForPriority(4);
+  core_->OnPartitionsAssigned({{topic, 0, -1001, ""}});
+  Connect(1, 20);
+  for (int i = 0; i < 10; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 10u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (i == 8) continue;  // one still running
+    Update(1, got[i].token(), kwq::v1::COMPLETED);
+  }
+  MakeDurable();
+  core_->OnPartitionsRevoked({{topic, 0}});
+  Collect();
+  // Back, with nothing committed (the commits failed meanwhile).
+  core_->OnPartitionsAssigned({{topic, 0, -1001, ""}});
+  for (int i = 0; i < 10; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto again = TakeAssignments(1);
+  EXPECT_TRUE(again.empty()) << again.size() << " ran again, e.g. "
+                             << (again.empty() ? "" : again[0].task().id());
+  EXPECT_EQ(core_->metrics().skipped_decided, 9);
+  EXPECT_EQ(core_->metrics().dispatched, 10);
+}
+
 TEST_F(SchedulerCoreTest, ARewoundConsumerDoesNotQueueATaskTwice) {
   Record(MakeTask("a", 1), 0, 0);
   Record(MakeTask("b", 1), 0, 1);
