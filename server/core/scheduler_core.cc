@@ -257,12 +257,16 @@ void SchedulerCore::Enqueue(Queued q) {
   UpdateBackpressure(p);
 }
 
+void SchedulerCore::ParkInMemory(Queued q) {
+  ++parked_count_[q.task.priority()];
+  std::string job = q.task.job_id();
+  parked_[job].push_back(std::move(q));
+}
+
 void SchedulerCore::Park(Queued q) {
-  const int p = q.task.priority();
-  if (parked_count_[p] < options_.max_parked_in_memory_per_priority) {
-    ++parked_count_[p];
-    std::string job = q.task.job_id();
-    parked_[job].push_back(std::move(q));
+  if (parked_count_[q.task.priority()] <
+      options_.max_parked_in_memory_per_priority) {
+    ParkInMemory(std::move(q));
     return;
   }
   ++metrics_.parked_to_kafka;
@@ -720,9 +724,7 @@ void SchedulerCore::ExpireClaims() {
     auto w = workers_.find(claim.conn);
     if (w == workers_.end()) continue;
     w->second.claimed.erase(claim.token.task_id());
-    w->second.credits =
-        std::min(w->second.credits + 1,
-                 std::max(0, w->second.hello.slots() - BusySlots(w->second)));
+    FreeSlot(w->second, "");
   }
 }
 
@@ -749,6 +751,11 @@ void SchedulerCore::ReportWaiting() {
       effects_.produces.push_back({{EventRecord(ev)}, 0});
     }
   }
+}
+
+void SchedulerCore::FreeSlot(Worker& w, const std::string& freed) {
+  w.credits = std::min(w.credits + 1,
+                       std::max(0, w.hello.slots() - BusySlots(w, freed)));
 }
 
 int SchedulerCore::BusySlots(const Worker& w, const std::string& except) const {
@@ -989,9 +996,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
   if (w.hello.implicit_credits() && (update.state() == kwq::v1::COMPLETED ||
                                      update.state() == kwq::v1::ERROR)) {
     // The update frees the slot (no separate Credits message from this worker).
-    w.credits = std::min(
-        w.credits + 1,
-        std::max(0, w.hello.slots() - BusySlots(w, update.token().task_id())));
+    FreeSlot(w, update.token().task_id());
   }
   switch (update.state()) {
     case kwq::v1::RUNNING: {
@@ -1195,10 +1200,7 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
       Decide(pd.pos);  // the parked topic holds it now
     } else {
       ++metrics_.durable_failures;
-      const int p = q.task.priority();
-      ++parked_count_[p];  // over the cap: better than losing it
-      std::string job = q.task.job_id();
-      parked_[job].push_back(std::move(q));
+      ParkInMemory(std::move(q));  // over the cap: better than losing it
     }
     return;
   }

@@ -353,6 +353,7 @@ class SchedulerCore {
   // Holds a task of a paused job: in memory up to the cap, else in the parked
   // topic (its record is decided once the copy is durable).
   void Park(Queued q);
+  void ParkInMemory(Queued q);
   // Removes the parked tasks for which `drop` (which may act on them) returns
   // true.
   void DropParked(const std::function<bool(const Queued&)>& drop);
@@ -370,6 +371,9 @@ class SchedulerCore {
   // Slots of `w` busy from the worker's point of view: open leases and claims
   // (`except`: a task whose slot is being freed).
   int BusySlots(const Worker& w, const std::string& except = "") const;
+  // One more credit for `w`, capped by its slots minus the busy ones (`freed`:
+  // the task whose slot this frees).
+  void FreeSlot(Worker& w, const std::string& freed);
   void Enqueue(Queued q);
   // false: the stream was closed (stop handling its messages).
   bool ApplyWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
