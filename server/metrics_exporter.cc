@@ -1,6 +1,7 @@
 #include "server/metrics_exporter.h"
 
 #include <exception>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -34,32 +35,27 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     const auto counter = prometheus::MetricType::Counter;
     const auto gauge = prometheus::MetricType::Gauge;
     const SchedulerMetrics& m = s.core;
-    prometheus::MetricFamily depth{
-        "kwq_queue_depth",
-        "Tasks buffered here per priority (queued or waiting for a "
-        "retry backoff; paused jobs' tasks are in kwq_parked_tasks)",
-        gauge,
-        {}};
-    for (int p = 0; p < 10; ++p) {
-      prometheus::ClientMetric cm;
-      cm.label.push_back({"priority", absl::StrCat(p)});
-      cm.gauge.value = static_cast<double>(s.queued[static_cast<size_t>(p)]);
-      depth.metric.push_back(std::move(cm));
-    }
-    out.push_back(std::move(depth));
-    prometheus::MetricFamily oldest{
+    // A gauge with one sample per priority, labelled priority="0".."9".
+    auto per_priority = [&](const std::string& name, const std::string& help,
+                            const std::function<double(size_t)>& value) {
+      prometheus::MetricFamily f{name, help, gauge, {}};
+      for (size_t p = 0; p < 10; ++p) {
+        prometheus::ClientMetric cm;
+        cm.label.push_back({"priority", absl::StrCat(p)});
+        cm.gauge.value = value(p);
+        f.metric.push_back(std::move(cm));
+      }
+      out.push_back(std::move(f));
+    };
+    per_priority("kwq_queue_depth",
+                 "Tasks buffered here per priority (queued or waiting for a "
+                 "retry backoff; paused jobs' tasks are in kwq_parked_tasks)",
+                 [&](size_t p) { return static_cast<double>(s.queued[p]); });
+    per_priority(
         "kwq_oldest_queued_task_age_seconds",
         "Per priority, seconds since the submit of the oldest task queued here "
         "(0: none)",
-        gauge,
-        {}};
-    for (int p = 0; p < 10; ++p) {
-      prometheus::ClientMetric cm;
-      cm.label.push_back({"priority", absl::StrCat(p)});
-      cm.gauge.value = m.oldest_queued_seconds[static_cast<size_t>(p)];
-      oldest.metric.push_back(std::move(cm));
-    }
-    out.push_back(std::move(oldest));
+        [&](size_t p) { return m.oldest_queued_seconds[p]; });
     {
       prometheus::MetricFamily h{
           "kwq_submit_to_start_seconds",
