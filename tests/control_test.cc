@@ -88,19 +88,22 @@ class ControlTest : public ::testing::TestWithParam<KafkaBackend> {
     ASSERT_TRUE(stub_->Submit(&ctx, req, &resp).ok());
   }
 
-  grpc::Status Pause(const kwq::v1::Scope& scope, bool resume = false) {
+  // Through `stub` (default: the first scheduler).
+  grpc::Status Pause(const kwq::v1::Scope& scope, bool resume = false,
+                     kwq::v1::Scheduler::Stub* stub = nullptr) {
+    if (stub == nullptr) stub = stub_.get();
     grpc::ClientContext ctx;
     if (resume) {
       kwq::v1::ResumeRequest req;
       *req.mutable_scope() = scope;
       kwq::v1::ResumeResponse resp;
-      return stub_->Resume(&ctx, req, &resp);
+      return stub->Resume(&ctx, req, &resp);
     }
     kwq::v1::PauseRequest req;
     *req.mutable_scope() = scope;
     req.set_requested_by("control_test");
     kwq::v1::PauseResponse resp;
-    return stub_->Pause(&ctx, req, &resp);
+    return stub->Pause(&ctx, req, &resp);
   }
   grpc::Status Cancel(const kwq::v1::Scope& scope) {
     grpc::ClientContext ctx;
@@ -110,12 +113,14 @@ class ControlTest : public ::testing::TestWithParam<KafkaBackend> {
     kwq::v1::CancelResponse resp;
     return stub_->Cancel(&ctx, req, &resp);
   }
-  std::vector<std::string> Why(const std::string& task_id) {
+  std::vector<std::string> Why(const std::string& task_id,
+                               kwq::v1::Scheduler::Stub* stub = nullptr) {
+    if (stub == nullptr) stub = stub_.get();
     grpc::ClientContext ctx;
     kwq::v1::ExplainTaskRequest req;
     req.set_task_id(task_id);
     kwq::v1::ExplainTaskResponse resp;
-    if (!stub_->ExplainTask(&ctx, req, &resp).ok()) return {};
+    if (!stub->ExplainTask(&ctx, req, &resp).ok()) return {};
     return {resp.reasons().begin(), resp.reasons().end()};
   }
   // Polls the scheduler (ExplainTask) until it holds the task, for at most 60
@@ -303,18 +308,7 @@ TEST_P(ControlTest, AJobSubmittedToOneInstanceIsKnownAndPausedOnTheOther) {
   auto other_stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
       other->address(), grpc::InsecureChannelCredentials()));
   auto pause_on_other = [&](const std::string& job, bool resume) {
-    grpc::ClientContext ctx;
-    kwq::v1::Scope scope = Job(job);
-    if (resume) {
-      kwq::v1::ResumeRequest req;
-      *req.mutable_scope() = scope;
-      kwq::v1::ResumeResponse resp;
-      return other_stub->Resume(&ctx, req, &resp);
-    }
-    kwq::v1::PauseRequest req;
-    *req.mutable_scope() = scope;
-    kwq::v1::PauseResponse resp;
-    return other_stub->Pause(&ctx, req, &resp);
+    return Pause(Job(job), resume, other_stub.get());
   };
   EXPECT_EQ(pause_on_other("nowhere", false).error_code(),
             grpc::StatusCode::NOT_FOUND);
@@ -333,14 +327,8 @@ TEST_P(ControlTest, AJobSubmittedToOneInstanceIsKnownAndPausedOnTheOther) {
   // Pause latency across instances: find a queued task one instance holds,
   // pause through the other, and time until the holder says it is paused.
   auto why_on = [&](kwq::v1::Scheduler::Stub* stub, const std::string& id) {
-    grpc::ClientContext ctx;
-    kwq::v1::ExplainTaskRequest req;
-    req.set_task_id(id);
-    kwq::v1::ExplainTaskResponse resp;
-    if (!stub->ExplainTask(&ctx, req, &resp).ok() || resp.reasons().empty()) {
-      return std::string();
-    }
-    return resp.reasons(0);
+    const auto reasons = Why(id, stub);
+    return reasons.empty() ? std::string() : reasons[0];
   };
   std::string held;
   kwq::v1::Scheduler::Stub* holder = nullptr;
@@ -357,13 +345,7 @@ TEST_P(ControlTest, AJobSubmittedToOneInstanceIsKnownAndPausedOnTheOther) {
   }
   ASSERT_FALSE(held.empty()) << "neither instance holds a task of the job";
   const absl::Time asked = absl::Now();
-  {
-    grpc::ClientContext ctx;
-    kwq::v1::PauseRequest req;
-    *req.mutable_scope() = Job("shared");
-    kwq::v1::PauseResponse resp;
-    ASSERT_TRUE(requester->Pause(&ctx, req, &resp).ok());
-  }
+  ASSERT_TRUE(Pause(Job("shared"), /*resume=*/false, requester).ok());
   const absl::Time acked = absl::Now();
   while (why_on(holder, held) != "paused: job shared") {
     ASSERT_LT(absl::Now(), acked + absl::Seconds(30)) << why_on(holder, held);
