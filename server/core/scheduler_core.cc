@@ -494,6 +494,8 @@ void SchedulerCore::ApplyCancel() {
 SchedulerMetrics SchedulerCore::metrics() const {
   SchedulerMetrics m = metrics_;
   const absl::Time now = clock_->Now();
+  // One pass over the queues: the oldest task per priority, and the tasks no
+  // connected worker has the labels for.
   for (int p = 0; p < 10; ++p) {
     m.parked_in_memory += parked_count_[p];
     absl::Time oldest = absl::InfiniteFuture();
@@ -501,14 +503,6 @@ SchedulerMetrics SchedulerCore::metrics() const {
       if (e.task.has_submit_time()) {
         oldest = std::min(oldest, FromProto(e.task.submit_time()));
       }
-    }
-    m.oldest_queued_seconds[static_cast<size_t>(p)] =
-        oldest == absl::InfiniteFuture()
-            ? 0
-            : std::max(0.0, absl::ToDoubleSeconds(now - oldest));
-  }
-  for (const auto& q : queues_) {
-    for (const Queued& e : q) {
       bool runnable = false;
       for (const auto& [conn, w] : workers_) {
         if (Eligible(w, e.task)) {
@@ -518,6 +512,10 @@ SchedulerMetrics SchedulerCore::metrics() const {
       }
       if (!runnable) ++m.unrunnable;
     }
+    m.oldest_queued_seconds[static_cast<size_t>(p)] =
+        oldest == absl::InfiniteFuture()
+            ? 0
+            : std::max(0.0, absl::ToDoubleSeconds(now - oldest));
   }
   return m;
 }
