@@ -118,6 +118,8 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     add("kwq_adoption_expired_total",
         "Adoption claims whose record never came here (worker told to cancel)",
         counter, static_cast<double>(m.adoption_expired));
+    add("kwq_heartbeats_total", "Heartbeat messages received from workers",
+        counter, static_cast<double>(m.heartbeats));
     add("kwq_priority_inversions_total",
         "Lower-priority dispatches while a higher one "
         "could run (must stay 0)",

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <random>
 
@@ -260,8 +261,12 @@ void Worker::HandleMessage(const SchedulerMessage& msg) {
 void Worker::HeartbeatLoop(absl::Duration period) {
   std::unique_lock<std::mutex> lock(mu_);
   while (stream_up_) {
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(period));
-    if (!stream_up_) break;
+    // cv_ is notified for other reasons too (every finished task): only the
+    // end of the period or the end of the stream counts, else a busy worker
+    // would send a heartbeat per task.
+    const auto due =
+        std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(period);
+    if (cv_.wait_until(lock, due, [this] { return !stream_up_; })) break;
     lock.unlock();
     WorkerMessage hb;
     hb.mutable_heartbeat();

@@ -35,12 +35,13 @@ class WorkerTest : public ::testing::Test {
   }
 
   std::unique_ptr<devgrid::InProcessScheduler> StartScheduler(
-      const std::string& listen) {
+      const std::string& listen,
+      absl::Duration heartbeat_period = absl::Milliseconds(200)) {
     scheduler::ServiceOptions so;
     so.core.topic_prefix = prefix_;
     so.core.scheduler_id = absl::StrCat(prefix_, "-", ++schedulers_);
     so.core.retry_backoff_base = absl::Milliseconds(5);
-    so.core.heartbeat_period = absl::Milliseconds(200);
+    so.core.heartbeat_period = heartbeat_period;
     so.partitions = 1;
     auto s = devgrid::InProcessScheduler::Start(cluster_.get(), so, listen);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -171,6 +172,31 @@ TEST_F(WorkerTest, AThrowingHandlerIsARetryableTaskErrorAndTheWorkerGoesOn) {
   EXPECT_EQ(events_->retries(), 1);
   EXPECT_EQ(worker.failed(), 1);
   EXPECT_EQ(worker.completed(), 1);
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
+TEST_F(WorkerTest, ABusyWorkerSendsHeartbeatsByThePeriodNotPerTask) {
+  // A period far longer than the test: any heartbeat received is one the
+  // worker sent for another reason (it once sent one per finished task).
+  auto sched = StartScheduler("127.0.0.1:0", absl::Hours(1));
+  ASSERT_NE(sched, nullptr);
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.slots = 4;
+  Worker worker(wo, [](TaskContext&) { return Outcome::Success(); });
+  std::thread runner([&] { worker.Run(); });
+  constexpr int kTasks = 40;
+  for (int i = 0; i < kTasks; ++i) {
+    Submit(sched->address(), absl::StrCat("beat-", i));
+  }
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kTasks;
+      },
+      absl::Seconds(60)));
+  EXPECT_EQ(worker.completed(), kTasks);
+  EXPECT_EQ(sched->service().Metrics().heartbeats, 0);
   worker.Stop(absl::Seconds(2));
   runner.join();
 }

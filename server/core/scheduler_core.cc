@@ -922,6 +922,7 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
       break;
     }
     case kwq::v1::WorkerMessage::kHeartbeat: {
+      ++metrics_.heartbeats;
       w.last_heartbeat = clock_->Now();
       for (const std::string& id : w.task_ids) {
         auto l = leases_.find(id);

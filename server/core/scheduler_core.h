@@ -156,6 +156,9 @@ struct SchedulerMetrics {
   // claims that expired without their record (the worker was told to cancel).
   int64_t adopted = 0;
   int64_t adoption_expired = 0;
+  // Heartbeat messages received from workers (about one per worker per
+  // heartbeat period; more means a worker sends them for other reasons).
+  int64_t heartbeats = 0;
   // Tasks of paused jobs written to the parked topic (beyond the memory cap).
   int64_t parked_to_kafka = 0;
   // Gauges computed when metrics are read: tasks of paused jobs held in

@@ -74,12 +74,14 @@ logger.state.level = warn
 PROPS
 JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
   "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$STATE/log4j2.properties")
+# Extra JVM options for the broker only, e.g. JMX for tools/bench/broker_requests.sh.
+read -r -a EXTRA_BROKER_OPTS <<<"${KWQ_KAFKA_BROKER_JAVA_OPTS:-}"
 CP="$LIBS/*"
 CLUSTER_ID="$(java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
 java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID" \
   -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 || {
   echo "start.sh: formatting the storage dir failed:" >&2; cat "$STATE/format.log" >&2; exit 1; }
-nohup java -cp "$CP" "${JAVA_OPTS[@]}" kafka.Kafka "$STATE/server.properties" \
+nohup java -cp "$CP" "${JAVA_OPTS[@]}" ${EXTRA_BROKER_OPTS[@]+"${EXTRA_BROKER_OPTS[@]}"} kafka.Kafka "$STATE/server.properties" \
   >"$STATE/broker.log" 2>&1 </dev/null &
 PID=$!
 echo "$PID" > "$STATE/pid"
