@@ -13,6 +13,11 @@
 namespace kwq::scheduler {
 namespace {
 
+// Submits of at least this many tasks are produced batched (LogRecord): a few
+// ms of linger are nothing next to the time to send them, and they save the
+// broker most of its requests for them.
+constexpr int kBatchedSubmitTasks = 64;
+
 grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
                       std::string(s.message()));
@@ -252,6 +257,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
       new_jobs->push_back(in.job_id());
     }
   }
+  const bool batched = request->tasks_size() >= kBatchedSubmitTasks;
   for (const kwq::v1::Task& in : request->tasks()) {
     kwq::v1::Task task = in;
     if (task.id().empty()) {
@@ -278,11 +284,13 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     *ev.mutable_affinity_keys() = task.affinity_keys();
     response->add_task_ids(task.id());
     ids->push_back(task.id());
-    // Urgent: the caller waits for both.
+    // Urgent: the caller waits for both. A large Submit goes batched: its
+    // caller waits for all of it, and sending each record at once would cost
+    // the broker dozens of small requests per Submit.
     records.push_back({core_->TopicForPriority(task.priority()), task.id(),
-                       task.SerializeAsString(), /*urgent=*/true});
+                       task.SerializeAsString(), /*urgent=*/true, batched});
     records.push_back({core_->EventsTopic(), task.job_id(),
-                       ev.SerializeAsString(), /*urgent=*/true});
+                       ev.SerializeAsString(), /*urgent=*/true, batched});
   }
   log_->Produce(std::move(records), [this, reactor, ids, new_jobs](
                                         bool ok, const std::string& error) {

@@ -1,5 +1,6 @@
 #include "worker_sdk/worker.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,7 +40,10 @@ Worker::Worker(WorkerOptions options, Handler handler)
   stub_ = kwq::v1::Scheduler::NewStub(
       grpc::CreateCustomChannel(options_.scheduler_address, creds, args));
   for (int i = 0; i < options_.slots; ++i)
-    slots_.emplace_back([this] { SlotLoop(); });
+    slots_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "kwq-slot");
+      SlotLoop();
+    });
 }
 
 Worker::~Worker() {
@@ -317,14 +321,18 @@ void Worker::Finish(const std::shared_ptr<TaskContext>& tc,
     u->set_cancelled(tc->cancelled());
     ++failed_;
   }
+  bool draining;
   {
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(tc->token_.lease_id());
     unacked_[tc->token_.lease_id()] = update;
+    draining = stopping_;
   }
   Send(
       std::move(update));  // frees the slot at the scheduler (implicit credits)
-  cv_.notify_all();
+  // Only Stop() waits for running tasks: waking cv_ per task would wake the
+  // heartbeat thread per task too.
+  if (draining) cv_.notify_all();
 }
 
 void TaskContext::ReportProgress(double fraction) {

@@ -1,5 +1,7 @@
 #include "server/kafka/kafka_task_log.h"
 
+#include <pthread.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -223,7 +225,10 @@ void KafkaTaskLog::Start() {
   if (consume_thread_.joinable() || topics_.empty()) return;
   RdKafka::ErrorCode err = consumer_->subscribe(topics_);
   CHECK_EQ(err, RdKafka::ERR_NO_ERROR) << RdKafka::err2str(err);
-  consume_thread_ = std::thread([this] { ConsumeLoop(); });
+  consume_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kwq-consume");
+    ConsumeLoop();
+  });
 }
 
 void KafkaTaskLog::Stop(absl::Duration timeout) {
@@ -284,9 +289,10 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   batch->remaining = static_cast<int>(records.size());
   batch->done = std::move(done);
   for (LogRecord& r : records) {
-    RdKafka::Producer* producer = r.urgent || consumed_topics_.count(r.topic)
-                                      ? producer_.get()
-                                      : bulk_producer_.get();
+    RdKafka::Producer* producer =
+        !r.batched && (r.urgent || consumed_topics_.count(r.topic))
+            ? producer_.get()
+            : bulk_producer_.get();
     RdKafka::ErrorCode err;
     while (true) {
       // An empty value is produced as null: a tombstone (compacted topics).

@@ -1,5 +1,7 @@
 #include "server/util/event_loop.h"
 
+#include <pthread.h>
+
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 
@@ -7,7 +9,10 @@ namespace kwq {
 
 EventLoop::EventLoop(std::function<void()> on_tick, absl::Duration tick_period)
     : on_tick_(std::move(on_tick)), tick_period_(tick_period) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kwq-loop");
+    Run();
+  });
 }
 
 EventLoop::~EventLoop() { Stop(); }

@@ -21,9 +21,10 @@ struct IngestOptions {
   // the scheduler's --partitions).
   int partitions = 4;
   // A batch is applied when it has this many events or is this old, whichever
-  // first.
+  // first. The wait is also the longest the broker holds a fetch for the
+  // tracker, so a lone event is applied within about twice this.
   int max_batch_events = 10000;
-  absl::Duration max_batch_wait = absl::Milliseconds(20);
+  absl::Duration max_batch_wait = absl::Milliseconds(50);
 };
 
 // Reads every partition of the events topic from the offsets the store holds
