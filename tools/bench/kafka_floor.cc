@@ -1,17 +1,22 @@
 // kafka_floor: the Kafka work kwq does per task, without gRPC or scheduling:
 // the floor kwq's throughput is compared against. Per task it
 //   submit:   produces the task record (key: id) and a PENDING event (key:
-//   job), acks=all,
-//             idempotent; then
+//             job), acks=all, idempotent;
 //   dispatch: consumes the task record in a consumer group (manual offsets),
-//   produces
-//             ALLOCATED, RUNNING and COMPLETED events and a result record, and
-//             commits the offset once they are acknowledged (every 100 ms, like
-//             kwq).
+//             produces ALLOCATED, RUNNING and COMPLETED events and a result
+//             record, and commits (every 100 ms, like kwq) the offsets whose
+//             four records are acknowledged, without waiting for them in the
+//             loop (kwq does not stop dispatching while its events are in
+//             flight either);
+//   track:    reads every event back, as kwq's tracker does (all partitions
+//             of the events topic, 64 KiB / 50 ms fetches); the run ends when
+//             all were read (kwq's run ends when its tracker has counted every
+//             task done). --read_events=false leaves this out.
 // Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness
 // verdict (every task record consumed exactly once, every produce
-// acknowledged).
+// acknowledged, every event read).
 #include <atomic>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -32,14 +37,20 @@ DEFINE_string(bootstrap_servers, "", "Kafka (required)");
 DEFINE_int64(tasks, 200000, "tasks");
 DEFINE_int32(payload_bytes, 128, "bytes of each task record's payload");
 DEFINE_int32(partitions, 4, "partitions of the task and event topics");
+DEFINE_bool(read_events, true,
+            "read every event back, as kwq's tracker does (the run ends when "
+            "all were read)");
 
 namespace {
 
+// Counts deliveries. A record produced with an opaque pointing into
+// `remaining` also counts down its consumed task's outstanding produces.
 class Counter : public RdKafka::DeliveryReportCb {
  public:
   void dr_cb(RdKafka::Message& m) override {
     if (m.err() == RdKafka::ERR_NO_ERROR) {
       ++ok;
+      if (m.msg_opaque() != nullptr) --*static_cast<int*>(m.msg_opaque());
     } else {
       ++failed;
     }
@@ -59,11 +70,12 @@ std::unique_ptr<RdKafka::Producer> MakeProducer(const kwq::KafkaCluster& c,
 }
 
 void Produce(RdKafka::Producer* p, const std::string& topic,
-             const std::string& key, const std::string& value) {
+             const std::string& key, const std::string& value,
+             int* remaining = nullptr) {
   while (p->produce(topic, RdKafka::Topic::PARTITION_UA,
                     RdKafka::Producer::RK_MSG_COPY,
                     const_cast<char*>(value.data()), value.size(), key.data(),
-                    key.size(), 0, nullptr) == RdKafka::ERR__QUEUE_FULL) {
+                    key.size(), 0, remaining) == RdKafka::ERR__QUEUE_FULL) {
     p->poll(5);
   }
   p->poll(0);
@@ -108,6 +120,53 @@ int main(int argc, char** argv) {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf->get(), err));
   consumer->subscribe({tasks});
+  // The clock starts once each client is warm: the group join, the first
+  // fetches of new topics and an idempotent producer's id (each about a
+  // second here; the dispatcher's producer sent nothing for 0.9 s) are not the
+  // throughput. kwqctl simulate runs a warm-up task before its clock the same
+  // way. Each producer sends a warm-up record to each topic it writes (the
+  // tracker's reads count the two warm-up events too); the consumer's is the
+  // first task record.
+  {
+    Produce(submitter.get(), events, "warm-up", "warm-up");
+    Produce(dispatcher.get(), events, "warm-up", "warm-up");
+    Produce(dispatcher.get(), results, "warm-up", "warm-up");
+    Produce(submitter.get(), tasks, "warm-up", "warm-up");
+    submitter->flush(30000);
+    dispatcher->flush(30000);
+    submit_dr.ok = 0;
+    dispatch_dr.ok = 0;
+    const absl::Time until = absl::Now() + absl::Seconds(30);
+    bool through = false;
+    while (!through && absl::Now() < until) {
+      std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
+      through = m->err() == RdKafka::ERR_NO_ERROR;
+    }
+    if (!through) {
+      std::cerr << "kafka_floor: the warm-up record was not consumed in 30 s\n";
+      return 1;
+    }
+  }
+
+  // The tracker's reads: every partition of the events topic, assigned.
+  const int64_t expected_events = FLAGS_tasks * 4 + 2;  // + the warm-ups
+  std::atomic<int64_t> events_read{0};
+  std::unique_ptr<RdKafka::KafkaConsumer> tracker;
+  if (FLAGS_read_events) {
+    auto tconf = kwq::MakeKafkaConf(
+        kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".tracker"),
+                         {{"queued.max.messages.kbytes", "65536"},
+                          {"fetch.min.bytes", "65536"},
+                          {"fetch.wait.max.ms", "50"}}));
+    tracker.reset(RdKafka::KafkaConsumer::create(tconf->get(), err));
+    std::vector<RdKafka::TopicPartition*> parts;
+    for (int p = 0; p < FLAGS_partitions; ++p) {
+      parts.push_back(RdKafka::TopicPartition::create(
+          events, p, RdKafka::Topic::OFFSET_BEGINNING));
+    }
+    tracker->assign(parts);
+    RdKafka::TopicPartition::destroy(parts);
+  }
 
   const std::string payload(static_cast<size_t>(FLAGS_payload_bytes), 'x');
   const std::string event(96, 'e');  // about the size of a kwq TaskEvent
@@ -120,48 +179,90 @@ int main(int argc, char** argv) {
     }
     submitter->flush(120000);
   });
+  std::thread track;
+  if (tracker) {
+    track = std::thread([&] {
+      const absl::Time until = start + absl::Minutes(10);
+      while (events_read < expected_events && absl::Now() < until) {
+        std::unique_ptr<RdKafka::Message> m(tracker->consume(100));
+        if (m->err() == RdKafka::ERR_NO_ERROR) ++events_read;
+      }
+    });
+  }
   std::set<std::pair<int32_t, int64_t>> seen;
   int64_t duplicates = 0;
-  std::map<int32_t, int64_t> next;
+  // Per consumed record, its produces not yet acknowledged (counted down by
+  // the delivery reports; a deque keeps the counters where they are), and
+  // per partition the records in offset order: the acknowledged prefix is
+  // committed.
+  std::deque<int> remaining;
+  std::map<int32_t, std::deque<std::pair<int64_t, int*>>> in_flight;
+  auto commit = [&] {
+    std::vector<RdKafka::TopicPartition*> offs;
+    for (auto& [p, q] : in_flight) {
+      int64_t next = -1;
+      while (!q.empty() && *q.front().second == 0) {
+        next = q.front().first + 1;
+        q.pop_front();
+      }
+      if (next >= 0) {
+        offs.push_back(RdKafka::TopicPartition::create(tasks, p, next));
+      }
+    }
+    if (!offs.empty()) consumer->commitAsync(offs);
+    RdKafka::TopicPartition::destroy(offs);
+  };
+  auto all_acknowledged = [&] {
+    for (auto& [p, q] : in_flight) {
+      if (!q.empty()) return false;
+    }
+    return true;
+  };
   absl::Time next_commit = absl::Now() + absl::Milliseconds(100);
   const absl::Time deadline = start + absl::Minutes(10);
-  while (static_cast<int64_t>(seen.size()) < FLAGS_tasks &&
+  while ((static_cast<int64_t>(seen.size()) < FLAGS_tasks ||
+          !all_acknowledged()) &&
          absl::Now() < deadline) {
-    std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(
+        static_cast<int64_t>(seen.size()) < FLAGS_tasks ? 50 : 0));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
       if (!seen.insert({m->partition(), m->offset()}).second) ++duplicates;
       const std::string key = m->key() ? *m->key() : "";
-      Produce(dispatcher.get(), events, "job", event);  // ALLOCATED
-      Produce(dispatcher.get(), events, "job", event);  // RUNNING
-      Produce(dispatcher.get(), events, "job", event);  // COMPLETED
-      Produce(dispatcher.get(), results, "job", key);   // the result
-      next[m->partition()] = m->offset() + 1;
+      remaining.push_back(4);
+      int* left = &remaining.back();
+      in_flight[m->partition()].push_back({m->offset(), left});
+      Produce(dispatcher.get(), events, "job", event, left);  // ALLOCATED
+      Produce(dispatcher.get(), events, "job", event, left);  // RUNNING
+      Produce(dispatcher.get(), events, "job", event, left);  // COMPLETED
+      Produce(dispatcher.get(), results, "job", key, left);   // the result
+    } else {
+      dispatcher->poll(static_cast<int64_t>(seen.size()) < FLAGS_tasks ? 0
+                                                                       : 10);
     }
     if (absl::Now() >= next_commit) {
-      dispatcher->flush(10000);  // decided only once durable, as in kwq
-      std::vector<RdKafka::TopicPartition*> offs;
-      for (auto& [p, o] : next)
-        offs.push_back(RdKafka::TopicPartition::create(tasks, p, o));
-      if (!offs.empty()) consumer->commitAsync(offs);
-      RdKafka::TopicPartition::destroy(offs);
+      commit();  // what is durable, as in kwq; the loop does not wait for it
       next_commit = absl::Now() + absl::Milliseconds(100);
     }
   }
+  commit();
   dispatcher->flush(120000);
   submit.join();
+  if (track.joinable()) track.join();
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   consumer->close();
   const int64_t expected_acks = FLAGS_tasks * 2;
   const bool correct =
       static_cast<int64_t>(seen.size()) == FLAGS_tasks && duplicates == 0 &&
       submit_dr.ok == expected_acks && submit_dr.failed == 0 &&
-      dispatch_dr.ok == FLAGS_tasks * 4 && dispatch_dr.failed == 0;
+      dispatch_dr.ok == FLAGS_tasks * 4 && dispatch_dr.failed == 0 &&
+      (!tracker || events_read == expected_events);
   std::cout << absl::StrFormat(
                    "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
-                   "\"consumed\":%d,"
+                   "\"consumed\":%d,\"events_read\":%d,"
                    "\"duplicates\":%d,\"produce_failures\":%d,\"correct\":%s}",
                    FLAGS_tasks, secs, static_cast<double>(FLAGS_tasks) / secs,
-                   static_cast<int64_t>(seen.size()), duplicates,
+                   static_cast<int64_t>(seen.size()), events_read.load(),
+                   duplicates,
                    static_cast<int64_t>(submit_dr.failed + dispatch_dr.failed),
                    correct ? "true" : "false")
             << std::endl;
@@ -169,6 +270,8 @@ int main(int argc, char** argv) {
   // clients go first: a consumer handle destroyed after its topics were
   // deleted hung in rd_kafka_destroy (librdkafka 2.0.2, seen here).
   consumer.reset();
+  if (tracker) tracker->close();
+  tracker.reset();
   submitter.reset();
   dispatcher.reset();
   if (auto d =
