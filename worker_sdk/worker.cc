@@ -57,33 +57,146 @@ Worker::~Worker() {
   for (auto& t : slots_) t.join();
 }
 
-bool Worker::Write(const WorkerMessage& msg) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  return stream_ != nullptr && stream_->Write(msg);
-}
+// One connection to the scheduler: a gRPC callback reactor. Reads are handled
+// on gRPC's threads as they arrive (no reader thread to wake); writes are
+// queued and sent one at a time, what queued behind a write going out as one
+// batch, so no caller ever waits for the network. Owned by a shared_ptr held
+// by RunOneStream and by itself until OnDone.
+class Worker::Stream
+    : public grpc::ClientBidiReactor<WorkerMessage, SchedulerMessage> {
+ public:
+  // `hello` is the first write: whatever is queued before Start() waits
+  // behind it.
+  Stream(Worker* worker, WorkerMessage hello) : worker_(worker) {
+    writing_ = std::move(hello);
+    write_in_flight_ = true;
+  }
+
+  // Opens the stream.
+  void Start(kwq::v1::Scheduler::Stub* stub, std::shared_ptr<Stream> self) {
+    self_ = std::move(self);
+    if (!worker_->options_.auth_token.empty()) {
+      ctx_.AddMetadata("authorization",
+                       "Bearer " + worker_->options_.auth_token);
+    }
+    stub->async()->Connect(&ctx_, this);
+    // Writes are started from outside reactions (slot threads): the hold
+    // keeps OnDone back until no write can start any more (RemoveHold once
+    // the stream is closed and no write is in flight).
+    AddHold();
+    StartWrite(&writing_);
+    StartRead(&in_);
+    StartCall();
+    std::lock_guard<std::mutex> lock(mu_);
+    started_ = true;
+    if (cancelled_) ctx_.TryCancel();
+  }
+
+  // Queues `msg`; false when the stream is closing (the message is dropped).
+  bool Enqueue(WorkerMessage msg) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return false;
+      if (write_in_flight_) {
+        out_.push_back(std::move(msg));
+        return true;
+      }
+      write_in_flight_ = true;
+      writing_ = std::move(msg);
+    }
+    StartWrite(&writing_);
+    return true;
+  }
+
+  void Cancel() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (started_) ctx_.TryCancel();  // else Start() does
+  }
+  bool welcomed() const { return welcomed_; }
+  // Blocks until the stream ended; its final status.
+  grpc::Status Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return done_; });
+    return status_;
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool more = false, release = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!ok) closed_ = true;  // the call is over; reads end too
+      if (closed_ || out_.empty()) {
+        write_in_flight_ = false;
+        out_.clear();
+        release = closed_ && !released_;
+        released_ = released_ || release;
+      } else if (out_.size() == 1) {
+        writing_ = std::move(out_.front());
+        out_.clear();
+        more = true;
+      } else {
+        writing_.Clear();
+        auto* batch = writing_.mutable_batch()->mutable_messages();
+        batch->Reserve(static_cast<int>(out_.size()));
+        for (auto& m : out_) *batch->Add() = std::move(m);
+        out_.clear();
+        more = true;
+      }
+    }
+    if (more) StartWrite(&writing_);
+    if (release) RemoveHold();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      bool release = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        closed_ = true;
+        out_.clear();
+        release = !write_in_flight_ && !released_;
+        released_ = released_ || release;
+      }
+      if (release) RemoveHold();
+      return;
+    }
+    if (in_.msg_case() == SchedulerMessage::kWelcome) welcomed_ = true;
+    worker_->OnSchedulerMessage(&in_);
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<Stream> keep = std::move(self_);
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+    done_ = true;
+    done_cv_.notify_all();
+  }
+
+ private:
+  Worker* const worker_;
+  grpc::ClientContext ctx_;
+  SchedulerMessage in_;
+  std::shared_ptr<Stream> self_;  // until OnDone
+  std::atomic<bool> welcomed_{false};
+
+  std::mutex mu_;
+  WorkerMessage writing_;           // owned by the write in flight
+  std::vector<WorkerMessage> out_;  // queued behind it (guarded by mu_)
+  bool write_in_flight_ = false;    // guarded by mu_
+  bool closed_ = false;             // guarded by mu_
+  bool released_ = false;           // the hold was removed (guarded by mu_)
+  bool started_ = false;            // guarded by mu_
+  bool cancelled_ = false;          // guarded by mu_
+  bool done_ = false;               // guarded by mu_
+  grpc::Status status_;             // guarded by mu_
+  std::condition_variable done_cv_;
+};
 
 void Worker::Send(WorkerMessage msg) {
-  std::unique_lock<std::mutex> lock(out_mu_);
-  out_.push_back(std::move(msg));
-  if (writer_busy_) return;  // the busy writer takes it with the rest
-  writer_busy_ = true;
-  std::vector<WorkerMessage> take;
-  while (!out_.empty()) {
-    take.clear();
-    take.swap(out_);
-    lock.unlock();
-    if (take.size() == 1) {
-      Write(take.front());
-    } else {
-      WorkerMessage packed;
-      auto* batch = packed.mutable_batch()->mutable_messages();
-      batch->Reserve(static_cast<int>(take.size()));
-      for (auto& m : take) *batch->Add() = std::move(m);
-      Write(packed);
-    }
-    lock.lock();
-  }
-  writer_busy_ = false;
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_ != nullptr) stream_->Enqueue(std::move(msg));
 }
 
 void Worker::Run() {
@@ -109,16 +222,11 @@ void Worker::Run() {
 }
 
 bool Worker::RunOneStream() {
-  grpc::ClientContext ctx;
-  if (!options_.auth_token.empty()) {
-    ctx.AddMetadata("authorization", "Bearer " + options_.auth_token);
-  }
-  auto stream = stub_->Connect(&ctx);
   WorkerMessage hello;
   auto* h = hello.mutable_hello();
   h->set_worker_id(options_.worker_id);
   h->set_slots(options_.slots);
-  h->set_sdk("kwq-cpp-sdk/0.2");
+  h->set_sdk("kwq-cpp-sdk/0.3");
   h->set_implicit_credits(true);  // a completion frees its slot
   h->set_batches(true);
   for (auto& l : options_.labels) h->add_labels(l);
@@ -130,67 +238,31 @@ bool Worker::RunOneStream() {
     // the completion resent after the welcome.
     for (auto& [id, m] : unacked_) *h->add_in_flight() = m.update().token();
   }
-  bool welcomed = false;
-  std::thread heartbeat;
-  bool hello_written;
+  auto stream = std::make_shared<Stream>(this, std::move(hello));
   {
-    // The hello goes first: no other message can reach the stream before it.
-    std::lock_guard<std::mutex> lock(write_mu_);
-    ctx_ = &ctx;
-    stream_ = stream.get();
-    hello_written = stream_->Write(hello);
+    std::lock_guard<std::mutex> lock(stream_mu_);
+    stream_ = stream;
   }
-  if (hello_written) {
-    SchedulerMessage msg;
-    while (stream->Read(&msg)) {
-      switch (msg.msg_case()) {
-        case SchedulerMessage::kWelcome: {
-          welcomed = true;
-          ++connects_;
-          absl::Duration period =
-              absl::Seconds(msg.welcome().heartbeat_period().seconds()) +
-              absl::Nanoseconds(msg.welcome().heartbeat_period().nanos());
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            stream_up_ = true;
-            heartbeat_period_ = period;
-            for (const auto& t : msg.welcome().rejected()) {
-              auto it = running_.find(t.lease_id());
-              if (it != running_.end()) it->second->cancelled_ = true;
-            }
-          }
-          // Resend completions that were never acknowledged (adopted leases
-          // accept them).
-          std::vector<WorkerMessage> resend;
-          {
-            std::lock_guard<std::mutex> lock(mu_);
-            for (auto& [id, m] : unacked_) resend.push_back(m);
-          }
-          for (auto& m : resend) Send(std::move(m));
-          heartbeat = std::thread([this, period] { HeartbeatLoop(period); });
-          break;
-        }
-        case SchedulerMessage::kBatch:
-          for (const auto& m : msg.batch().messages()) HandleMessage(m);
-          break;
-        default:
-          HandleMessage(msg);
-          break;
-      }
-    }
+  stream->Start(stub_.get(), stream);
+  {
+    // Stopped before this stream was published, with nothing left to report.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && running_.empty() && unacked_.empty()) stream->Cancel();
   }
+  grpc::Status status = stream->Wait();
+  {
+    std::lock_guard<std::mutex> lock(stream_mu_);
+    stream_ = nullptr;
+  }
+  std::thread heartbeat;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stream_up_ = false;
+    heartbeat.swap(heartbeat_);
   }
   cv_.notify_all();
   if (heartbeat.joinable()) heartbeat.join();
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    ctx_ = nullptr;
-    stream_ = nullptr;
-  }
-  grpc::Status status = stream->Finish();
+  const bool welcomed = stream->welcomed();
   bool stopping;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -210,13 +282,52 @@ bool Worker::RunOneStream() {
   return welcomed;
 }
 
-void Worker::HandleMessage(const SchedulerMessage& msg) {
+void Worker::OnSchedulerMessage(SchedulerMessage* msg) {
+  switch (msg->msg_case()) {
+    case SchedulerMessage::kWelcome: {
+      const auto& welcome = msg->welcome();
+      const absl::Duration period =
+          absl::Seconds(welcome.heartbeat_period().seconds()) +
+          absl::Nanoseconds(welcome.heartbeat_period().nanos());
+      std::vector<WorkerMessage> resend;
+      ++connects_;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stream_up_ = true;
+        heartbeat_period_ = period;
+        for (const auto& t : welcome.rejected()) {
+          auto it = running_.find(t.lease_id());
+          if (it != running_.end()) it->second->cancelled_ = true;
+        }
+        // Completions never acknowledged go again (adopted leases accept
+        // them).
+        for (auto& [id, m] : unacked_) resend.push_back(m);
+        if (!heartbeat_.joinable()) {
+          heartbeat_ = std::thread([this, period] { HeartbeatLoop(period); });
+        }
+      }
+      for (auto& m : resend) Send(std::move(m));
+      break;
+    }
+    case SchedulerMessage::kBatch:
+      for (auto& m : *msg->mutable_batch()->mutable_messages()) {
+        HandleMessage(&m);
+      }
+      break;
+    default:
+      HandleMessage(msg);
+      break;
+  }
+}
+
+void Worker::HandleMessage(SchedulerMessage* in) {
+  const SchedulerMessage& msg = *in;
   switch (msg.msg_case()) {
     case SchedulerMessage::kAssignment: {
       auto tc = std::make_shared<TaskContext>();
       tc->worker_ = this;
-      tc->task_ = msg.assignment().task();
-      tc->token_ = msg.assignment().token();
+      tc->task_.Swap(in->mutable_assignment()->mutable_task());
+      tc->token_.Swap(in->mutable_assignment()->mutable_token());
       {
         std::lock_guard<std::mutex> lock(mu_);
         running_[tc->token_.lease_id()] = tc;
@@ -394,9 +505,8 @@ void Worker::Stop(absl::Duration grace) {
     for (auto& [id, tc] : running_) tc->cancelled_ = true;
   }
   cv_.notify_all();
-  std::lock_guard<std::mutex> lock(write_mu_);
-  if (stream_ != nullptr) stream_->WritesDone();
-  if (ctx_ != nullptr) ctx_->TryCancel();
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_ != nullptr) stream_->Cancel();
 }
 
 }  // namespace kwq::worker

@@ -104,20 +104,19 @@ class Worker {
   const std::string& worker_id() const { return options_.worker_id; }
 
  private:
+  class Stream;
   bool RunOneStream();
   void SlotLoop();
   void HeartbeatLoop(absl::Duration period);
-  // Writes one message on the current stream now (false: no stream, or it
-  // broke).
-  bool Write(const kwq::v1::WorkerMessage& msg);
-  // Queues `msg` for the stream. The first caller that finds no writer busy
-  // writes everything queued, packed into one batch when more than one
-  // message waits: callers rarely wait on the stream, and under load many
-  // updates share one write. Dropped when no stream is up (completions stay
-  // in unacked_ and are resent after the next welcome).
+  // Queues `msg` on the current stream, sent without waiting for the network:
+  // one write at a time, what queued behind it packed into one batch (under
+  // load many updates share one write). Dropped when no stream is up
+  // (completions stay in unacked_ and are resent after the next welcome).
   void Send(kwq::v1::WorkerMessage msg);
-  // Handles one scheduler message (not a batch) on the stream's reader.
-  void HandleMessage(const kwq::v1::SchedulerMessage& msg);
+  // A message from the scheduler, on the stream's gRPC thread (a batch is
+  // taken apart; assignments are moved out of it).
+  void OnSchedulerMessage(kwq::v1::SchedulerMessage* msg);
+  void HandleMessage(kwq::v1::SchedulerMessage* msg);
   void Finish(const std::shared_ptr<TaskContext>& ctx, const Outcome& outcome);
   friend class TaskContext;
   void SendProgress(const TaskContext& ctx, double fraction);
@@ -143,14 +142,10 @@ class Worker {
   bool stream_up_ = false;
   absl::Duration heartbeat_period_ = absl::Seconds(2);
 
-  std::mutex write_mu_;
-  grpc::ClientContext* ctx_ = nullptr;  // guarded by write_mu_
-  grpc::ClientReaderWriter<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
-      stream_ = nullptr;  // guarded by write_mu_
+  std::thread heartbeat_;  // of the current stream (guarded by mu_)
 
-  std::mutex out_mu_;
-  std::vector<kwq::v1::WorkerMessage> out_;  // guarded by out_mu_
-  bool writer_busy_ = false;                 // guarded by out_mu_
+  std::mutex stream_mu_;
+  std::shared_ptr<Stream> stream_;  // the current one (guarded by stream_mu_)
 
   std::vector<std::thread> slots_;
   std::atomic<int64_t> completed_{0}, failed_{0}, connects_{0}, stale_acks_{0};
