@@ -36,6 +36,9 @@ Usage: kwqctl <noun> <verb> [args] [flags]
                                [--jitter-ms 0] [--error-rate 0] [--priorities 10]
                                [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
                                [--partitions 4] (per topic of the grid it starts)
+                               [--rate R] (one task per Submit at R/s: latency)
+                               [--cpu-of-pid PID] (also report PID's CPU seconds
+                               in the measured window, e.g. the Kafka broker's)
                                (without --scheduler it starts the dev grid itself)
 
 Global flags:

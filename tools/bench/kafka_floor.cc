@@ -32,11 +32,15 @@
 #include "glog/logging.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
+#include "tools/ctl/process_cpu.h"
 
 DEFINE_string(bootstrap_servers, "", "Kafka (required)");
 DEFINE_int64(tasks, 200000, "tasks");
 DEFINE_int32(payload_bytes, 128, "bytes of each task record's payload");
 DEFINE_int32(partitions, 4, "partitions of the task and event topics");
+DEFINE_int32(cpu_of_pid, 0,
+             "also report this process's CPU seconds in the measured window "
+             "(e.g. the Kafka broker's)");
 DEFINE_bool(read_events, true,
             "read every event back, as kwq's tracker does (the run ends when "
             "all were read)");
@@ -171,6 +175,9 @@ int main(int argc, char** argv) {
   const std::string payload(static_cast<size_t>(FLAGS_payload_bytes), 'x');
   const std::string event(96, 'e');  // about the size of a kwq TaskEvent
   const absl::Time start = absl::Now();
+  const double cpu_start = kwq::ctl::OwnCpuSeconds();
+  const double other_cpu_start =
+      FLAGS_cpu_of_pid > 0 ? kwq::ctl::CpuSecondsOf(FLAGS_cpu_of_pid) : -1;
   std::thread submit([&] {
     for (int64_t i = 0; i < FLAGS_tasks; ++i) {
       const std::string id = absl::StrCat("t", i);
@@ -249,6 +256,11 @@ int main(int argc, char** argv) {
   submit.join();
   if (track.joinable()) track.join();
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  const double cpu_window = kwq::ctl::OwnCpuSeconds() - cpu_start;
+  const double other_cpu_window =
+      other_cpu_start >= 0
+          ? kwq::ctl::CpuSecondsOf(FLAGS_cpu_of_pid) - other_cpu_start
+          : -1;
   consumer->close();
   const int64_t expected_acks = FLAGS_tasks * 2;
   const bool correct =
@@ -259,12 +271,17 @@ int main(int argc, char** argv) {
   std::cout << absl::StrFormat(
                    "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
                    "\"consumed\":%d,\"events_read\":%d,"
-                   "\"duplicates\":%d,\"produce_failures\":%d,\"correct\":%s}",
+                   "\"duplicates\":%d,\"produce_failures\":%d,\"correct\":%s,"
+                   "\"cpu_seconds\":%.3f%s}",
                    FLAGS_tasks, secs, static_cast<double>(FLAGS_tasks) / secs,
                    static_cast<int64_t>(seen.size()), events_read.load(),
                    duplicates,
                    static_cast<int64_t>(submit_dr.failed + dispatch_dr.failed),
-                   correct ? "true" : "false")
+                   correct ? "true" : "false", cpu_window,
+                   other_cpu_window >= 0
+                       ? absl::StrFormat(",\"cpu_seconds_of_pid\":%.3f",
+                                         other_cpu_window)
+                       : "")
             << std::endl;
   // Its topics go, so that runs do not pile up topics on the broker. The
   // clients go first: a consumer handle destroyed after its topics were

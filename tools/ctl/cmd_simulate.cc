@@ -18,6 +18,7 @@
 #include "server/util/time_util.h"
 #include "tools/ctl/commands.h"
 #include "tools/ctl/monitor.h"
+#include "tools/ctl/process_cpu.h"
 #include "tools/devgrid/grid.h"
 #include "worker_sdk/worker.h"
 
@@ -39,6 +40,7 @@ struct SimFlags {
   long long partitions = 4;  // per topic of the dev grid it starts
   double rate =
       0;  // tasks/s offered, one per Submit; 0: batches as fast as possible
+  long long cpu_of_pid = 0;  // also report this process's CPU in the window
 };
 
 bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
@@ -53,6 +55,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
       !a.GetInt("batch", f->batch, &f->batch, e) ||
       !a.GetInt("job_timeout_s", f->timeout_s, &f->timeout_s, e) ||
       !a.GetInt("partitions", f->partitions, &f->partitions, e) ||
+      !a.GetInt("cpu_of_pid", f->cpu_of_pid, &f->cpu_of_pid, e) ||
       !a.GetDouble("rate", f->rate, &f->rate, e)) {
     return false;
   }
@@ -75,6 +78,8 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
     *e = "--batch must be 1-10000";
   } else if (f->rate < 0) {
     *e = "--rate must not be negative (0: as fast as possible)";
+  } else if (f->cpu_of_pid < 0) {
+    *e = "--cpu-of-pid must be a process id";
   } else if (f->timeout_s < 1) {
     *e = "--job-timeout-s must be at least 1";
   } else {
@@ -111,7 +116,8 @@ int RunSimulate(const Context& c) {
   if (!c.args.CheckAllowed(
           {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
            "error_rate", "priorities", "affinity_keys", "batch",
-           "job_timeout_s", "bootstrap_servers", "rate", "partitions"},
+           "job_timeout_s", "bootstrap_servers", "rate", "partitions",
+           "cpu_of_pid"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -249,6 +255,12 @@ int RunSimulate(const Context& c) {
     }
   }
   const absl::Time start = absl::Now();
+  // CPU in the measured window (set-up and tear-down left out): this process
+  // (scheduler, tracker and workers when it runs the grid) and, with
+  // --cpu-of-pid, another one such as the Kafka broker.
+  const double cpu_start = OwnCpuSeconds();
+  const double other_cpu_start =
+      f.cpu_of_pid > 0 ? CpuSecondsOf(static_cast<pid_t>(f.cpu_of_pid)) : -1;
   std::atomic<bool> submit_failed{false};
   std::string submit_error;
   std::thread submitter([&] {
@@ -327,6 +339,11 @@ int RunSimulate(const Context& c) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  const double cpu_window = OwnCpuSeconds() - cpu_start;
+  const double other_cpu_window =
+      other_cpu_start >= 0
+          ? CpuSecondsOf(static_cast<pid_t>(f.cpu_of_pid)) - other_cpu_start
+          : -1;
   submitter.join();
   monitor.Done();
   for (auto& w : workers) w->Stop(absl::Seconds(2));
@@ -396,6 +413,10 @@ int RunSimulate(const Context& c) {
       absl::StrAppend(&json, ",\"affinity_hit_rate\":", hit_rate);
     if (inversions >= 0)
       absl::StrAppend(&json, ",\"priority_inversions\":", inversions);
+    absl::StrAppend(&json, ",\"cpu_seconds\":", cpu_window);
+    if (other_cpu_window >= 0) {
+      absl::StrAppend(&json, ",\"cpu_seconds_of_pid\":", other_cpu_window);
+    }
     std::cout << json << "}\n";
   }
   if (!finished) {
