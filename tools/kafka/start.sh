@@ -58,6 +58,8 @@ log.segment.bytes=67108864
 file.delete.delay.ms=0
 log.retention.hours=24
 PROPS
+# Extra broker properties, one per line (e.g. to try a setting in a benchmark).
+[ -z "${KWQ_KAFKA_EXTRA_PROPS:-}" ] || printf '%s\n' "$KWQ_KAFKA_EXTRA_PROPS" >> "$STATE/server.properties"
 cat > "$STATE/log4j2.properties" <<'PROPS'
 status = warn
 appender.file.type = File
