@@ -83,6 +83,8 @@ TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
   EXPECT_GT(Num(j, "tasks_per_second"), 0);
   EXPECT_GE(Num(j, "submit_to_start_p99_ms"), Num(j, "submit_to_start_p50_ms"));
   EXPECT_FALSE(j.fields().count("affinity_hit_rate"));
+  EXPECT_GT(Num(j, "cpu_seconds"), 0);  // of the measured window
+  EXPECT_FALSE(j.fields().count("cpu_seconds_of_pid"));  // no --cpu-of-pid
   // Piped: the monitor (on stderr here) writes one line per update, no escape
   // codes.
   EXPECT_TRUE(absl::StrContains(r.err, "100.0% completed 3000")) << r.err;

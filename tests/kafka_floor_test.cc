@@ -1,0 +1,52 @@
+// tools/bench's Kafka floor on the real broker: its correctness check holds
+// (every record consumed once, every produce acknowledged, every event read
+// back) and it reports the CPU of its measured window. The figures themselves
+// are the benchmark's business, not asserted here.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/child_process.h"
+
+namespace kwq {
+namespace {
+
+TEST(KafkaFloorTest, ChecksItsOwnWorkAndReportsWindowCpu) {
+  const char* bootstrap = std::getenv("KWQ_KAFKA_BOOTSTRAP");
+  if (bootstrap == nullptr || *bootstrap == '\0') {
+    const char* required = std::getenv("KWQ_REQUIRE_REAL_BROKER");
+    ASSERT_FALSE(required != nullptr && std::string(required) == "1")
+        << "KWQ_REQUIRE_REAL_BROKER=1 but KWQ_KAFKA_BOOTSTRAP is not set";
+    GTEST_SKIP() << "the floor needs a real broker (tools/test.sh starts one)";
+  }
+  // Its own pid stands in for the broker's: any live process will do.
+  auto r = testing::RunCommand(
+      "tools/bench/kafka_floor",
+      {absl::StrCat("--bootstrap_servers=", bootstrap), "--tasks=2000",
+       absl::StrCat("--cpu_of_pid=", getpid())});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty()) << r.err;
+  google::protobuf::Struct j;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(lines.back(), &j).ok())
+      << lines.back();
+  const auto& f = j.fields();
+  EXPECT_TRUE(f.at("correct").bool_value()) << lines.back();
+  EXPECT_EQ(f.at("consumed").number_value(), 2000);
+  EXPECT_EQ(f.at("events_read").number_value(), 2000 * 4 + 2);  // + warm-ups
+  EXPECT_EQ(f.at("duplicates").number_value(), 0);
+  EXPECT_GT(f.at("cpu_seconds").number_value(), 0);
+  EXPECT_GE(f.at("cpu_seconds_of_pid").number_value(), 0);
+}
+
+}  // namespace
+}  // namespace kwq
