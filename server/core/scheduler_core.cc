@@ -568,8 +568,13 @@ void SchedulerCore::Dispatch() {
       }
     }
     // Pass 1, soft affinity: tasks (of this priority, within a window from the
-    // head) go to a free worker holding one of their keys.
-    size_t scanned = 0;
+    // head) go to a free worker holding one of their keys. Skipped when no free
+    // worker holds any key: it would look at up to kAffinityScan tasks for
+    // nothing, on every dispatch.
+    const bool keyed_worker_ready =
+        std::any_of(ready.begin(), ready.end(),
+                    [&](ConnId c) { return !workers_[c].affinity.empty(); });
+    size_t scanned = keyed_worker_ready ? 0 : kAffinityScan;
     for (size_t i = 0;
          i < queue.size() && !ready.empty() && scanned < kAffinityScan;
          ++scanned) {
