@@ -46,6 +46,34 @@ TEST(KafkaFloorTest, ChecksItsOwnWorkAndReportsWindowCpu) {
   EXPECT_EQ(f.at("duplicates").number_value(), 0);
   EXPECT_GT(f.at("cpu_seconds").number_value(), 0);
   EXPECT_GE(f.at("cpu_seconds_of_pid").number_value(), 0);
+  EXPECT_FALSE(f.count("submit_to_consume_p50_ms"));  // only with --rate
+}
+
+TEST(KafkaFloorTest, AtAFixedRateItReportsProduceToConsumeLatency) {
+  const char* bootstrap = std::getenv("KWQ_KAFKA_BOOTSTRAP");
+  if (bootstrap == nullptr || *bootstrap == '\0') {
+    const char* required = std::getenv("KWQ_REQUIRE_REAL_BROKER");
+    ASSERT_FALSE(required != nullptr && std::string(required) == "1")
+        << "KWQ_REQUIRE_REAL_BROKER=1 but KWQ_KAFKA_BOOTSTRAP is not set";
+    GTEST_SKIP() << "the floor needs a real broker (tools/test.sh starts one)";
+  }
+  // 60 tasks at 40/s: the first second (a warm-up) is left out, 20 remain.
+  auto r = testing::RunCommand("tools/bench/kafka_floor",
+                               {absl::StrCat("--bootstrap_servers=", bootstrap),
+                                "--tasks=60", "--rate=40"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty()) << r.err;
+  google::protobuf::Struct j;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(lines.back(), &j).ok())
+      << lines.back();
+  const auto& f = j.fields();
+  EXPECT_TRUE(f.at("correct").bool_value()) << lines.back();
+  const double p50 = f.at("submit_to_consume_p50_ms").number_value();
+  EXPECT_GT(p50, 0);
+  EXPECT_GE(f.at("submit_to_consume_p99_ms").number_value(), p50);
 }
 
 }  // namespace

@@ -125,15 +125,22 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0):
     return res
 
 
-def run_floor(boot, broker_pid, tasks):
+def run_floor(boot, broker_pid, tasks, rate=0.0):
     wait_broker_quiet(broker_pid)
-    out, _, rss, rc, err = timed([FLOOR, "--bootstrap_servers=" + boot,
-                                    "--tasks=%d" % tasks, "--cpu_of_pid=%d" % broker_pid])
+    cmd = [FLOOR, "--bootstrap_servers=" + boot, "--tasks=%d" % tasks,
+           "--cpu_of_pid=%d" % broker_pid]
+    if rate:
+        cmd.append("--rate=%g" % rate)
+    out, _, rss, rc, err = timed(cmd)
     j = last_json(out)
-    res = {"name": "kafka floor", "tasks": tasks}
+    res = {"name": "kafka floor" + (" @%g/s" % rate if rate else ""), "tasks": tasks}
     if j is None or not j.get("correct"):
         res["error"] = "floor failed its check: %s %s" % (j, err[-300:])
         return res
+    if rate:
+        # The Kafka part of kwq's idle submit-to-start: produce to consume.
+        res.update(p50=j["submit_to_consume_p50_ms"], p99=j["submit_to_consume_p99_ms"],
+                   p999=j["submit_to_consume_p999_ms"])
     res.update(tasks_per_second=j["tasks_per_second"],
                cpu_per_task_ms={"floor": 1000 * j["cpu_seconds"] / tasks,
                                 "kafka broker": 1000 * j["cpu_seconds_of_pid"] / tasks},
@@ -258,6 +265,8 @@ def main():
     lat = [run_kwq(a.bootstrap, a.broker_pid, r * (10 if a.quick else 30), 8, 16, rate=r)
            for r in (20, 100)]
     results += lat
+    floor_lat = run_floor(a.bootstrap, a.broker_pid, 20 * (10 if a.quick else 30), rate=20)
+    results.append(floor_lat)
     wait_broker_quiet(a.broker_pid)
     celery = run_celery(5000 if a.quick else 20000, 8)
     results.append(celery)
@@ -283,6 +292,9 @@ def main():
         "submit_to_start_p50_ms": lat[0].get("p50") if ok(lat[0]) else None,
         "submit_to_start_p99_ms": lat[0].get("p99") if ok(lat[0]) else None,
         "submit_to_start_p999_ms": lat[0].get("p999") if ok(lat[0]) else None,
+        # The same for the Kafka floor at the same rate: produce to consume alone.
+        "kafka_floor_submit_to_consume_p50_ms": floor_lat.get("p50"),
+        "kafka_floor_submit_to_consume_p99_ms": floor_lat.get("p99"),
         "priority_inversions": sum(r.get("inversions", 0) for r in results),
         "failures": [r["name"] for r in results if not ok(r)],
     }

@@ -12,9 +12,15 @@
 //             of the events topic, 64 KiB / 50 ms fetches); the run ends when
 //             all were read (kwq's run ends when its tracker has counted every
 //             task done). --read_events=false leaves this out.
+// With --rate R the submitter sends one task at a time at R tasks/s (linger 0,
+// as kwq's urgent producer) and the dispatcher fetches as kwq's does (waits of
+// up to 100 ms, answered when data arrives): submit_to_consume_p50_ms / p99 /
+// p999 are the Kafka part of kwq's idle submit-to-start latency (the first
+// second is left out, as kwqctl simulate does).
 // Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness
 // verdict (every task record consumed exactly once, every produce
 // acknowledged, every event read).
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <iostream>
@@ -25,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -41,6 +48,8 @@ DEFINE_int32(partitions, 4, "partitions of the task and event topics");
 DEFINE_int32(cpu_of_pid, 0,
              "also report this process's CPU seconds in the measured window "
              "(e.g. the Kafka broker's)");
+DEFINE_double(rate, 0,
+              "tasks/s, one at a time (latency); 0: as fast as possible");
 DEFINE_bool(read_events, true,
             "read every event back, as kwq's tracker does (the run ends when "
             "all were read)");
@@ -63,10 +72,12 @@ class Counter : public RdKafka::DeliveryReportCb {
 };
 
 std::unique_ptr<RdKafka::Producer> MakeProducer(const kwq::KafkaCluster& c,
-                                                Counter* dr) {
-  auto conf = kwq::MakeKafkaConf(kwq::MergeConfig(
-      c.ClientConfig(),
-      {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "2"}}));
+                                                Counter* dr,
+                                                const char* linger = "2") {
+  auto conf = kwq::MakeKafkaConf(
+      kwq::MergeConfig(c.ClientConfig(), {{"enable.idempotence", "true"},
+                                          {"acks", "all"},
+                                          {"linger.ms", linger}}));
   std::string err;
   (*conf)->set("dr_cb", dr, err);
   return std::unique_ptr<RdKafka::Producer>(
@@ -83,6 +94,12 @@ void Produce(RdKafka::Producer* p, const std::string& topic,
     p->poll(5);
   }
   p->poll(0);
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1,
+                    static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 }  // namespace
@@ -116,10 +133,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   Counter submit_dr, dispatch_dr;
-  auto submitter = MakeProducer(**cluster, &submit_dr);
+  auto submitter =
+      MakeProducer(**cluster, &submit_dr, FLAGS_rate > 0 ? "0" : "2");
   auto dispatcher = MakeProducer(**cluster, &dispatch_dr);
   auto cconf = kwq::MakeKafkaConf(
-      kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".g"), {}));
+      kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".g"),
+                       {{"fetch.wait.max.ms", "100"}}));  // kwq's dispatcher
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf->get(), err));
@@ -181,11 +200,22 @@ int main(int argc, char** argv) {
   std::thread submit([&] {
     for (int64_t i = 0; i < FLAGS_tasks; ++i) {
       const std::string id = absl::StrCat("t", i);
-      Produce(submitter.get(), tasks, id, payload);
+      if (FLAGS_rate > 0) {
+        const absl::Time due =
+            start + absl::Seconds(static_cast<double>(i) / FLAGS_rate);
+        if (due > absl::Now()) absl::SleepFor(due - absl::Now());  // pacing
+        // The send time leads the payload (same host, same clock).
+        std::string stamped =
+            absl::StrCat(absl::GetCurrentTimeNanos(), ";", payload);
+        Produce(submitter.get(), tasks, id, stamped);
+      } else {
+        Produce(submitter.get(), tasks, id, payload);
+      }
       Produce(submitter.get(), events, "job", event);
     }
     submitter->flush(120000);
   });
+  std::vector<double> latency_ms;  // submit to consume, with --rate
   std::thread track;
   if (tracker) {
     track = std::thread([&] {
@@ -234,6 +264,15 @@ int main(int argc, char** argv) {
         static_cast<int64_t>(seen.size()) < FLAGS_tasks ? 50 : 0));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
       if (!seen.insert({m->partition(), m->offset()}).second) ++duplicates;
+      if (FLAGS_rate > 0 &&
+          absl::Now() - start > absl::Seconds(1)) {  // warm-up second left out
+        const std::string v(static_cast<const char*>(m->payload()), m->len());
+        int64_t sent = 0;
+        if (absl::SimpleAtoi(v.substr(0, v.find(';')), &sent)) {
+          latency_ms.push_back(
+              static_cast<double>(absl::GetCurrentTimeNanos() - sent) / 1e6);
+        }
+      }
       const std::string key = m->key() ? *m->key() : "";
       remaining.push_back(4);
       int* left = &remaining.back();
@@ -272,7 +311,7 @@ int main(int argc, char** argv) {
                    "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
                    "\"consumed\":%d,\"events_read\":%d,"
                    "\"duplicates\":%d,\"produce_failures\":%d,\"correct\":%s,"
-                   "\"cpu_seconds\":%.3f%s}",
+                   "\"cpu_seconds\":%.3f%s%s}",
                    FLAGS_tasks, secs, static_cast<double>(FLAGS_tasks) / secs,
                    static_cast<int64_t>(seen.size()), events_read.load(),
                    duplicates,
@@ -281,7 +320,15 @@ int main(int argc, char** argv) {
                    other_cpu_window >= 0
                        ? absl::StrFormat(",\"cpu_seconds_of_pid\":%.3f",
                                          other_cpu_window)
-                       : "")
+                       : "",
+                   latency_ms.empty()
+                       ? ""
+                       : absl::StrFormat(",\"submit_to_consume_p50_ms\":%.3f,"
+                                         "\"submit_to_consume_p99_ms\":%.3f,"
+                                         "\"submit_to_consume_p999_ms\":%.3f",
+                                         Percentile(latency_ms, 0.5),
+                                         Percentile(latency_ms, 0.99),
+                                         Percentile(latency_ms, 0.999)))
             << std::endl;
   // Its topics go, so that runs do not pile up topics on the broker. The
   // clients go first: a consumer handle destroyed after its topics were
