@@ -109,6 +109,15 @@ struct Observations {
   std::atomic<bool> warm_up_ran{false};
 };
 
+// One Submit with a 60 s deadline.
+grpc::Status SubmitTasks(kwq::v1::Scheduler::Stub* stub,
+                         const kwq::v1::SubmitRequest& req) {
+  kwq::v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  return stub->Submit(&ctx, req, &resp);
+}
+
 }  // namespace
 
 int RunSimulate(const Context& c) {
@@ -234,11 +243,7 @@ int RunSimulate(const Context& c) {
     auto* t = req.add_tasks();
     t->set_id(id_prefix + "warm-up");
     t->set_job_id(job + "-warm-up");
-    kwq::v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(60));
-    grpc::Status s = stub->Submit(&ctx, req, &resp);
+    grpc::Status s = SubmitTasks(stub.get(), req);
     if (!s.ok()) {
       return Fail(kExitFailure, "warm-up submit failed: " +
                                     RpcError("scheduler", sched_addr, s));
@@ -298,11 +303,7 @@ int RunSimulate(const Context& c) {
               absl::StrCat("key-", (done / f.priorities) % f.affinity_keys));
         }
       }
-      kwq::v1::SubmitResponse resp;
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(60));
-      grpc::Status s = stub->Submit(&ctx, req, &resp);
+      grpc::Status s = SubmitTasks(stub.get(), req);
       if (!s.ok()) {
         submit_error = RpcError("scheduler", sched_addr, s);
         submit_failed = true;
