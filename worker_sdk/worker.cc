@@ -92,20 +92,19 @@ class Worker::Stream
     if (cancelled_) ctx_.TryCancel();
   }
 
-  // Queues `msg`; false when the stream is closing (the message is dropped).
-  bool Enqueue(WorkerMessage msg) {
+  // Queues `msg`; dropped when the stream is closing.
+  void Enqueue(WorkerMessage msg) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (closed_) return false;
+      if (closed_) return;
       if (write_in_flight_) {
         out_.push_back(std::move(msg));
-        return true;
+        return;
       }
       write_in_flight_ = true;
       writing_ = std::move(msg);
     }
     StartWrite(&writing_);
-    return true;
   }
 
   void Cancel() {
@@ -129,8 +128,7 @@ class Worker::Stream
       if (closed_ || out_.empty()) {
         write_in_flight_ = false;
         out_.clear();
-        release = closed_ && !released_;
-        released_ = released_ || release;
+        release = TakeHoldRelease();
       } else if (out_.size() == 1) {
         writing_ = std::move(out_.front());
         out_.clear();
@@ -155,8 +153,7 @@ class Worker::Stream
         std::lock_guard<std::mutex> lock(mu_);
         closed_ = true;
         out_.clear();
-        release = !write_in_flight_ && !released_;
-        released_ = released_ || release;
+        release = TakeHoldRelease();
       }
       if (release) RemoveHold();
       return;
@@ -175,6 +172,14 @@ class Worker::Stream
   }
 
  private:
+  // True once, when the hold may go: the stream is closed (no write starts any
+  // more) and no write is in flight. Called with mu_ held.
+  bool TakeHoldRelease() {
+    if (!closed_ || write_in_flight_ || released_) return false;
+    released_ = true;
+    return true;
+  }
+
   Worker* const worker_;
   grpc::ClientContext ctx_;
   SchedulerMessage in_;
