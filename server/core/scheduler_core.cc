@@ -574,9 +574,9 @@ void SchedulerCore::Dispatch() {
     const bool keyed_worker_ready =
         std::any_of(ready.begin(), ready.end(),
                     [&](ConnId c) { return !workers_[c].affinity.empty(); });
-    size_t scanned = keyed_worker_ready ? 0 : kAffinityScan;
-    for (size_t i = 0;
-         i < queue.size() && !ready.empty() && scanned < kAffinityScan;
+    size_t scanned = 0;
+    for (size_t i = 0; keyed_worker_ready && i < queue.size() &&
+                       !ready.empty() && scanned < kAffinityScan;
          ++scanned) {
       if (queue[i].task.affinity_keys().empty()) {
         ++i;
