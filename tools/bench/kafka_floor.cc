@@ -20,7 +20,6 @@
 // Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness
 // verdict (every task record consumed exactly once, every produce
 // acknowledged, every event read).
-#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <iostream>
@@ -39,7 +38,7 @@
 #include "glog/logging.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
-#include "tools/ctl/process_cpu.h"
+#include "tools/ctl/measure.h"
 
 DEFINE_string(bootstrap_servers, "", "Kafka (required)");
 DEFINE_int64(tasks, 200000, "tasks");
@@ -94,12 +93,6 @@ void Produce(RdKafka::Producer* p, const std::string& topic,
     p->poll(5);
   }
   p->poll(0);
-}
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1,
-                    static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 }  // namespace
@@ -323,12 +316,13 @@ int main(int argc, char** argv) {
                        : "",
                    latency_ms.empty()
                        ? ""
-                       : absl::StrFormat(",\"submit_to_consume_p50_ms\":%.3f,"
-                                         "\"submit_to_consume_p99_ms\":%.3f,"
-                                         "\"submit_to_consume_p999_ms\":%.3f",
-                                         Percentile(latency_ms, 0.5),
-                                         Percentile(latency_ms, 0.99),
-                                         Percentile(latency_ms, 0.999)))
+                       : absl::StrFormat(
+                             ",\"submit_to_consume_p50_ms\":%.3f,"
+                             "\"submit_to_consume_p99_ms\":%.3f,"
+                             "\"submit_to_consume_p999_ms\":%.3f",
+                             kwq::ctl::Percentile(latency_ms, 0.5),
+                             kwq::ctl::Percentile(latency_ms, 0.99),
+                             kwq::ctl::Percentile(latency_ms, 0.999)))
             << std::endl;
   // Its topics go, so that runs do not pile up topics on the broker. The
   // clients go first: a consumer handle destroyed after its topics were

@@ -17,8 +17,8 @@
 #include "absl/time/clock.h"
 #include "server/util/time_util.h"
 #include "tools/ctl/commands.h"
+#include "tools/ctl/measure.h"
 #include "tools/ctl/monitor.h"
-#include "tools/ctl/process_cpu.h"
 #include "tools/devgrid/grid.h"
 #include "worker_sdk/worker.h"
 
@@ -86,13 +86,6 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
     return true;
   }
   return false;
-}
-
-double Percentile(std::vector<float> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1,
-                    static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 // What the simulated workers saw, per task (by index): runs that completed, and
@@ -363,7 +356,7 @@ int RunSimulate(const Context& c) {
     if (v > 0) ++completed;
     if (v > 1) duplicates += v - 1;
   }
-  std::vector<float> lat;
+  std::vector<double> lat;
   {
     // With --rate the first second of tasks (at least one) is a warm-up and
     // left out of the latencies: the first task meets a consumer still joining
