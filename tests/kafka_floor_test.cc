@@ -4,7 +4,6 @@
 // are the benchmark's business, not asserted here.
 #include <unistd.h>
 
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -13,21 +12,11 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
 
 namespace kwq {
 namespace {
-
-// The real broker's bootstrap servers, or empty when the test is to be
-// skipped (a failure instead when KWQ_REQUIRE_REAL_BROKER=1).
-std::string RealBroker() {
-  const char* bootstrap = std::getenv("KWQ_KAFKA_BOOTSTRAP");
-  if (bootstrap != nullptr && *bootstrap != '\0') return bootstrap;
-  const char* required = std::getenv("KWQ_REQUIRE_REAL_BROKER");
-  EXPECT_FALSE(required != nullptr && std::string(required) == "1")
-      << "KWQ_REQUIRE_REAL_BROKER=1 but KWQ_KAFKA_BOOTSTRAP is not set";
-  return "";
-}
 
 // Runs the floor; the fields of its JSON line (empty on failure, reported).
 google::protobuf::Struct RunFloor(const std::vector<std::string>& args) {
@@ -50,8 +39,8 @@ google::protobuf::Struct RunFloor(const std::vector<std::string>& args) {
 }
 
 TEST(KafkaFloorTest, ChecksItsOwnWorkAndReportsWindowCpu) {
-  const std::string broker = RealBroker();
-  if (broker.empty()) GTEST_SKIP() << "the floor needs a real broker";
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string broker = cluster->bootstrap_servers();
   // Its own pid stands in for the broker's: any live process will do.
   const auto j = RunFloor({"--bootstrap_servers=" + broker, "--tasks=2000",
                            absl::StrCat("--cpu_of_pid=", getpid())});
@@ -66,8 +55,8 @@ TEST(KafkaFloorTest, ChecksItsOwnWorkAndReportsWindowCpu) {
 }
 
 TEST(KafkaFloorTest, AtAFixedRateItReportsProduceToConsumeLatency) {
-  const std::string broker = RealBroker();
-  if (broker.empty()) GTEST_SKIP() << "the floor needs a real broker";
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string broker = cluster->bootstrap_servers();
   // 60 tasks at 40/s: the first second (a warm-up) is left out, 20 remain.
   const auto j =
       RunFloor({"--bootstrap_servers=" + broker, "--tasks=60", "--rate=40"});
