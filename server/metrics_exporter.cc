@@ -87,6 +87,10 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     add("kwq_parked_to_kafka_total",
         "Tasks of paused jobs written to the parked topic", counter,
         static_cast<double>(m.parked_to_kafka));
+    add("kwq_events_folded_total",
+        "Stage events written inside a later event of the same attempt "
+        "(--event_fold_ms)",
+        counter, static_cast<double>(m.events_folded));
     add("kwq_in_flight_tasks", "Tasks assigned to workers (leases)", gauge,
         static_cast<double>(s.in_flight));
     add("kwq_connected_workers", "Worker streams connected", gauge,

@@ -62,6 +62,12 @@ DEFINE_int32(
     "record this instance does not hold yet (a failed instance's partitions "
     "come here after the group notices) is kept for adoption before the "
     "worker is told to cancel it");
+DEFINE_int32(
+    event_fold_ms, 20,
+    "status events: an attempt's ALLOCATED event waits this long; a RUNNING "
+    "or COMPLETED that comes meanwhile is written as one event carrying the "
+    "earlier stage times (fewer events for short tasks; the tracker shows "
+    "ALLOCATED up to this much later). 0: one event per stage at once");
 DEFINE_string(
     metrics_listen, "",
     "serve Prometheus metrics at http://ADDR/metrics (host:port; port 0 picks "
@@ -99,6 +105,8 @@ bool ValidateFlags(std::string* error) {
     *error = "--affinity_wait_ms must not be negative";
   } else if (FLAGS_adoption_wait_ms < 0) {
     *error = "--adoption_wait_ms must not be negative";
+  } else if (FLAGS_event_fold_ms < 0 || FLAGS_event_fold_ms > 10000) {
+    *error = "--event_fold_ms must be 0-10000";
   } else if (FLAGS_topic_prefix.empty()) {
     *error = "--topic_prefix must not be empty";
   } else {
@@ -156,6 +164,7 @@ int main(int argc, char** argv) {
   options.core.max_result_bytes = static_cast<size_t>(FLAGS_max_result_bytes);
   options.core.affinity_wait = absl::Milliseconds(FLAGS_affinity_wait_ms);
   options.core.adoption_wait = absl::Milliseconds(FLAGS_adoption_wait_ms);
+  options.core.event_fold_window = absl::Milliseconds(FLAGS_event_fold_ms);
   options.limits.max_payload_bytes =
       static_cast<size_t>(FLAGS_max_payload_bytes);
   options.partitions = FLAGS_partitions;

@@ -564,7 +564,8 @@ void SchedulerService::Drain(absl::Duration grace) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   loop_->RunSync([&] {
-    core_->FlushCommits();  // what was decided in the last tick interval
+    core_->FlushCommits();     // what was decided in the last tick interval
+    core_->FlushHeldEvents();  // stage events still held for folding
     Execute(core_->TakeEffects());
     kwq::v1::SchedulerMessage bye;
     bye.mutable_go_away()->set_reason("scheduler shutting down");

@@ -83,6 +83,29 @@ OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
   return {EventsTopic(), ev.job_id(), ev.SerializeAsString()};
 }
 
+void SchedulerCore::WriteHeldEvent(Lease& lease) {
+  if (!lease.held_event) return;
+  effects_.produces.push_back({{EventRecord(*lease.held_event)}, 0});
+  lease.held_event.reset();
+}
+
+void SchedulerCore::WriteHeldEvents(absl::Time now) {
+  while (!held_order_.empty()) {
+    const auto& [task_id, lease_id] = held_order_.front();
+    auto it = leases_.find(task_id);
+    if (it != leases_.end() && it->second.held_event &&
+        it->second.token.lease_id() == lease_id) {
+      Lease& lease = it->second;
+      if (lease.held_until > now) break;
+      // A lease whose COMPLETED is being made durable: that event carries the
+      // held stages (if it fails, the worker sends it again, or the lease
+      // ends in EndAttempt, which writes the held event).
+      if (!lease.deciding) WriteHeldEvent(lease);
+    }
+    held_order_.pop_front();
+  }
+}
+
 bool SchedulerCore::MarkReceived(const RecordPosition& pos) {
   return offsets_[{pos.topic, pos.partition}].Received(pos.offset);
 }
@@ -821,7 +844,13 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
 
   TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
   ev.set_worker_id(w.hello.worker_id());
-  effects_.produces.push_back({{EventRecord(ev)}, 0});
+  if (options_.event_fold_window > absl::ZeroDuration()) {
+    lease.held_event = std::move(ev);
+    lease.held_until = clock_->Now() + options_.event_fold_window;
+    held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
+  } else {
+    effects_.produces.push_back({{EventRecord(ev)}, 0});
+  }
 
   w.task_ids.insert(lease.task.id());
   std::string id = lease.task.id();
@@ -1024,6 +1053,13 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       }
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
       ev.set_worker_id(w.hello.worker_id());
+      if (lease.held_event) {
+        // Held in its place, carrying the ALLOCATED time.
+        *ev.mutable_allocated_time() = lease.held_event->time();
+        lease.held_event = std::move(ev);
+        ++metrics_.events_folded;
+        return;
+      }
       effects_.produces.push_back({{EventRecord(ev)}, 0});
       return;
     }
@@ -1042,6 +1078,16 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::COMPLETED);
       ev.set_worker_id(w.hello.worker_id());
       ev.set_result_size(static_cast<int64_t>(update.result().size()));
+      if (const auto& held = lease.held_event) {
+        // Kept in the lease until this event is durable (see WriteHeldEvents).
+        if (held->state() == kwq::v1::ALLOCATED) {
+          *ev.mutable_allocated_time() = held->time();
+        } else {
+          *ev.mutable_allocated_time() = held->allocated_time();
+          *ev.mutable_running_time() = held->time();
+        }
+        ++metrics_.events_folded;
+      }
       kwq::v1::TaskResult result;
       result.set_task_id(lease.task.id());
       result.set_job_id(lease.task.job_id());
@@ -1083,6 +1129,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
 void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
                                const std::string& reason, bool infra,
                                bool retryable, ConnId ack_conn) {
+  WriteHeldEvent(lease);  // the stages the attempt reached, before its end
   std::string worker_id;
   if (auto w = workers_.find(lease.conn); w != workers_.end()) {
     w->second.task_ids.erase(lease.task.id());
@@ -1249,6 +1296,7 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
 
 void SchedulerCore::OnTick() {
   FlushCommits();
+  WriteHeldEvents(clock_->Now());
   ExpireClaims();
   ReportWaiting();
   const absl::Time now = clock_->Now();

@@ -59,6 +59,12 @@ struct SchedulerOptions {
   // not count against max_buffered_per_priority, so they never hold other jobs
   // back.
   int max_parked_in_memory_per_priority = 1000;
+  // An attempt's ALLOCATED event is held this long: a RUNNING or COMPLETED
+  // that comes meanwhile is written as one event carrying the earlier stage
+  // times (TaskEvent.allocated_time / running_time) instead of one event per
+  // stage (a short task: 2 events instead of 4). Zero: every stage is written
+  // at once as its own event.
+  absl::Duration event_fold_window = absl::Milliseconds(20);
 };
 
 // Where a task record came from.
@@ -165,6 +171,7 @@ struct SchedulerMetrics {
   // memory, and per priority the age of the oldest queued task (seconds since
   // its submit time; 0 when none is queued).
   int64_t parked_in_memory = 0;
+  int64_t events_folded = 0;  // stage events written inside a later one
   std::array<double, 10> oldest_queued_seconds{};
   // Submit-to-start of first attempts (submit time to the worker's first
   // RUNNING), a cumulative histogram: start_latency_buckets[i] counts starts
@@ -235,6 +242,9 @@ class SchedulerCore {
   // (a walk over the partition's open records) is built once per tick, not per
   // decision.
   void FlushCommits();
+  // Writes every held stage event now (see event_fold_window), e.g. before a
+  // shutdown.
+  void FlushHeldEvents() { WriteHeldEvents(absl::InfiniteFuture()); }
   // Stop assigning (drain): nothing new goes out; in-flight work may finish.
   void StopLeasing() { leasing_ = false; }
 
@@ -300,6 +310,11 @@ class SchedulerCore {
     absl::Time deadline;
     bool deciding = false;          // a decision is being made durable
     bool running_reported = false;  // the RUNNING event was written
+    // A stage event not written yet (see event_fold_window): ALLOCATED, or
+    // RUNNING carrying allocated_time. Written by its deadline, folded into
+    // the attempt's COMPLETED, or written before any other end of the lease.
+    std::optional<kwq::v1::TaskEvent> held_event;
+    absl::Time held_until;
     absl::Time run_deadline = absl::InfiniteFuture();  // the task's timeout
     double progress = 0;  // last reported by the worker, [0, 1]
   };
@@ -393,6 +408,10 @@ class SchedulerCore {
   kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task,
                                kwq::v1::TaskState state) const;
   OutRecord EventRecord(const kwq::v1::TaskEvent& ev) const;
+  // Writes the lease's held stage event, if any.
+  void WriteHeldEvent(Lease& lease);
+  // Writes the held stage events whose window ended by `now`.
+  void WriteHeldEvents(absl::Time now);
   absl::Duration Backoff(int retry);
   uint64_t NextRandom();
   void DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
@@ -410,6 +429,9 @@ class SchedulerCore {
   std::array<bool, 10> paused_{};
   std::map<ConnId, Worker> workers_;
   absl::flat_hash_map<std::string, Lease> leases_;  // by task id
+  // (task id, lease id) of leases holding a stage event, oldest first (the
+  // window is the same for all, so this is deadline order).
+  std::deque<std::pair<std::string, std::string>> held_order_;
   std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
   // What this instance had decided in partitions taken from it (a session
   // time-out under load revokes and then gives back the same partitions, with

@@ -22,8 +22,10 @@ class SchedulerCoreTest : public ::testing::Test {
  protected:
   SchedulerCoreTest() { Reset(SchedulerOptions()); }
 
-  void Reset(SchedulerOptions options) {
+  // Most tests count one event per stage; the folding tests ask for folding.
+  void Reset(SchedulerOptions options, bool fold_events = false) {
     options.scheduler_id = "s1";
+    if (!fold_events) options.event_fold_window = absl::ZeroDuration();
     core_ = std::make_unique<SchedulerCore>(options, &clock_, 42);
   }
 
@@ -793,6 +795,148 @@ TEST_F(SchedulerCoreTest, ProgressReportsRenewTheLeaseWithoutMoreEvents) {
   EXPECT_EQ(state, kwq::v1::RUNNING);
   ASSERT_FALSE(why.empty());
   EXPECT_NE(why[0].find("75% done"), std::string::npos) << why[0];
+}
+
+// The events written for the events topic, in order, as "STATE" strings.
+std::vector<std::string> StateNames(const std::vector<OutRecord>& records,
+                                    const std::string& topic) {
+  std::vector<std::string> out;
+  for (const auto& r : records) {
+    if (r.topic != topic) continue;
+    TaskEvent ev;
+    EXPECT_TRUE(ev.ParseFromString(r.value));
+    out.push_back(kwq::v1::TaskState_Name(ev.state()));
+  }
+  return out;
+}
+
+TEST_F(SchedulerCoreTest, AShortAttemptIsOneCompletedEventCarryingItsStages) {
+  SchedulerOptions o;
+  o.event_fold_window = absl::Milliseconds(20);
+  Reset(o, /*fold_events=*/true);
+  Record(MakeTask("f1", 4), 0, 0);
+  Connect(1, 1);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  const absl::Time allocated = clock_.Now();
+  Tick(absl::Milliseconds(5));
+  Update(1, a[0].token(), kwq::v1::RUNNING);
+  const absl::Time running = clock_.Now();
+  Tick(absl::Milliseconds(5));
+  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty())
+      << "the stages are held inside the window";
+  Update(1, a[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  Tick(absl::Milliseconds(50));  // past the window: nothing more is written
+  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+            std::vector<std::string>{"COMPLETED"});
+  const auto done = Events(kwq::v1::COMPLETED);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(FromProto(done[0].allocated_time()), allocated);
+  EXPECT_EQ(FromProto(done[0].running_time()), running);
+  EXPECT_EQ(FromProto(done[0].time()), clock_.Now() - absl::Milliseconds(50));
+  EXPECT_EQ(done[0].worker_id(), "w1");
+  EXPECT_EQ(core_->metrics().events_folded, 2);
+  EXPECT_EQ(Acks(1).size(), 1u);
+}
+
+TEST_F(SchedulerCoreTest, AHeldStageIsWrittenWhenItsWindowEnds) {
+  SchedulerOptions o;
+  o.event_fold_window = absl::Milliseconds(20);
+  Reset(o, /*fold_events=*/true);
+  Record(MakeTask("f1", 4), 0, 0);
+  Connect(1, 1);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  const absl::Time allocated = clock_.Now();
+  Tick(absl::Milliseconds(10));
+  Update(1, a[0].token(), kwq::v1::RUNNING);
+  Tick(absl::Milliseconds(9));
+  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty());
+  Tick(absl::Milliseconds(1));  // 20 ms after the assignment
+  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+            std::vector<std::string>{"RUNNING"});
+  const auto run = Events(kwq::v1::RUNNING);
+  ASSERT_EQ(run.size(), 1u);
+  EXPECT_EQ(FromProto(run[0].allocated_time()), allocated);
+  EXPECT_EQ(FromProto(run[0].time()), allocated + absl::Milliseconds(10));
+  // A long task's completion is then an event of its own.
+  Tick(absl::Seconds(1));
+  Update(1, a[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+            (std::vector<std::string>{"RUNNING", "COMPLETED"}));
+  EXPECT_FALSE(Events(kwq::v1::COMPLETED)[0].has_allocated_time());
+  EXPECT_EQ(core_->metrics().events_folded, 1);
+}
+
+TEST_F(SchedulerCoreTest, AHeldStageIsWrittenBeforeAnyOtherEndOfTheAttempt) {
+  SchedulerOptions o;
+  o.event_fold_window = absl::Seconds(1);
+  Reset(o, /*fold_events=*/true);
+  Record(MakeTask("f1", 4), 0, 0);
+  Connect(1, 1);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  Update(1, a[0].token(), kwq::v1::ERROR);  // retryable: a new attempt
+  MakeDurable();
+  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+            (std::vector<std::string>{"ALLOCATED", "ERROR", "PENDING"}));
+}
+
+TEST_F(SchedulerCoreTest, AFoldedCompletionThatWasNotDurableLosesNoStage) {
+  SchedulerOptions o;
+  o.event_fold_window = absl::Milliseconds(20);
+  for (const bool resend_in_window : {true, false}) {
+    SCOPED_TRACE(resend_in_window ? "resent within the window"
+                                  : "resent after the window");
+    Reset(o, /*fold_events=*/true);
+    records_.clear();
+    sends_.clear();
+    Record(MakeTask("f1", 4), 0, 0);
+    Connect(1, 1);
+    auto a = TakeAssignments(1);
+    ASSERT_EQ(a.size(), 1u);
+    Update(1, a[0].token(), kwq::v1::RUNNING);
+    Update(1, a[0].token(), kwq::v1::COMPLETED);
+    MakeDurable(/*ok=*/false);
+    ASSERT_EQ(Acks(1).size(), 1u);
+    EXPECT_EQ(Acks(1)[0].code(), 14);  // UNAVAILABLE: send it again
+    if (!resend_in_window) {
+      // The held stages are written on their own when the window ends.
+      Tick(absl::Milliseconds(50));
+      ASSERT_EQ(Events(kwq::v1::RUNNING).size(), 1u);
+      EXPECT_TRUE(Events(kwq::v1::RUNNING)[0].has_allocated_time());
+    }
+    Update(1, a[0].token(), kwq::v1::COMPLETED);
+    MakeDurable();
+    Tick(absl::Milliseconds(50));
+    const auto done = Events(kwq::v1::COMPLETED);
+    ASSERT_EQ(done.size(), 2u);
+    EXPECT_TRUE(done[0].has_running_time());
+    EXPECT_EQ(done[1].has_running_time(), resend_in_window);
+    EXPECT_EQ(
+        StateNames(records_, core_->EventsTopic()),
+        resend_in_window
+            ? (std::vector<std::string>{"COMPLETED", "COMPLETED"})
+            : (std::vector<std::string>{"COMPLETED", "RUNNING", "COMPLETED"}));
+  }
+}
+
+TEST_F(SchedulerCoreTest, FlushHeldEventsWritesEveryHeldStage) {
+  SchedulerOptions o;
+  o.event_fold_window = absl::Seconds(10);
+  Reset(o, /*fold_events=*/true);
+  for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("f", i), 4), 0, i);
+  Connect(1, 3);
+  ASSERT_EQ(TakeAssignments(1).size(), 3u);
+  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty());
+  core_->FlushHeldEvents();
+  Collect();
+  EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 3u);
+  core_->FlushHeldEvents();  // nothing is written twice
+  Collect();
+  EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 3u);
 }
 
 kwq::v1::Hello HelloWith(const std::string& id, int slots,

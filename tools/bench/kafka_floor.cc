@@ -3,9 +3,12 @@
 //   submit:   produces the task record (key: id) and a PENDING event (key:
 //             job), acks=all, idempotent;
 //   dispatch: consumes the task record in a consumer group (manual offsets),
-//             produces ALLOCATED, RUNNING and COMPLETED events and a result
-//             record, and commits (every 100 ms, like kwq) the offsets whose
-//             four records are acknowledged, without waiting for them in the
+//             produces its stage events (--stage_events: 1, the one COMPLETED
+//             event carrying the earlier stages that kwq writes for a short
+//             task; 3, ALLOCATED, RUNNING and COMPLETED, as kwq with
+//             --event_fold_ms=0 or for a long task) and a result record, and
+//             commits (every 100 ms, like kwq) the offsets whose records are
+//             all acknowledged, without waiting for them in the
 //             loop (kwq does not stop dispatching while its events are in
 //             flight either);
 //   track:    reads every event back, as kwq's tracker does (all partitions
@@ -49,6 +52,9 @@ DEFINE_int32(cpu_of_pid, 0,
              "(e.g. the Kafka broker's)");
 DEFINE_double(rate, 0,
               "tasks/s, one at a time (latency); 0: as fast as possible");
+DEFINE_int32(stage_events, 1,
+             "events the dispatcher writes per task: 1 (a folded COMPLETED, "
+             "as kwq for a short task) or 3 (ALLOCATED, RUNNING, COMPLETED)");
 DEFINE_bool(read_events, true,
             "read every event back, as kwq's tracker does (the run ends when "
             "all were read)");
@@ -105,6 +111,10 @@ int main(int argc, char** argv) {
   google::InitGoogleLogging(argv[0]);
   if (FLAGS_bootstrap_servers.empty() || FLAGS_tasks < 1) {
     std::cerr << "kafka_floor: need --bootstrap_servers and --tasks >= 1\n";
+    return 2;
+  }
+  if (FLAGS_stage_events != 1 && FLAGS_stage_events != 3) {
+    std::cerr << "kafka_floor: --stage_events must be 1 or 3\n";
     return 2;
   }
   auto cluster =
@@ -165,7 +175,8 @@ int main(int argc, char** argv) {
   }
 
   // The tracker's reads: every partition of the events topic, assigned.
-  const int64_t expected_events = FLAGS_tasks * 4 + 2;  // + the warm-ups
+  // PENDING and the stage events of every task, + the warm-ups.
+  const int64_t expected_events = FLAGS_tasks * (1 + FLAGS_stage_events) + 2;
   std::atomic<int64_t> events_read{0};
   std::unique_ptr<RdKafka::KafkaConsumer> tracker;
   if (FLAGS_read_events) {
@@ -267,13 +278,13 @@ int main(int argc, char** argv) {
         }
       }
       const std::string key = m->key() ? *m->key() : "";
-      remaining.push_back(4);
+      remaining.push_back(FLAGS_stage_events + 1);
       int* left = &remaining.back();
       in_flight[m->partition()].push_back({m->offset(), left});
-      Produce(dispatcher.get(), events, "job", event, left);  // ALLOCATED
-      Produce(dispatcher.get(), events, "job", event, left);  // RUNNING
-      Produce(dispatcher.get(), events, "job", event, left);  // COMPLETED
-      Produce(dispatcher.get(), results, "job", key, left);   // the result
+      for (int i = 0; i < FLAGS_stage_events; ++i) {
+        Produce(dispatcher.get(), events, "job", event, left);
+      }
+      Produce(dispatcher.get(), results, "job", key, left);  // the result
     } else {
       dispatcher->poll(static_cast<int64_t>(seen.size()) < FLAGS_tasks ? 0
                                                                        : 10);
@@ -298,8 +309,8 @@ int main(int argc, char** argv) {
   const bool correct =
       static_cast<int64_t>(seen.size()) == FLAGS_tasks && duplicates == 0 &&
       submit_dr.ok == expected_acks && submit_dr.failed == 0 &&
-      dispatch_dr.ok == FLAGS_tasks * 4 && dispatch_dr.failed == 0 &&
-      (!tracker || events_read == expected_events);
+      dispatch_dr.ok == FLAGS_tasks * (FLAGS_stage_events + 1) &&
+      dispatch_dr.failed == 0 && (!tracker || events_read == expected_events);
   std::cout << absl::StrFormat(
                    "{\"tasks\":%d,\"seconds\":%.3f,\"tasks_per_second\":%.1f,"
                    "\"consumed\":%d,\"events_read\":%d,"

@@ -77,9 +77,29 @@ void EventCounter::Loop() {
     } else if (!completed_.count(ev.task_id()) &&
                !failed_.count(ev.task_id())) {
       std::string& h = open_[ev.task_id()];
-      if (h.size() < 200) {
-        absl::StrAppend(&h, h.empty() ? "" : " ",
-                        kwq::v1::TaskState_Name(ev.state()), "/", ev.attempt());
+      // Stages folded into this event count as events of their own.
+      for (const auto& [folded, state] :
+           {std::pair{ev.has_allocated_time(), kwq::v1::ALLOCATED},
+            std::pair{ev.has_running_time(), kwq::v1::RUNNING},
+            std::pair{true, ev.state()}}) {
+        if (folded && h.size() < 200) {
+          absl::StrAppend(&h, h.empty() ? "" : " ",
+                          kwq::v1::TaskState_Name(state), "/", ev.attempt());
+        }
+      }
+    }
+    // When the attempt started: a RUNNING event, or folded into a later one.
+    const bool started =
+        ev.state() == kwq::v1::RUNNING || ev.has_running_time();
+    if (started) {
+      const int64_t start_us =
+          ev.has_running_time()
+              ? absl::ToUnixMicros(FromProto(ev.running_time()))
+              : us;
+      if (auto it = submit_us_.find(ev.task_id());
+          it != submit_us_.end() && !start_ms_.count(ev.task_id())) {
+        start_ms_[ev.task_id()] =
+            static_cast<double>(start_us - it->second) / 1000.0;
       }
     }
     switch (ev.state()) {
@@ -90,13 +110,6 @@ void EventCounter::Loop() {
           submit_us_.emplace(ev.task_id(), us);
         } else {
           ++retries_;
-        }
-        break;
-      case kwq::v1::RUNNING:
-        if (auto it = submit_us_.find(ev.task_id());
-            it != submit_us_.end() && !start_ms_.count(ev.task_id())) {
-          start_ms_[ev.task_id()] =
-              static_cast<double>(us - it->second) / 1000.0;
         }
         break;
       case kwq::v1::COMPLETED:

@@ -126,6 +126,17 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
     if (attempt > 1 && attempt > latest_before) out.retry_started = true;
   }
 
+  // Earlier stages folded into this event by the scheduler: each as if it had
+  // come as an event of its own (only their times; they rank below this one).
+  if (ev.has_allocated_time() && !HasStage(*a, kwq::v1::ALLOCATED)) {
+    *a->mutable_allocated_time() = ev.allocated_time();
+    out.changed = true;
+  }
+  if (ev.has_running_time() && !HasStage(*a, kwq::v1::RUNNING)) {
+    *a->mutable_running_time() = ev.running_time();
+    out.changed = true;
+  }
+
   // A repeated PENDING saying why a queued attempt waits: a note, not a stage.
   if (s == kwq::v1::PENDING && !ev.waiting().empty() && !added &&
       HasStage(*a, s)) {

@@ -53,6 +53,40 @@ TEST(TaskModelTest, AHappyPathRecordsEveryStage) {
   EXPECT_EQ(t.history(0).worker_id(), "w1");
 }
 
+TEST(TaskModelTest, StagesFoldedIntoOneEventAreRecordedAsTheirOwn) {
+  TaskStatus folded;
+  ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &folded);
+  TaskEvent done = Ev(kwq::v1::COMPLETED, 1, 13, "w1");
+  done.mutable_allocated_time()->set_seconds(11);
+  done.mutable_running_time()->set_seconds(12);
+  auto o = ApplyEvent(done, &folded);
+  EXPECT_EQ(o.kind, ApplyOutcome::kApplied);
+  EXPECT_EQ(o.old_state, kwq::v1::PENDING);
+  EXPECT_EQ(o.new_state, kwq::v1::COMPLETED);
+  EXPECT_TRUE(o.finished);
+
+  // The same record as from one event per stage.
+  TaskStatus separate;
+  ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &separate);
+  ApplyEvent(Ev(kwq::v1::ALLOCATED, 1, 11, "w1"), &separate);
+  ApplyEvent(Ev(kwq::v1::RUNNING, 1, 12, "w1"), &separate);
+  ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13, "w1"), &separate);
+  EXPECT_EQ(folded.SerializeAsString(), separate.SerializeAsString())
+      << folded.DebugString() << "\nvs\n"
+      << separate.DebugString();
+
+  // A RUNNING event carrying its ALLOCATED time, then the completion.
+  TaskStatus running;
+  ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &running);
+  TaskEvent run = Ev(kwq::v1::RUNNING, 1, 12, "w1");
+  run.mutable_allocated_time()->set_seconds(11);
+  EXPECT_EQ(ApplyEvent(run, &running).new_state, kwq::v1::RUNNING);
+  ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13, "w1"), &running);
+  EXPECT_EQ(running.SerializeAsString(), separate.SerializeAsString());
+  ASSERT_EQ(running.history_size(), 1);
+  EXPECT_EQ(running.history(0).allocated_time().seconds(), 11);
+}
+
 TEST(TaskModelTest, DuplicatesChangeNothing) {
   TaskStatus t;
   ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &t);
