@@ -98,6 +98,20 @@ class Worker::Stream
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return;
       if (write_in_flight_) {
+        if (msg.has_update() && msg.update().state() == kwq::v1::COMPLETED) {
+          // Its RUNNING updates still queued say nothing the completion does
+          // not: the scheduler takes a completion without a RUNNING as
+          // started when it arrives, which is when they would have.
+          const std::string& lease = msg.update().token().lease_id();
+          out_.erase(
+              std::remove_if(out_.begin(), out_.end(),
+                             [&](const WorkerMessage& m) {
+                               return m.has_update() &&
+                                      m.update().state() == kwq::v1::RUNNING &&
+                                      m.update().token().lease_id() == lease;
+                             }),
+              out_.end());
+        }
         out_.push_back(std::move(msg));
         return;
       }

@@ -85,8 +85,39 @@ OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
 
 void SchedulerCore::WriteHeldEvent(Lease& lease) {
   if (!lease.held_event) return;
+  metrics_.events_folded += lease.held_event->has_allocated_time();
   effects_.produces.push_back({{EventRecord(*lease.held_event)}, 0});
   lease.held_event.reset();
+}
+
+void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
+  lease.running_reported = true;
+  if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
+    const double secs = absl::ToDoubleSeconds(
+        clock_->Now() - FromProto(lease.task.submit_time()));
+    ++metrics_.start_latency_count;
+    metrics_.start_latency_sum_seconds += std::max(0.0, secs);
+    for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size(); ++b) {
+      if (secs <= SchedulerMetrics::kStartLatencyBounds[b]) {
+        ++metrics_.start_latency_buckets[b];
+      }
+    }
+  }
+  TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
+  ev.set_worker_id(w.hello.worker_id());
+  if (lease.held_event) {
+    // Held in its place, carrying the ALLOCATED time.
+    *ev.mutable_allocated_time() = lease.held_event->time();
+    lease.held_event = std::move(ev);
+  } else if (completing) {
+    // Held for the completion to carry (written on its own if that
+    // completion is not durable and the lease then ends otherwise).
+    lease.held_event = std::move(ev);
+    lease.held_until = clock_->Now() + options_.event_fold_window;
+    held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
+  } else {
+    effects_.produces.push_back({{EventRecord(ev)}, 0});
+  }
 }
 
 void SchedulerCore::WriteHeldEvents(absl::Time now) {
@@ -1037,30 +1068,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       // they renew the lease and are kept for Explain, not written as events.
       lease.deadline = clock_->Now() + options_.lease_period;
       lease.progress = std::clamp(update.progress(), 0.0, 1.0);
-      if (lease.running_reported) return;
-      lease.running_reported = true;
-      if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
-        const double secs = absl::ToDoubleSeconds(
-            clock_->Now() - FromProto(lease.task.submit_time()));
-        ++metrics_.start_latency_count;
-        metrics_.start_latency_sum_seconds += std::max(0.0, secs);
-        for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size();
-             ++b) {
-          if (secs <= SchedulerMetrics::kStartLatencyBounds[b]) {
-            ++metrics_.start_latency_buckets[b];
-          }
-        }
-      }
-      TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
-      ev.set_worker_id(w.hello.worker_id());
-      if (lease.held_event) {
-        // Held in its place, carrying the ALLOCATED time.
-        *ev.mutable_allocated_time() = lease.held_event->time();
-        lease.held_event = std::move(ev);
-        ++metrics_.events_folded;
-        return;
-      }
-      effects_.produces.push_back({{EventRecord(ev)}, 0});
+      if (!lease.running_reported) Started(lease, w, /*completing=*/false);
       return;
     }
     case kwq::v1::COMPLETED: {
@@ -1074,6 +1082,10 @@ void SchedulerCore::HandleUpdate(ConnId conn,
                    "task_error", /*infra=*/false, /*retryable=*/false, conn);
         return;
       }
+      // A worker may leave out the RUNNING of a task it finished before that
+      // update was sent: it started now, by this clock (the two would have
+      // arrived together).
+      if (!lease.running_reported) Started(lease, w, /*completing=*/true);
       lease.deciding = true;
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::COMPLETED);
       ev.set_worker_id(w.hello.worker_id());
@@ -1083,10 +1095,13 @@ void SchedulerCore::HandleUpdate(ConnId conn,
         if (held->state() == kwq::v1::ALLOCATED) {
           *ev.mutable_allocated_time() = held->time();
         } else {
-          *ev.mutable_allocated_time() = held->allocated_time();
+          if (held->has_allocated_time()) {
+            *ev.mutable_allocated_time() = held->allocated_time();
+          }
           *ev.mutable_running_time() = held->time();
         }
-        ++metrics_.events_folded;
+        metrics_.events_folded +=
+            ev.has_allocated_time() + ev.has_running_time();
       }
       kwq::v1::TaskResult result;
       result.set_task_id(lease.task.id());

@@ -408,6 +408,10 @@ class SchedulerCore {
   kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task,
                                kwq::v1::TaskState state) const;
   OutRecord EventRecord(const kwq::v1::TaskEvent& ev) const;
+  // The attempt's RUNNING stage, now: a RUNNING update, or a completion whose
+  // RUNNING the worker left out (`completing`: the stage is held for the
+  // completion's event to carry).
+  void Started(Lease& lease, const Worker& w, bool completing);
   // Writes the lease's held stage event, if any.
   void WriteHeldEvent(Lease& lease);
   // Writes the held stage events whose window ended by `now`.

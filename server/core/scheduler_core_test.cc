@@ -840,6 +840,39 @@ TEST_F(SchedulerCoreTest, AShortAttemptIsOneCompletedEventCarryingItsStages) {
   EXPECT_EQ(Acks(1).size(), 1u);
 }
 
+TEST_F(SchedulerCoreTest, ACompletionWithoutRunningStartedWhenItArrived) {
+  for (const bool fold : {true, false}) {
+    SCOPED_TRACE(fold ? "folding" : "one event per stage");
+    SchedulerOptions o;
+    o.event_fold_window = absl::Milliseconds(fold ? 20 : 0);
+    Reset(o, fold);
+    records_.clear();
+    sends_.clear();
+    Record(MakeTask("f1", 4), 0, 0);
+    Connect(1, 1);
+    auto a = TakeAssignments(1);
+    ASSERT_EQ(a.size(), 1u);
+    const absl::Time allocated = clock_.Now();
+    Tick(absl::Milliseconds(fold ? 5 : 30));
+    Update(1, a[0].token(), kwq::v1::COMPLETED);  // no RUNNING before it
+    MakeDurable();
+    Tick(absl::Milliseconds(50));
+    const auto done = Events(kwq::v1::COMPLETED);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(FromProto(done[0].running_time()), FromProto(done[0].time()));
+    EXPECT_EQ(core_->metrics().start_latency_count, 1);
+    if (fold) {
+      EXPECT_EQ(FromProto(done[0].allocated_time()), allocated);
+      EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+                std::vector<std::string>{"COMPLETED"});
+    } else {
+      EXPECT_FALSE(done[0].has_allocated_time());
+      EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+                (std::vector<std::string>{"ALLOCATED", "COMPLETED"}));
+    }
+  }
+}
+
 TEST_F(SchedulerCoreTest, AHeldStageIsWrittenWhenItsWindowEnds) {
   SchedulerOptions o;
   o.event_fold_window = absl::Milliseconds(20);
