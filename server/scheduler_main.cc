@@ -27,6 +27,7 @@ DEFINE_string(
     "'embedded' runs librdkafka's in-process mock cluster (nothing is kept on "
     "disk); empty uses --bootstrap_servers");
 DEFINE_string(bootstrap_servers, "", "Kafka bootstrap servers (host:port,...)");
+DEFINE_string(kafka_config, "", kwq::kKafkaConfigHelp);
 DEFINE_string(topic_prefix, "kwq",
               "prefix of every kwq topic (<prefix>.tasks.p0 ...)");
 DEFINE_int32(partitions, 4, "partitions per topic when kwq creates its topics");
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
   auto opened = kwq::OpenKafka(FLAGS_kafka, FLAGS_bootstrap_servers,
-                               absl::Milliseconds(FLAGS_kafka_wait_ms));
+                               absl::Milliseconds(FLAGS_kafka_wait_ms),
+                               FLAGS_kafka_config);
   if (!opened.ok()) {
     std::cerr << "kwq_scheduler: " << opened.status().message() << "\n";
     return 1;

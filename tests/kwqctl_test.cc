@@ -1,6 +1,8 @@
 // kwqctl against a dev grid (`kwqctl dev`, a real child process on embedded
 // Kafka): exit codes, JSON output parsed and checked, bad input messages, the
 // piped job monitor.
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -69,6 +71,53 @@ class KwqctlTest : public ::testing::Test {
 testing::ChildProcess* KwqctlTest::dev_ = nullptr;
 std::string KwqctlTest::tracker_;
 std::string KwqctlTest::kafka_;
+
+// --kafka-config against real authentication: the test broker's SASL/PLAIN
+// listener (tools/kafka/start.sh). Every client of the grid (scheduler,
+// tracker, their producers and consumers) must carry the credentials for the
+// job to complete; a wrong password is refused with a clear message.
+TEST(KwqctlKafkaConfigTest,
+     ASimulatedGridOverSaslCompletesAndAWrongPasswordFails) {
+  const char* sasl = std::getenv("KWQ_KAFKA_SASL_BOOTSTRAP");
+  if (sasl == nullptr || *sasl == '\0') {
+    if (const char* req = std::getenv("KWQ_REQUIRE_REAL_BROKER");
+        req != nullptr && std::string(req) == "1") {
+      FAIL()
+          << "KWQ_REQUIRE_REAL_BROKER=1 but KWQ_KAFKA_SASL_BOOTSTRAP is unset";
+    }
+    GTEST_SKIP() << "no SASL listener (KWQ_KAFKA_SASL_BOOTSTRAP)";
+  }
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = tmp ? tmp : "/tmp";
+  auto write = [&](const std::string& name, const std::string& password) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << "# the test broker's SASL/PLAIN listener\n"
+                        << "security.protocol=SASL_PLAINTEXT\n"
+                        << "sasl.mechanisms=PLAIN\n"
+                        << "sasl.username=kwq\n"
+                        << "sasl.password=" << password << "\n";
+    return path;
+  };
+  auto r =
+      RunCommand("tools/kwqctl",
+                 {"simulate", "--tasks", "500", "--workers", "2", "--slots",
+                  "4", "--bootstrap-servers", sasl, "--kafka-config",
+                  write("good.properties", "kwq-secret"), "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = ParseJson(LastLine(r.out));
+  EXPECT_EQ(Num(j, "completed"), 500);
+  EXPECT_EQ(Num(j, "tracker_completed"), 500);
+  EXPECT_EQ(Num(j, "duplicates"), 0);
+
+  auto bad = RunCommand(
+      "tools/kwqctl",
+      {"simulate", "--tasks", "10", "--bootstrap-servers", sasl,
+       "--kafka-config", write("bad.properties", "wrong"), "-o", "json"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(bad.err, "did not answer")) << bad.err;
+  EXPECT_TRUE(absl::StrContains(bad.err, "Invalid username or password"))
+      << bad.err;
+}
 
 TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
   auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4",

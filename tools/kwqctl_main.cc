@@ -14,7 +14,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
 
   dev                          scheduler + tracker + embedded Kafka in this process
                                [--scheduler-listen 127.0.0.1:50051] [--tracker-listen 127.0.0.1:50052]
-                               [--bootstrap-servers HOST:PORT] [--topic-prefix kwq]
+                               [--bootstrap-servers HOST:PORT] [--kafka-config FILE]
+                               [--topic-prefix kwq]
   submit                       one task from flags: --job J [--id ID] [--priority 0-9]
                                [--tag k=v]... [--affinity K]... [--label L]... [--max-attempts N]
                                [--timeout 30s] [--payload TEXT | --payload-file F]
@@ -25,7 +26,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   job watch JOB                the live job monitor; exit 0 if every task completed, 1 if any failed
   job pause|resume|cancel JOB  (scheduler control)
   job results JOB              results of completed tasks, from <prefix>.results in Kafka
-                               --bootstrap-servers HOST:PORT [--topic-prefix kwq]
+                               --bootstrap-servers HOST:PORT [--kafka-config FILE]
+                               [--topic-prefix kwq]
   task get ID                  a task with every attempt and its stage times
   task list --job J            [--state S] [--tag k=v] [--page-size N] [--page-token T]
   task why ID                  what holds a queued task back (scheduler's explanation)
@@ -35,7 +37,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
                                [--tasks 100000] [--workers 8] [--slots 16] [--duration-ms 0]
                                [--jitter-ms 0] [--error-rate 0] [--priorities 10]
                                [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
-                               [--partitions 4] (per topic of the grid it starts)
+                               [--kafka-config FILE] [--partitions 4] (per topic of the
+                               grid it starts)
                                [--rate R] (one task per Submit at R/s: latency)
                                [--cpu-of-pid PID] (also report PID's CPU seconds
                                in the measured window, e.g. the Kafka broker's)
@@ -47,6 +50,10 @@ Global flags:
   -o table|json|jsonl     output (JSON only on stdout; progress and monitors on stderr
                           unless the monitor is the command's output)
   --timeout-s N           per-RPC deadline, default 10
+
+--kafka-config FILE: librdkafka properties (key=value lines, # comments) for every Kafka
+client of the command, e.g. security.protocol=SASL_SSL, ssl.ca.location=/etc/kafka/ca.pem,
+sasl.mechanisms=PLAIN, sasl.username=..., sasl.password=... (real Kafka only).
 )";
 
 }  // namespace

@@ -33,6 +33,7 @@ DEFINE_string(
     "the "
     "binary alone: no scheduler writes there); empty uses --bootstrap_servers");
 DEFINE_string(bootstrap_servers, "", "Kafka bootstrap servers (host:port,...)");
+DEFINE_string(kafka_config, "", kwq::kKafkaConfigHelp);
 DEFINE_string(topic_prefix, "kwq",
               "prefix of the kwq topics; the tracker reads <prefix>.events");
 DEFINE_int32(partitions, 4,
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
   auto opened = kwq::OpenKafka(FLAGS_kafka, FLAGS_bootstrap_servers,
-                               absl::Milliseconds(FLAGS_kafka_wait_ms));
+                               absl::Milliseconds(FLAGS_kafka_wait_ms),
+                               FLAGS_kafka_config);
   if (!opened.ok()) {
     std::cerr << "kwq_tracker: " << opened.status().message() << "\n";
     return 1;

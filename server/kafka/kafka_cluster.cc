@@ -3,7 +3,11 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <fstream>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 
@@ -15,9 +19,26 @@ struct RdKafkaDeleter {
 };
 using RdKafkaPtr = std::unique_ptr<rd_kafka_t, RdKafkaDeleter>;
 
+// The last error a client reported (e.g. "SASL authentication error: ..."),
+// kept by its error callback: the reason a probe got no answer.
+struct LastError {
+  absl::Mutex mu;
+  std::string text ABSL_GUARDED_BY(mu);
+  static void Callback(rd_kafka_t*, int, const char* reason, void* opaque) {
+    auto* e = static_cast<LastError*>(opaque);
+    absl::MutexLock lock(&e->mu);
+    e->text = reason;
+  }
+};
+
 absl::StatusOr<RdKafkaPtr> NewCHandle(const KafkaConfigMap& settings,
-                                      rd_kafka_type_t type) {
+                                      rd_kafka_type_t type,
+                                      LastError* last_error = nullptr) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (last_error != nullptr) {
+    rd_kafka_conf_set_opaque(conf, last_error);
+    rd_kafka_conf_set_error_cb(conf, &LastError::Callback);
+  }
   char err[512];
   for (const auto& [k, v] : settings) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) !=
@@ -43,6 +64,33 @@ KafkaConfigMap MergeConfig(KafkaConfigMap base,
   return base;
 }
 
+absl::StatusOr<KafkaConfigMap> ReadKafkaProperties(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read the Kafka properties file ", path));
+  }
+  KafkaConfigMap out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const absl::string_view l = absl::StripAsciiWhitespace(line);
+    if (l.empty() || l[0] == '#') continue;
+    const size_t eq = l.find('=');
+    const absl::string_view key =
+        eq == absl::string_view::npos
+            ? absl::string_view()
+            : absl::StripAsciiWhitespace(l.substr(0, eq));
+    if (key.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":", n, ": expected key=value (a librdkafka property), got \"",
+          l, "\""));
+    }
+    out[std::string(key)] =
+        std::string(absl::StripAsciiWhitespace(l.substr(eq + 1)));
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
     const KafkaConfigMap& settings) {
   std::unique_ptr<RdKafka::Conf> conf(
@@ -58,32 +106,41 @@ absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeKafkaConf(
 }
 
 absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::Connect(
-    const std::string& bootstrap_servers, absl::Duration wait) {
+    const std::string& bootstrap_servers, absl::Duration wait,
+    KafkaConfigMap client_properties) {
   if (bootstrap_servers.empty()) {
     return absl::InvalidArgumentError("bootstrap servers are empty");
   }
-  auto handle = NewCHandle({{"bootstrap.servers", bootstrap_servers},
-                            {"socket.connection.setup.timeout.ms", "5000"},
-                            {"log_level", "3"}},
-                           RD_KAFKA_PRODUCER);
+  KafkaCluster probe(bootstrap_servers, nullptr, nullptr, client_properties);
+  LastError last_error;
+  auto handle =
+      NewCHandle(MergeConfig(probe.ClientConfig(), {{"log_level", "3"}}),
+                 RD_KAFKA_PRODUCER, &last_error);
   if (!handle.ok()) return handle.status();
   const absl::Time deadline = absl::Now() + wait;
   rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
   do {
     const struct rd_kafka_metadata* md = nullptr;
     last = rd_kafka_metadata(handle->get(), 0, nullptr, &md, 1000);
+    rd_kafka_poll(handle->get(), 0);  // serves the error callback
     if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
       const int brokers = md->broker_cnt;
       rd_kafka_metadata_destroy(md);
       if (brokers > 0) {
-        return std::unique_ptr<KafkaCluster>(
-            new KafkaCluster(bootstrap_servers, nullptr, nullptr));
+        return std::unique_ptr<KafkaCluster>(new KafkaCluster(
+            bootstrap_servers, nullptr, nullptr, std::move(client_properties)));
       }
     }
   } while (absl::Now() < deadline);
+  std::string why = rd_kafka_err2str(last);
+  {
+    absl::MutexLock lock(&last_error.mu);
+    if (!last_error.text.empty())
+      absl::StrAppend(&why, " (", last_error.text, ")");
+  }
   return absl::UnavailableError(
       absl::StrCat("Kafka at ", bootstrap_servers, " did not answer within ",
-                   absl::FormatDuration(wait), ": ", rd_kafka_err2str(last)));
+                   absl::FormatDuration(wait), ": ", why));
 }
 
 absl::StatusOr<std::unique_ptr<KafkaCluster>> KafkaCluster::StartEmbedded(
@@ -106,9 +163,13 @@ KafkaCluster::~KafkaCluster() {
 }
 
 KafkaConfigMap KafkaCluster::ClientConfig() const {
-  return {{"bootstrap.servers", bootstrap_},
-          {"socket.connection.setup.timeout.ms", "5000"},
-          {"log_level", "4"}};
+  KafkaConfigMap base = {{"socket.connection.setup.timeout.ms", "5000"},
+                         {"log_level", "4"}};
+  // The user's properties over kwq's defaults; the cluster's address always
+  // comes from the bootstrap servers given.
+  base = MergeConfig(std::move(base), client_properties_);
+  base["bootstrap.servers"] = bootstrap_;
+  return base;
 }
 
 KafkaConfigMap KafkaCluster::ConsumerConfig(const std::string& group) const {

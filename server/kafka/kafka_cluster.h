@@ -30,8 +30,12 @@ class KafkaCluster {
  public:
   // Waits up to `wait` for the cluster at `bootstrap_servers` to answer a
   // metadata request; UNAVAILABLE with the last client error otherwise.
+  // `client_properties` (librdkafka settings, e.g. security.protocol,
+  // ssl.ca.location, sasl.*) go into every client made for this cluster, the
+  // probe included; INVALID_ARGUMENT names a bad one.
   static absl::StatusOr<std::unique_ptr<KafkaCluster>> Connect(
-      const std::string& bootstrap_servers, absl::Duration wait);
+      const std::string& bootstrap_servers, absl::Duration wait,
+      KafkaConfigMap client_properties = {});
   // Starts an in-process mock cluster with `brokers` brokers.
   static absl::StatusOr<std::unique_ptr<KafkaCluster>> StartEmbedded(
       int brokers = 1);
@@ -53,8 +57,9 @@ class KafkaCluster {
   absl::StatusOr<int> DeleteTopicsWithPrefix(const std::string& prefix,
                                              absl::Duration timeout) const;
 
-  // The base client configuration for this cluster (bootstrap servers and sane
-  // timeouts); callers add their own settings on top.
+  // The base client configuration for this cluster (bootstrap servers, sane
+  // timeouts, and the client properties given to Connect); callers add their
+  // own settings on top.
   KafkaConfigMap ClientConfig() const;
 
   // ClientConfig plus the consumer settings kwq always uses: the group, manual
@@ -65,13 +70,23 @@ class KafkaCluster {
 
  private:
   KafkaCluster(std::string bootstrap, rd_kafka_s* mock_host,
-               rd_kafka_mock_cluster_s* mock)
-      : bootstrap_(std::move(bootstrap)), mock_host_(mock_host), mock_(mock) {}
+               rd_kafka_mock_cluster_s* mock,
+               KafkaConfigMap client_properties = {})
+      : bootstrap_(std::move(bootstrap)),
+        client_properties_(std::move(client_properties)),
+        mock_host_(mock_host),
+        mock_(mock) {}
 
   std::string bootstrap_;
+  KafkaConfigMap client_properties_;
   rd_kafka_s* mock_host_ = nullptr;
   rd_kafka_mock_cluster_s* mock_ = nullptr;
 };
+
+// Reads a librdkafka properties file: `key=value` lines (spaces around both
+// trimmed), blank lines and lines starting with '#' ignored. INVALID_ARGUMENT
+// names the file and line of anything else; NOT_FOUND if it cannot be read.
+absl::StatusOr<KafkaConfigMap> ReadKafkaProperties(const std::string& path);
 
 // Builds an RdKafka::Conf from key/value settings; INVALID_ARGUMENT names a bad
 // key.

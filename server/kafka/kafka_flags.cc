@@ -16,9 +16,21 @@ std::string CheckKafkaFlags(const std::string& kafka,
 
 absl::StatusOr<std::unique_ptr<KafkaCluster>> OpenKafka(
     const std::string& kafka, const std::string& bootstrap_servers,
-    absl::Duration wait) {
-  if (kafka != "embedded")
-    return KafkaCluster::Connect(bootstrap_servers, wait);
+    absl::Duration wait, const std::string& kafka_config) {
+  if (kafka != "embedded") {
+    KafkaConfigMap properties;
+    if (!kafka_config.empty()) {
+      auto read = ReadKafkaProperties(kafka_config);
+      if (!read.ok()) return read.status();
+      properties = std::move(*read);
+    }
+    return KafkaCluster::Connect(bootstrap_servers, wait,
+                                 std::move(properties));
+  }
+  if (!kafka_config.empty()) {
+    return absl::InvalidArgumentError(
+        "--kafka_config applies to a real cluster, not --kafka=embedded");
+  }
   auto c = KafkaCluster::StartEmbedded(1);
   if (c.ok()) {
     LOG(INFO)

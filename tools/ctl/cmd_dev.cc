@@ -18,15 +18,17 @@ void OnSignal(int) {
 
 int RunDev(const Context& c) {
   std::string error;
-  if (!c.args.CheckAllowed({"scheduler_listen", "tracker_listen",
-                            "bootstrap_servers", "topic_prefix", "partitions"},
-                           &error)) {
+  if (!c.args.CheckAllowed(
+          {"scheduler_listen", "tracker_listen", "bootstrap_servers",
+           "kafka_config", "topic_prefix", "partitions"},
+          &error)) {
     return Fail(kExitUsage, error);
   }
   devgrid::GridOptions o;
   o.scheduler_listen = c.args.Get("scheduler_listen", "127.0.0.1:50051");
   o.tracker_listen = c.args.Get("tracker_listen", "127.0.0.1:50052");
   o.bootstrap_servers = c.args.Get("bootstrap_servers");
+  o.kafka_config = c.args.Get("kafka_config");
   o.topic_prefix = c.args.Get("topic_prefix", "kwq");
   long long partitions = 4;
   if (!c.args.GetInt("partitions", 4, &partitions, &error) || partitions < 1 ||

@@ -26,7 +26,15 @@ int JobResults(const Context& c, const std::string& job) {
         "--topic-prefix if not kwq)");
   }
   const std::string topic = c.args.Get("topic_prefix", "kwq") + ".results";
-  auto cluster = KafkaCluster::Connect(bootstrap, absl::Seconds(c.timeout_s));
+  KafkaConfigMap properties;
+  if (const std::string file = c.args.Get("kafka_config"); !file.empty()) {
+    auto read = ReadKafkaProperties(file);
+    if (!read.ok())
+      return Fail(kExitUsage, std::string(read.status().message()));
+    properties = std::move(*read);
+  }
+  auto cluster = KafkaCluster::Connect(bootstrap, absl::Seconds(c.timeout_s),
+                                       std::move(properties));
   if (!cluster.ok())
     return Fail(kExitFailure, std::string(cluster.status().message()));
   auto conf = MakeKafkaConf((*cluster)->ConsumerConfig(

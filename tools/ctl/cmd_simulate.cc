@@ -118,8 +118,8 @@ int RunSimulate(const Context& c) {
   if (!c.args.CheckAllowed(
           {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
            "error_rate", "priorities", "affinity_keys", "batch",
-           "job_timeout_s", "bootstrap_servers", "rate", "partitions",
-           "cpu_of_pid"},
+           "job_timeout_s", "bootstrap_servers", "kafka_config", "rate",
+           "partitions", "cpu_of_pid"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -133,6 +133,7 @@ int RunSimulate(const Context& c) {
   if (own_grid) {
     devgrid::GridOptions o;
     o.bootstrap_servers = c.args.Get("bootstrap_servers");
+    o.kafka_config = c.args.Get("kafka_config");
     o.topic_prefix = absl::StrCat("kwqsim-", getpid(), "-",
                                   absl::ToUnixSeconds(absl::Now()));
     o.scheduler.core.max_task_errors = 5;

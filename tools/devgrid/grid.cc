@@ -7,21 +7,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "server/kafka/kafka_flags.h"
 
 namespace kwq::devgrid {
 
 absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
   std::unique_ptr<DevGrid> g(new DevGrid());
-  if (options.bootstrap_servers.empty()) {
-    auto c = KafkaCluster::StartEmbedded(1);
-    if (!c.ok()) return c.status();
-    g->cluster_ = std::move(*c);
-  } else {
-    auto c =
-        KafkaCluster::Connect(options.bootstrap_servers, absl::Seconds(15));
-    if (!c.ok()) return c.status();
-    g->cluster_ = std::move(*c);
-  }
+  auto c = OpenKafka(options.bootstrap_servers.empty() ? "embedded" : "",
+                     options.bootstrap_servers, absl::Seconds(15),
+                     options.kafka_config);
+  if (!c.ok()) return c.status();
+  g->cluster_ = std::move(*c);
   options.scheduler.core.topic_prefix = options.topic_prefix;
   if (options.scheduler.core.scheduler_id == "sched") {
     options.scheduler.core.scheduler_id = absl::StrCat("dev-", getpid());

@@ -13,6 +13,8 @@ namespace kwq::devgrid {
 struct GridOptions {
   // Empty: librdkafka's in-process mock cluster (nothing kept on disk).
   std::string bootstrap_servers;
+  // A librdkafka properties file for every client (TLS, SASL); real Kafka only.
+  std::string kafka_config;
   std::string scheduler_listen = "127.0.0.1:0";
   std::string tracker_listen = "127.0.0.1:0";
   std::string topic_prefix = "kwq";

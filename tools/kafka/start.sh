@@ -4,8 +4,11 @@
 #
 #   tools/kafka/start.sh [--port N] [--state-dir DIR] [--timeout SECONDS]
 #
-# --port 0 (the default) picks a free port. On success prints one line to stdout:
-#   KWQ_KAFKA_BOOTSTRAP=127.0.0.1:PORT
+# --port 0 (the default) picks a free port. On success prints to stdout:
+#   KWQ_KAFKA_BOOTSTRAP=127.0.0.1:PORT        (plaintext)
+#   KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:PORT2  (SASL/PLAIN, user kwq, password kwq-secret:
+#                                              tests of --kafka_config against real auth)
+#   KWQ_KAFKA_STATE=DIR
 # and writes DIR/pid, DIR/bootstrap, DIR/broker.log (DIR defaults to a new mktemp dir,
 # printed on stderr). Stop it with tools/kafka/stop.sh DIR.
 set -euo pipefail
@@ -19,7 +22,7 @@ while (($#)); do
     --port) PORT="$2"; shift 2 ;;
     --state-dir) STATE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,14 +35,17 @@ mkdir -p "$STATE"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 [ "$PORT" != 0 ] || PORT="$(free_port)"
 CPORT="$(free_port)"
+SPORT="$(free_port)"
 rm -rf "$STATE/data"
 cat > "$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kwq="kwq-secret";
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$STATE/data
@@ -119,4 +125,5 @@ while :; do
 done
 echo "[kafka] ready in ${SECONDS}s" >&2
 echo "KWQ_KAFKA_BOOTSTRAP=$BOOT"
+echo "KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$SPORT"
 echo "KWQ_KAFKA_STATE=$STATE"
