@@ -148,6 +148,13 @@ class MetricsExporter::Collector : public prometheus::Collectable {
         counter, static_cast<double>(m.durable_failures));
     add("kwq_commit_errors_total", "Offset commits that failed", counter,
         static_cast<double>(s.commit_errors));
+    if (s.consumer_lag >= 0) {
+      add("kwq_consumer_lag_records",
+          "Records in this instance's priority partitions past the group's "
+          "committed offsets: tasks not decided yet (in Kafka, buffered here "
+          "or running); refreshed every 2 s",
+          gauge, static_cast<double>(s.consumer_lag));
+    }
     return out;
   }
 

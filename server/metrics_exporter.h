@@ -21,6 +21,7 @@ struct MetricsSnapshot {
   size_t in_flight = 0;             // leases
   size_t workers = 0;               // connected worker streams
   int64_t commit_errors = 0;
+  int64_t consumer_lag = -1;  // -1: not known (yet)
 };
 
 // Prometheus text format at http://<listen>/metrics (prometheus-cpp's exposer);

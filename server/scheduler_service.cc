@@ -541,6 +541,7 @@ MetricsSnapshot SchedulerService::Snapshot() {
   });
   if (auto* kafka = dynamic_cast<KafkaTaskLog*>(log_.get())) {
     s.commit_errors = kafka->commit_errors();
+    s.consumer_lag = kafka->consumer_lag();
   }
   return s;
 }

@@ -48,6 +48,7 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
   ASSERT_TRUE(wait_for("kwq_queue_depth{priority=\"5\"}", 3));
+  EXPECT_TRUE(wait_for("kwq_consumer_lag_records", 3));  // none decided yet
   EXPECT_GT(
       Sample(scrape(), "kwq_oldest_queued_task_age_seconds{priority=\"5\"}"),
       0);
@@ -60,6 +61,7 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
   std::thread runner([&] { w.Run(); });
   EXPECT_TRUE(wait_for("kwq_tasks_completed_total", 3));
   EXPECT_TRUE(wait_for("kwq_queue_depth{priority=\"5\"}", 0));
+  EXPECT_TRUE(wait_for("kwq_consumer_lag_records", 0));  // all committed
   const std::string text = scrape();
   EXPECT_EQ(Sample(text, "kwq_tasks_dispatched_total"), 3);
   EXPECT_EQ(Sample(text, "kwq_connected_workers"), 1);

@@ -126,6 +126,10 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       }
       for (auto* tp : partitions)
         log_->owned_.insert({tp->topic(), tp->partition()});
+      {
+        absl::MutexLock lock(&log_->owned_mu_);
+        log_->owned_copy_.assign(log_->owned_.begin(), log_->owned_.end());
+      }
       log_->applied_paused_
           .clear();  // a fresh assignment fetches every partition
       consumer->assign(partitions);
@@ -140,6 +144,10 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       for (auto* tp : partitions) {
         revoked.emplace_back(tp->topic(), tp->partition());
         log_->owned_.erase({tp->topic(), tp->partition()});
+      }
+      {
+        absl::MutexLock lock(&log_->owned_mu_);
+        log_->owned_copy_.assign(log_->owned_.begin(), log_->owned_.end());
       }
       if (log_->callbacks_.on_revoked) log_->callbacks_.on_revoked(revoked);
       log_->FlushCommits(/*sync=*/true);
@@ -229,11 +237,53 @@ void KafkaTaskLog::Start() {
     pthread_setname_np(pthread_self(), "kwq-consume");
     ConsumeLoop();
   });
+  lag_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kwq-lag");
+    LagLoop();
+  });
+}
+
+void KafkaTaskLog::LagLoop() {
+  absl::Time next = absl::Now();
+  while (!stopping_) {
+    if (absl::Now() < next) {
+      absl::SleepFor(absl::Milliseconds(50));  // a refresh period, in steps
+      continue;
+    }
+    next = absl::Now() + absl::Seconds(2);
+    std::vector<std::pair<std::string, int32_t>> owned;
+    {
+      absl::MutexLock lock(&owned_mu_);
+      owned = owned_copy_;
+    }
+    std::vector<RdKafka::TopicPartition*> parts;
+    for (const auto& [topic, partition] : owned) {
+      parts.push_back(RdKafka::TopicPartition::create(topic, partition));
+    }
+    // One OffsetFetch for the committed offsets, one ListOffsets per
+    // partition for its end (cached watermarks go stale while paused).
+    bool ok = parts.empty() ||
+              consumer_->committed(parts, 2000) == RdKafka::ERR_NO_ERROR;
+    int64_t lag = 0;
+    for (auto* tp : parts) {
+      int64_t low = 0, high = 0;
+      if (!ok || consumer_->query_watermark_offsets(
+                     tp->topic(), tp->partition(), &low, &high, 2000) !=
+                     RdKafka::ERR_NO_ERROR) {
+        ok = false;
+        break;
+      }
+      lag += std::max<int64_t>(0, high - std::max(tp->offset(), low));
+    }
+    RdKafka::TopicPartition::destroy(parts);
+    if (ok) consumer_lag_ = lag;
+  }
 }
 
 void KafkaTaskLog::Stop(absl::Duration timeout) {
   if (stopping_.exchange(true)) return;
   if (consume_thread_.joinable()) consume_thread_.join();
+  if (lag_thread_.joinable()) lag_thread_.join();
   if (consumer_) {
     FlushCommits(/*sync=*/true);
     consumer_->close();

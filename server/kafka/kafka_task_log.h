@@ -50,6 +50,11 @@ class KafkaTaskLog final : public TaskLog {
   int64_t produce_errors() const { return produce_errors_; }
   int64_t commits_ok() const { return commits_ok_; }
   int64_t commit_errors() const { return commit_errors_; }
+  // Records in this member's partitions past the group's committed offsets
+  // (Kafka's consumer lag: tasks not decided yet, whether still in Kafka,
+  // buffered here or running), refreshed every 2 s; -1 before the first
+  // refresh.
+  int64_t consumer_lag() const { return consumer_lag_; }
 
  private:
   class Rebalancer;
@@ -62,6 +67,7 @@ class KafkaTaskLog final : public TaskLog {
   void PollProducerLoop(RdKafka::Producer* producer);
   void FlushCommits(bool sync);
   void ApplyPauses();
+  void LagLoop();
 
   Callbacks callbacks_;
   std::vector<std::string> topics_;
@@ -81,6 +87,12 @@ class KafkaTaskLog final : public TaskLog {
   std::thread consume_thread_;
   std::thread poll_thread_;
   std::thread bulk_poll_thread_;
+  std::thread lag_thread_;
+  std::atomic<int64_t> consumer_lag_{-1};
+  absl::Mutex owned_mu_;
+  // A copy of owned_ for the lag thread.
+  std::vector<std::pair<std::string, int32_t>> owned_copy_
+      ABSL_GUARDED_BY(owned_mu_);
 
   absl::Mutex mu_;
   // Offset and metadata to commit per partition.
