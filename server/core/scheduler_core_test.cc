@@ -153,6 +153,34 @@ class SchedulerCoreTest : public ::testing::Test {
     return out;
   }
 
+  // The states of the events written so far, in order.
+  std::vector<std::string> EventStates() const {
+    std::vector<std::string> out;
+    for (const auto& r : records_) {
+      if (r.topic != core_->EventsTopic()) continue;
+      TaskEvent ev;
+      EXPECT_TRUE(ev.ParseFromString(r.value));
+      out.push_back(kwq::v1::TaskState_Name(ev.state()));
+    }
+    return out;
+  }
+
+  // A fresh core folding stage events over `window` (zero: not folding), and
+  // task "f1" assigned to worker 1 (one slot).
+  Assignment AssignOne(absl::Duration window) {
+    SchedulerOptions o;
+    o.event_fold_window = window;
+    Reset(o, /*fold_events=*/window > absl::ZeroDuration());
+    records_.clear();
+    sends_.clear();
+    cookies_.clear();
+    Record(MakeTask("f1", 4), 0, 0);
+    Connect(1, 1);
+    auto a = TakeAssignments(1);
+    EXPECT_EQ(a.size(), 1u);
+    return a.empty() ? Assignment() : a[0];
+  }
+
   std::vector<Task> Requeued() const {
     std::vector<Task> out;
     for (auto& r : records_) {
@@ -797,39 +825,18 @@ TEST_F(SchedulerCoreTest, ProgressReportsRenewTheLeaseWithoutMoreEvents) {
   EXPECT_NE(why[0].find("75% done"), std::string::npos) << why[0];
 }
 
-// The events written for the events topic, in order, as "STATE" strings.
-std::vector<std::string> StateNames(const std::vector<OutRecord>& records,
-                                    const std::string& topic) {
-  std::vector<std::string> out;
-  for (const auto& r : records) {
-    if (r.topic != topic) continue;
-    TaskEvent ev;
-    EXPECT_TRUE(ev.ParseFromString(r.value));
-    out.push_back(kwq::v1::TaskState_Name(ev.state()));
-  }
-  return out;
-}
-
 TEST_F(SchedulerCoreTest, AShortAttemptIsOneCompletedEventCarryingItsStages) {
-  SchedulerOptions o;
-  o.event_fold_window = absl::Milliseconds(20);
-  Reset(o, /*fold_events=*/true);
-  Record(MakeTask("f1", 4), 0, 0);
-  Connect(1, 1);
-  auto a = TakeAssignments(1);
-  ASSERT_EQ(a.size(), 1u);
+  const Assignment a = AssignOne(absl::Milliseconds(20));
   const absl::Time allocated = clock_.Now();
   Tick(absl::Milliseconds(5));
-  Update(1, a[0].token(), kwq::v1::RUNNING);
+  Update(1, a.token(), kwq::v1::RUNNING);
   const absl::Time running = clock_.Now();
   Tick(absl::Milliseconds(5));
-  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty())
-      << "the stages are held inside the window";
-  Update(1, a[0].token(), kwq::v1::COMPLETED);
+  EXPECT_TRUE(EventStates().empty()) << "the stages are held inside the window";
+  Update(1, a.token(), kwq::v1::COMPLETED);
   MakeDurable();
   Tick(absl::Milliseconds(50));  // past the window: nothing more is written
-  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
-            std::vector<std::string>{"COMPLETED"});
+  EXPECT_EQ(EventStates(), std::vector<std::string>{"COMPLETED"});
   const auto done = Events(kwq::v1::COMPLETED);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(FromProto(done[0].allocated_time()), allocated);
@@ -843,18 +850,10 @@ TEST_F(SchedulerCoreTest, AShortAttemptIsOneCompletedEventCarryingItsStages) {
 TEST_F(SchedulerCoreTest, ACompletionWithoutRunningStartedWhenItArrived) {
   for (const bool fold : {true, false}) {
     SCOPED_TRACE(fold ? "folding" : "one event per stage");
-    SchedulerOptions o;
-    o.event_fold_window = absl::Milliseconds(fold ? 20 : 0);
-    Reset(o, fold);
-    records_.clear();
-    sends_.clear();
-    Record(MakeTask("f1", 4), 0, 0);
-    Connect(1, 1);
-    auto a = TakeAssignments(1);
-    ASSERT_EQ(a.size(), 1u);
+    const Assignment a = AssignOne(absl::Milliseconds(fold ? 20 : 0));
     const absl::Time allocated = clock_.Now();
     Tick(absl::Milliseconds(fold ? 5 : 30));
-    Update(1, a[0].token(), kwq::v1::COMPLETED);  // no RUNNING before it
+    Update(1, a.token(), kwq::v1::COMPLETED);  // no RUNNING before it
     MakeDurable();
     Tick(absl::Milliseconds(50));
     const auto done = Events(kwq::v1::COMPLETED);
@@ -863,75 +862,52 @@ TEST_F(SchedulerCoreTest, ACompletionWithoutRunningStartedWhenItArrived) {
     EXPECT_EQ(core_->metrics().start_latency_count, 1);
     if (fold) {
       EXPECT_EQ(FromProto(done[0].allocated_time()), allocated);
-      EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
-                std::vector<std::string>{"COMPLETED"});
+      EXPECT_EQ(EventStates(), std::vector<std::string>{"COMPLETED"});
     } else {
       EXPECT_FALSE(done[0].has_allocated_time());
-      EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+      EXPECT_EQ(EventStates(),
                 (std::vector<std::string>{"ALLOCATED", "COMPLETED"}));
     }
   }
 }
 
 TEST_F(SchedulerCoreTest, AHeldStageIsWrittenWhenItsWindowEnds) {
-  SchedulerOptions o;
-  o.event_fold_window = absl::Milliseconds(20);
-  Reset(o, /*fold_events=*/true);
-  Record(MakeTask("f1", 4), 0, 0);
-  Connect(1, 1);
-  auto a = TakeAssignments(1);
-  ASSERT_EQ(a.size(), 1u);
+  const Assignment a = AssignOne(absl::Milliseconds(20));
   const absl::Time allocated = clock_.Now();
   Tick(absl::Milliseconds(10));
-  Update(1, a[0].token(), kwq::v1::RUNNING);
+  Update(1, a.token(), kwq::v1::RUNNING);
   Tick(absl::Milliseconds(9));
-  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty());
+  EXPECT_TRUE(EventStates().empty());
   Tick(absl::Milliseconds(1));  // 20 ms after the assignment
-  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
-            std::vector<std::string>{"RUNNING"});
+  EXPECT_EQ(EventStates(), std::vector<std::string>{"RUNNING"});
   const auto run = Events(kwq::v1::RUNNING);
   ASSERT_EQ(run.size(), 1u);
   EXPECT_EQ(FromProto(run[0].allocated_time()), allocated);
   EXPECT_EQ(FromProto(run[0].time()), allocated + absl::Milliseconds(10));
   // A long task's completion is then an event of its own.
   Tick(absl::Seconds(1));
-  Update(1, a[0].token(), kwq::v1::COMPLETED);
+  Update(1, a.token(), kwq::v1::COMPLETED);
   MakeDurable();
-  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
-            (std::vector<std::string>{"RUNNING", "COMPLETED"}));
+  EXPECT_EQ(EventStates(), (std::vector<std::string>{"RUNNING", "COMPLETED"}));
   EXPECT_FALSE(Events(kwq::v1::COMPLETED)[0].has_allocated_time());
   EXPECT_EQ(core_->metrics().events_folded, 1);
 }
 
 TEST_F(SchedulerCoreTest, AHeldStageIsWrittenBeforeAnyOtherEndOfTheAttempt) {
-  SchedulerOptions o;
-  o.event_fold_window = absl::Seconds(1);
-  Reset(o, /*fold_events=*/true);
-  Record(MakeTask("f1", 4), 0, 0);
-  Connect(1, 1);
-  auto a = TakeAssignments(1);
-  ASSERT_EQ(a.size(), 1u);
-  Update(1, a[0].token(), kwq::v1::ERROR);  // retryable: a new attempt
+  const Assignment a = AssignOne(absl::Seconds(1));
+  Update(1, a.token(), kwq::v1::ERROR);  // retryable: a new attempt
   MakeDurable();
-  EXPECT_EQ(StateNames(records_, core_->EventsTopic()),
+  EXPECT_EQ(EventStates(),
             (std::vector<std::string>{"ALLOCATED", "ERROR", "PENDING"}));
 }
 
 TEST_F(SchedulerCoreTest, AFoldedCompletionThatWasNotDurableLosesNoStage) {
-  SchedulerOptions o;
-  o.event_fold_window = absl::Milliseconds(20);
   for (const bool resend_in_window : {true, false}) {
     SCOPED_TRACE(resend_in_window ? "resent within the window"
                                   : "resent after the window");
-    Reset(o, /*fold_events=*/true);
-    records_.clear();
-    sends_.clear();
-    Record(MakeTask("f1", 4), 0, 0);
-    Connect(1, 1);
-    auto a = TakeAssignments(1);
-    ASSERT_EQ(a.size(), 1u);
-    Update(1, a[0].token(), kwq::v1::RUNNING);
-    Update(1, a[0].token(), kwq::v1::COMPLETED);
+    const Assignment a = AssignOne(absl::Milliseconds(20));
+    Update(1, a.token(), kwq::v1::RUNNING);
+    Update(1, a.token(), kwq::v1::COMPLETED);
     MakeDurable(/*ok=*/false);
     ASSERT_EQ(Acks(1).size(), 1u);
     EXPECT_EQ(Acks(1)[0].code(), 14);  // UNAVAILABLE: send it again
@@ -941,7 +917,7 @@ TEST_F(SchedulerCoreTest, AFoldedCompletionThatWasNotDurableLosesNoStage) {
       ASSERT_EQ(Events(kwq::v1::RUNNING).size(), 1u);
       EXPECT_TRUE(Events(kwq::v1::RUNNING)[0].has_allocated_time());
     }
-    Update(1, a[0].token(), kwq::v1::COMPLETED);
+    Update(1, a.token(), kwq::v1::COMPLETED);
     MakeDurable();
     Tick(absl::Milliseconds(50));
     const auto done = Events(kwq::v1::COMPLETED);
@@ -949,7 +925,7 @@ TEST_F(SchedulerCoreTest, AFoldedCompletionThatWasNotDurableLosesNoStage) {
     EXPECT_TRUE(done[0].has_running_time());
     EXPECT_EQ(done[1].has_running_time(), resend_in_window);
     EXPECT_EQ(
-        StateNames(records_, core_->EventsTopic()),
+        EventStates(),
         resend_in_window
             ? (std::vector<std::string>{"COMPLETED", "COMPLETED"})
             : (std::vector<std::string>{"COMPLETED", "RUNNING", "COMPLETED"}));
@@ -963,7 +939,7 @@ TEST_F(SchedulerCoreTest, FlushHeldEventsWritesEveryHeldStage) {
   for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("f", i), 4), 0, i);
   Connect(1, 3);
   ASSERT_EQ(TakeAssignments(1).size(), 3u);
-  EXPECT_TRUE(StateNames(records_, core_->EventsTopic()).empty());
+  EXPECT_TRUE(EventStates().empty());
   core_->FlushHeldEvents();
   Collect();
   EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 3u);
