@@ -112,12 +112,16 @@ void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
   } else if (completing) {
     // Held for the completion to carry (written on its own if that
     // completion is not durable and the lease then ends otherwise).
-    lease.held_event = std::move(ev);
-    lease.held_until = clock_->Now() + options_.event_fold_window;
-    held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
+    Hold(lease, std::move(ev));
   } else {
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
+}
+
+void SchedulerCore::Hold(Lease& lease, TaskEvent ev) {
+  lease.held_event = std::move(ev);
+  lease.held_until = clock_->Now() + options_.event_fold_window;
+  held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
 }
 
 void SchedulerCore::WriteHeldEvents(absl::Time now) {
@@ -876,9 +880,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
   ev.set_worker_id(w.hello.worker_id());
   if (options_.event_fold_window > absl::ZeroDuration()) {
-    lease.held_event = std::move(ev);
-    lease.held_until = clock_->Now() + options_.event_fold_window;
-    held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
+    Hold(lease, std::move(ev));
   } else {
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
@@ -1072,6 +1074,10 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       return;
     }
     case kwq::v1::COMPLETED: {
+      // A worker may leave out the RUNNING of a task it finished before that
+      // update was sent: it started now, by this clock (the two would have
+      // arrived together).
+      if (!lease.running_reported) Started(lease, w, /*completing=*/true);
       if (update.result().size() > options_.max_result_bytes) {
         Lease l = std::move(lease);
         leases_.erase(it);
@@ -1082,10 +1088,6 @@ void SchedulerCore::HandleUpdate(ConnId conn,
                    "task_error", /*infra=*/false, /*retryable=*/false, conn);
         return;
       }
-      // A worker may leave out the RUNNING of a task it finished before that
-      // update was sent: it started now, by this clock (the two would have
-      // arrived together).
-      if (!lease.running_reported) Started(lease, w, /*completing=*/true);
       lease.deciding = true;
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::COMPLETED);
       ev.set_worker_id(w.hello.worker_id());

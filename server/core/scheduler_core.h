@@ -412,6 +412,8 @@ class SchedulerCore {
   // RUNNING the worker left out (`completing`: the stage is held for the
   // completion's event to carry).
   void Started(Lease& lease, const Worker& w, bool completing);
+  // Holds `ev` in the lease for the fold window (see event_fold_window).
+  void Hold(Lease& lease, kwq::v1::TaskEvent ev);
   // Writes the lease's held stage event, if any.
   void WriteHeldEvent(Lease& lease);
   // Writes the held stage events whose window ended by `now`.

@@ -899,6 +899,31 @@ TEST_F(SchedulerCoreTest, AHeldStageIsWrittenBeforeAnyOtherEndOfTheAttempt) {
   MakeDurable();
   EXPECT_EQ(EventStates(),
             (std::vector<std::string>{"ALLOCATED", "ERROR", "PENDING"}));
+
+  // A completion (without a RUNNING before it) refused for its size: the
+  // attempt ran, so its RUNNING stage is written before its end.
+  SchedulerOptions o;
+  o.event_fold_window = absl::Seconds(1);
+  o.max_result_bytes = 4;
+  Reset(o, /*fold_events=*/true);
+  records_.clear();
+  sends_.clear();
+  Record(MakeTask("f2", 4), 0, 0);
+  Connect(1, 1);
+  auto big = TakeAssignments(1);
+  ASSERT_EQ(big.size(), 1u);
+  kwq::v1::WorkerMessage msg;
+  *msg.mutable_update()->mutable_token() = big[0].token();
+  msg.mutable_update()->set_state(kwq::v1::COMPLETED);
+  msg.mutable_update()->set_result("too large");
+  Send(1, msg);
+  MakeDurable();
+  const auto states = EventStates();
+  ASSERT_GE(states.size(), 2u);
+  EXPECT_EQ(states[0], "RUNNING");
+  EXPECT_EQ(states[1], "ERROR");
+  ASSERT_EQ(Events(kwq::v1::RUNNING).size(), 1u);
+  EXPECT_TRUE(Events(kwq::v1::RUNNING)[0].has_allocated_time());
 }
 
 TEST_F(SchedulerCoreTest, AFoldedCompletionThatWasNotDurableLosesNoStage) {
