@@ -88,6 +88,7 @@ class KafkaTaskLog final : public TaskLog {
   std::thread poll_thread_;
   std::thread bulk_poll_thread_;
   std::thread lag_thread_;
+  std::unique_ptr<RdKafka::KafkaConsumer> lag_client_;  // see Open
   std::atomic<int64_t> consumer_lag_{-1};
   absl::Mutex owned_mu_;
   // A copy of owned_ for the lag thread.
