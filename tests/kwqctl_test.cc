@@ -72,51 +72,81 @@ testing::ChildProcess* KwqctlTest::dev_ = nullptr;
 std::string KwqctlTest::tracker_;
 std::string KwqctlTest::kafka_;
 
-// --kafka-config against real authentication: the test broker's SASL/PLAIN
-// listener (tools/kafka/start.sh). Every client of the grid (scheduler,
-// tracker, their producers and consumers) must carry the credentials for the
-// job to complete; a wrong password is refused with a clear message.
-TEST(KwqctlKafkaConfigTest,
-     ASimulatedGridOverSaslCompletesAndAWrongPasswordFails) {
-  const char* sasl = std::getenv("KWQ_KAFKA_SASL_BOOTSTRAP");
-  if (sasl == nullptr || *sasl == '\0') {
-    if (const char* req = std::getenv("KWQ_REQUIRE_REAL_BROKER");
-        req != nullptr && std::string(req) == "1") {
-      FAIL()
-          << "KWQ_REQUIRE_REAL_BROKER=1 but KWQ_KAFKA_SASL_BOOTSTRAP is unset";
+// --kafka-config against the test broker's secured listeners
+// (tools/kafka/start.sh): every client of a simulated grid (scheduler,
+// tracker, their producers and consumers) must carry the settings for the job
+// to complete, and wrong ones are refused with the client's reason.
+class KwqctlKafkaConfigTest : public ::testing::Test {
+ protected:
+  // The environment variable's value; skips (fails under
+  // KWQ_REQUIRE_REAL_BROKER=1) when it is unset.
+  static std::string Env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return v;
+    const char* req = std::getenv("KWQ_REQUIRE_REAL_BROKER");
+    if (req != nullptr && std::string(req) == "1") {
+      ADD_FAILURE() << "KWQ_REQUIRE_REAL_BROKER=1 but " << name << " is unset";
     }
-    GTEST_SKIP() << "no SASL listener (KWQ_KAFKA_SASL_BOOTSTRAP)";
+    return "";
   }
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = tmp ? tmp : "/tmp";
-  auto write = [&](const std::string& name, const std::string& password) {
-    const std::string path = dir + "/" + name;
-    std::ofstream(path) << "# the test broker's SASL/PLAIN listener\n"
-                        << "security.protocol=SASL_PLAINTEXT\n"
-                        << "sasl.mechanisms=PLAIN\n"
-                        << "sasl.username=kwq\n"
-                        << "sasl.password=" << password << "\n";
+  // Writes `properties` to a file of the test's temp dir; its path.
+  static std::string Write(const std::string& name,
+                           const std::string& properties) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    const std::string path = std::string(tmp ? tmp : "/tmp") + "/" + name;
+    std::ofstream(path) << properties;
     return path;
-  };
-  auto r =
-      RunCommand("tools/kwqctl",
-                 {"simulate", "--tasks", "500", "--workers", "2", "--slots",
-                  "4", "--bootstrap-servers", sasl, "--kafka-config",
-                  write("good.properties", "kwq-secret"), "-o", "json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto j = ParseJson(LastLine(r.out));
-  EXPECT_EQ(Num(j, "completed"), 500);
-  EXPECT_EQ(Num(j, "tracker_completed"), 500);
-  EXPECT_EQ(Num(j, "duplicates"), 0);
+  }
+  // A 500-task simulated grid over `bootstrap` with `config` completes.
+  static void ExpectAGridRuns(const std::string& bootstrap,
+                              const std::string& config) {
+    auto r = RunCommand("tools/kwqctl",
+                        {"simulate", "--tasks", "500", "--workers", "2",
+                         "--slots", "4", "--bootstrap-servers", bootstrap,
+                         "--kafka-config", config, "-o", "json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto j = ParseJson(LastLine(r.out));
+    EXPECT_EQ(Num(j, "completed"), 500);
+    EXPECT_EQ(Num(j, "tracker_completed"), 500);
+    EXPECT_EQ(Num(j, "duplicates"), 0);
+  }
+  // A grid with `config` does not start, and says `why`.
+  static void ExpectRefused(const std::string& bootstrap,
+                            const std::string& config, const std::string& why) {
+    auto bad = RunCommand("tools/kwqctl",
+                          {"simulate", "--tasks", "10", "--bootstrap-servers",
+                           bootstrap, "--kafka-config", config, "-o", "json"});
+    EXPECT_NE(bad.exit_code, 0);
+    EXPECT_TRUE(absl::StrContains(bad.err, "did not answer")) << bad.err;
+    EXPECT_TRUE(absl::StrContains(bad.err, why)) << bad.err;
+  }
+};
 
-  auto bad = RunCommand(
-      "tools/kwqctl",
-      {"simulate", "--tasks", "10", "--bootstrap-servers", sasl,
-       "--kafka-config", write("bad.properties", "wrong"), "-o", "json"});
-  EXPECT_NE(bad.exit_code, 0);
-  EXPECT_TRUE(absl::StrContains(bad.err, "did not answer")) << bad.err;
-  EXPECT_TRUE(absl::StrContains(bad.err, "Invalid username or password"))
-      << bad.err;
+TEST_F(KwqctlKafkaConfigTest, OverSaslAGridRunsAndAWrongPasswordIsRefused) {
+  const std::string sasl = Env("KWQ_KAFKA_SASL_BOOTSTRAP");
+  if (sasl.empty()) GTEST_SKIP() << "no SASL listener";
+  auto plain = [](const std::string& password) {
+    return "# the test broker's SASL/PLAIN listener\n"
+           "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=PLAIN\n"
+           "sasl.username=kwq\nsasl.password=" +
+           password + "\n";
+  };
+  ExpectAGridRuns(sasl, Write("sasl.properties", plain("kwq-secret")));
+  ExpectRefused(sasl, Write("sasl-bad.properties", plain("wrong")),
+                "Invalid username or password");
+}
+
+TEST_F(KwqctlKafkaConfigTest, OverTlsAGridRunsAndAnUntrustedBrokerIsRefused) {
+  const std::string tls = Env("KWQ_KAFKA_TLS_BOOTSTRAP");
+  const std::string ca = Env("KWQ_KAFKA_TLS_CA");
+  if (tls.empty() || ca.empty()) GTEST_SKIP() << "no TLS listener";
+  ExpectAGridRuns(tls, Write("tls.properties",
+                             "security.protocol=SSL\n"
+                             "ssl.ca.location=" +
+                                 ca + "\n"));
+  // Without the test CA the broker's certificate cannot be verified.
+  ExpectRefused(tls, Write("tls-bad.properties", "security.protocol=SSL\n"),
+                "certificate verify failed");
 }
 
 TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {

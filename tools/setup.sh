@@ -13,7 +13,7 @@ DEB_PACKAGES=(
   librdkafka-dev libabsl-dev libgoogle-glog-dev libgflags-dev
   libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
   prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libjemalloc-dev
-  openjdk-17-jre-headless maven redis-server python3-venv
+  openjdk-17-jre-headless maven redis-server python3-venv openssl
 )
 
 missing=()

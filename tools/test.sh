@@ -17,15 +17,17 @@ trap cleanup EXIT
 if ! out="$(tools/kafka/start.sh)"; then
   echo "test.sh: could not start the Kafka broker (see above)"; echo "0 passed, 1 failed"; exit 1
 fi
-eval "$out"   # KWQ_KAFKA_BOOTSTRAP, KWQ_KAFKA_SASL_BOOTSTRAP, KWQ_KAFKA_STATE
+eval "$out"   # KWQ_KAFKA_BOOTSTRAP, _SASL_BOOTSTRAP, _TLS_BOOTSTRAP, _TLS_CA, _STATE
 KAFKA_STATE="$KWQ_KAFKA_STATE"
-export KWQ_KAFKA_BOOTSTRAP KWQ_KAFKA_SASL_BOOTSTRAP
+export KWQ_KAFKA_BOOTSTRAP KWQ_KAFKA_SASL_BOOTSTRAP KWQ_KAFKA_TLS_BOOTSTRAP KWQ_KAFKA_TLS_CA
 
 RESULTS="$(mktemp -d /tmp/kwq-test-results.XXXXXX)"
 bazel query "tests(set(${TARGETS[*]}))" 2>/dev/null > "$RESULTS/targets" || true
 bazel test "${TARGETS[@]}" \
   --test_env=KWQ_KAFKA_BOOTSTRAP="$KWQ_KAFKA_BOOTSTRAP" \
   --test_env=KWQ_KAFKA_SASL_BOOTSTRAP="$KWQ_KAFKA_SASL_BOOTSTRAP" \
+  --test_env=KWQ_KAFKA_TLS_BOOTSTRAP="$KWQ_KAFKA_TLS_BOOTSTRAP" \
+  --test_env=KWQ_KAFKA_TLS_CA="$KWQ_KAFKA_TLS_CA" \
   --test_env=KWQ_REQUIRE_REAL_BROKER=1 \
   --test_env=KWQ_ROOT="$ROOT"
 bazel_rc=$?

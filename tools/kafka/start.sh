@@ -8,6 +8,8 @@
 #   KWQ_KAFKA_BOOTSTRAP=127.0.0.1:PORT        (plaintext)
 #   KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:PORT2  (SASL/PLAIN, user kwq, password kwq-secret:
 #                                              tests of --kafka_config against real auth)
+#   KWQ_KAFKA_TLS_BOOTSTRAP=127.0.0.1:PORT3   (TLS; its CA certificate in DIR/tls/ca.pem,
+#   KWQ_KAFKA_TLS_CA=DIR/tls/ca.pem            made fresh by openssl at each start)
 #   KWQ_KAFKA_STATE=DIR
 # and writes DIR/pid, DIR/bootstrap, DIR/broker.log (DIR defaults to a new mktemp dir,
 # printed on stderr). Stop it with tools/kafka/stop.sh DIR.
@@ -22,7 +24,7 @@ while (($#)); do
     --port) PORT="$2"; shift 2 ;;
     --state-dir) STATE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,14 +38,33 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 [ "$PORT" != 0 ] || PORT="$(free_port)"
 CPORT="$(free_port)"
 SPORT="$(free_port)"
+TPORT="$(free_port)"
+# A throwaway CA and a certificate for 127.0.0.1, for the TLS listener.
+TLS="$STATE/tls"
+mkdir -p "$TLS"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=kwq test CA" \
+  -keyout "$TLS/ca.key" -out "$TLS/ca.pem" >"$TLS/openssl.log" 2>&1 &&
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$TLS/broker.key" -out "$TLS/broker.csr" >>"$TLS/openssl.log" 2>&1 &&
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$TLS/san.ext" &&
+openssl x509 -req -in "$TLS/broker.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+  -CAcreateserial -days 2 -extfile "$TLS/san.ext" -out "$TLS/broker.crt" \
+  >>"$TLS/openssl.log" 2>&1 &&
+openssl pkcs8 -topk8 -nocrypt -in "$TLS/broker.key" -out "$TLS/broker.pk8" \
+  >>"$TLS/openssl.log" 2>&1 &&
+cat "$TLS/broker.pk8" "$TLS/broker.crt" > "$TLS/broker.pem" || {
+  echo "start.sh: making the TLS certificates failed:" >&2; cat "$TLS/openssl.log" >&2; exit 1; }
 rm -rf "$STATE/data"
 cat > "$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$TLS/broker.pem
+listener.name.ssl.ssl.client.auth=none
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kwq="kwq-secret";
 controller.listener.names=CONTROLLER
@@ -126,4 +147,6 @@ done
 echo "[kafka] ready in ${SECONDS}s" >&2
 echo "KWQ_KAFKA_BOOTSTRAP=$BOOT"
 echo "KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$SPORT"
+echo "KWQ_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$TPORT"
+echo "KWQ_KAFKA_TLS_CA=$TLS/ca.pem"
 echo "KWQ_KAFKA_STATE=$STATE"
