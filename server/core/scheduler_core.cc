@@ -820,14 +820,29 @@ void SchedulerCore::FreeSlot(Worker& w, const std::string& freed) {
 }
 
 int SchedulerCore::BusySlots(const Worker& w, const std::string& except) const {
-  int busy = 0;
+  // Every id in task_ids has its lease here, held by this worker; the deciding
+  // ones are counted as they change (a walk over the leases per freed slot
+  // cost O(slots) per completion).
+  int busy = static_cast<int>(w.task_ids.size()) - w.deciding +
+             static_cast<int>(w.claimed.size());
+  if (!except.empty()) {
+    if (w.task_ids.count(except)) {
+      auto l = leases_.find(except);
+      if (l != leases_.end() && !l->second.deciding) --busy;
+    }
+    if (w.claimed.count(except)) --busy;
+  }
+#ifndef NDEBUG
+  int walked = 0;  // the definition, checked in tests (debug builds)
   for (const std::string& id : w.task_ids) {
     auto l = leases_.find(id);
-    if (l != leases_.end() && !l->second.deciding && id != except) ++busy;
+    if (l != leases_.end() && !l->second.deciding && id != except) ++walked;
   }
   for (const std::string& id : w.claimed) {
-    if (id != except) ++busy;
+    if (id != except) ++walked;
   }
+  DCHECK_EQ(busy, walked) << "worker " << w.hello.worker_id();
+#endif
   return busy;
 }
 
@@ -1089,6 +1104,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
         return;
       }
       lease.deciding = true;
+      ++w.deciding;
       TaskEvent ev = MakeEvent(lease.task, kwq::v1::COMPLETED);
       ev.set_worker_id(w.hello.worker_id());
       ev.set_result_size(static_cast<int64_t>(update.result().size()));
@@ -1246,6 +1262,7 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
       if (l != leases_.end()) {
         if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
           w->second.task_ids.erase(pd.task_id);
+          --w->second.deciding;
           ++w->second.completed;
         }
         leases_.erase(l);
@@ -1254,7 +1271,12 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
       Decide(pd.pos);
     } else {
       ++metrics_.durable_failures;
-      if (l != leases_.end()) l->second.deciding = false;
+      if (l != leases_.end()) {
+        l->second.deciding = false;
+        if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
+          --w->second.deciding;
+        }
+      }
       SendAck(pd.ack_conn, pd.ack_token, kAckUnavailable,
               "the completion is not durable in Kafka yet: send it again");
     }

@@ -324,7 +324,10 @@ class SchedulerCore {
     std::set<std::string> labels;
     std::set<std::string> affinity;  // keys held now (hello, then heartbeats)
     std::set<std::string> task_ids;  // leases held
-    std::set<std::string> claimed;   // running here, waiting for the record
+    // Of those, leases whose completion is being made durable (done on the
+    // worker's side: their slots are free).
+    int deciding = 0;
+    std::set<std::string> claimed;  // running here, waiting for the record
     absl::Time connected_at;
     absl::Time last_heartbeat;
     int64_t completed = 0;

@@ -272,6 +272,36 @@ TEST_F(SchedulerCoreTest, NeverAssignsMoreThanCredits) {
   EXPECT_EQ(core_->buffered(), 2u);
 }
 
+TEST_F(SchedulerCoreTest, ImplicitCreditsFreeASlotPerCompletionNeverMore) {
+  kwq::v1::Hello hello;
+  hello.set_worker_id("w1");
+  hello.set_slots(2);
+  hello.set_implicit_credits(true);
+  core_->OnWorkerConnected(1, hello);
+  Collect();
+  for (int i = 0; i < 6; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto first = TakeAssignments(1);
+  ASSERT_EQ(first.size(), 2u);
+  // A completion frees its slot at once, while it is made durable.
+  Update(1, first[0].token(), kwq::v1::COMPLETED);
+  auto second = TakeAssignments(1);
+  ASSERT_EQ(second.size(), 1u);
+  // Not durable: the completion is sent again, and frees nothing twice.
+  MakeDurable(/*ok=*/false);
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  Update(1, first[0].token(), kwq::v1::COMPLETED);
+  EXPECT_TRUE(TakeAssignments(1).empty()) << "both slots are busy";
+  MakeDurable();
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  // The other two complete: two more, never a third.
+  Update(1, first[1].token(), kwq::v1::COMPLETED);
+  Update(1, second[0].token(), kwq::v1::COMPLETED);
+  EXPECT_EQ(TakeAssignments(1).size(), 2u);
+  MakeDurable();
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  EXPECT_EQ(core_->buffered(), 1u);
+}
+
 TEST_F(SchedulerCoreTest, LowerPriorityGoesOnlyWhereTheHigherCannotRun) {
   // p9 needs a gpu; the only worker has none: the p1 task may run, and that is
   // not an inversion (the worker could not run the p9 task).
