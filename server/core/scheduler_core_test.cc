@@ -165,10 +165,9 @@ class SchedulerCoreTest : public ::testing::Test {
     return out;
   }
 
-  // A fresh core folding stage events over `window` (zero: not folding), and
-  // task "f1" assigned to worker 1 (one slot).
-  Assignment AssignOne(absl::Duration window) {
-    SchedulerOptions o;
+  // A fresh core with `o`, folding stage events over `window` (zero: not
+  // folding), and task "f1" assigned to worker 1 (one slot).
+  Assignment AssignOne(absl::Duration window, SchedulerOptions o = {}) {
     o.event_fold_window = window;
     Reset(o, /*fold_events=*/window > absl::ZeroDuration());
     records_.clear();
@@ -932,18 +931,11 @@ TEST_F(SchedulerCoreTest, AHeldStageIsWrittenBeforeAnyOtherEndOfTheAttempt) {
 
   // A completion (without a RUNNING before it) refused for its size: the
   // attempt ran, so its RUNNING stage is written before its end.
-  SchedulerOptions o;
-  o.event_fold_window = absl::Seconds(1);
-  o.max_result_bytes = 4;
-  Reset(o, /*fold_events=*/true);
-  records_.clear();
-  sends_.clear();
-  Record(MakeTask("f2", 4), 0, 0);
-  Connect(1, 1);
-  auto big = TakeAssignments(1);
-  ASSERT_EQ(big.size(), 1u);
+  SchedulerOptions small_results;
+  small_results.max_result_bytes = 4;
+  const Assignment big = AssignOne(absl::Seconds(1), small_results);
   kwq::v1::WorkerMessage msg;
-  *msg.mutable_update()->mutable_token() = big[0].token();
+  *msg.mutable_update()->mutable_token() = big.token();
   msg.mutable_update()->set_state(kwq::v1::COMPLETED);
   msg.mutable_update()->set_result("too large");
   Send(1, msg);
