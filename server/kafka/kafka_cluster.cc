@@ -258,7 +258,35 @@ absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_queue_destroy(queue);
   for (auto* p : new_topics) rd_kafka_NewTopic_destroy(p);
-  return status;
+  if (!status.ok()) return status;
+  // The controller answers once a topic is created; the broker's metadata
+  // shows it a moment later (a listing right after missed a new topic in CI).
+  // Return only when every topic is visible, so callers see what they made.
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const struct rd_kafka_metadata* md = nullptr;
+    size_t visible = 0;
+    if (rd_kafka_metadata(rk, 1, nullptr, &md, 1000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (const TopicSpec& t : topics) {
+        for (int i = 0; i < md->topic_cnt; ++i) {
+          if (t.name == md->topics[i].topic &&
+              md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ++visible;
+            break;
+          }
+        }
+      }
+      rd_kafka_metadata_destroy(md);
+    }
+    if (visible == topics.size()) return absl::OkStatus();
+    if (absl::Now() >= deadline) {
+      return absl::UnavailableError(
+          absl::StrCat("created topics not in the cluster's metadata after ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));  // metadata catching up: poll
+  }
 }
 
 absl::StatusOr<int> KafkaCluster::DeleteTopicsWithPrefix(
