@@ -17,6 +17,7 @@
 #include "server/kafka/kafka_flags.h"
 #include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
+#include "server/util/mutex_mode.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
               "gRPC address to listen on (host:port; port 0 picks a free port, "
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  kwq::DisableMutexDeadlockDetection();
   std::string error;
   if (!ValidateFlags(&error)) {
     std::cerr << "kwq_scheduler: " << error << " (see --help)\n";

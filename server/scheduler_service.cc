@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -37,7 +39,7 @@ SchedulerService::SchedulerService(ServiceOptions options,
         core_->OnTick();
         Execute(core_->TakeEffects());
       },
-      absl::Milliseconds(10));
+      absl::Milliseconds(10), [this] { FlushOutbox(); });
 }
 
 SchedulerService::~SchedulerService() {
@@ -145,6 +147,37 @@ absl::Status SchedulerService::Start() {
   return absl::OkStatus();
 }
 
+void SchedulerService::FlushOutbox() {
+  // Stable by connection: each stream gets its messages in the order the core
+  // made them.
+  std::stable_sort(outbox_.begin(), outbox_.end(),
+                   [](const Effects::Send& a, const Effects::Send& b) {
+                     return a.conn < b.conn;
+                   });
+  for (size_t i = 0; i < outbox_.size();) {
+    size_t end = i + 1;
+    while (end < outbox_.size() && outbox_[end].conn == outbox_[i].conn) ++end;
+    auto it = streams_.find(outbox_[i].conn);
+    if (it != streams_.end()) {
+      std::vector<kwq::v1::SchedulerMessage> msgs;
+      msgs.reserve(end - i);
+      for (size_t k = i; k < end; ++k)
+        msgs.push_back(std::move(outbox_[k].msg));
+      it->second->Send(std::move(msgs));
+    }
+    i = end;
+  }
+  outbox_.clear();
+  for (auto& close : closing_) {
+    auto it = streams_.find(close.conn);
+    if (it != streams_.end()) {
+      it->second->Close(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, close.reason));
+    }
+  }
+  closing_.clear();
+}
+
 void SchedulerService::WithCore(std::function<void(SchedulerCore&)> fn) {
   loop_->Post([this, fn = std::move(fn)] {
     fn(*core_);
@@ -153,17 +186,12 @@ void SchedulerService::WithCore(std::function<void(SchedulerCore&)> fn) {
 }
 
 void SchedulerService::Execute(Effects effects) {
-  for (auto& send : effects.sends) {
-    auto it = streams_.find(send.conn);
-    if (it != streams_.end()) it->second->Send(std::move(send.msg));
+  if (outbox_.empty()) {
+    outbox_ = std::move(effects.sends);
+  } else {
+    for (auto& send : effects.sends) outbox_.push_back(std::move(send));
   }
-  for (auto& close : effects.closes) {
-    auto it = streams_.find(close.conn);
-    if (it != streams_.end()) {
-      it->second->Close(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, close.reason));
-    }
-  }
+  for (auto& close : effects.closes) closing_.push_back(std::move(close));
   for (auto& produce : effects.produces) {
     std::vector<LogRecord> records;
     records.reserve(produce.records.size());
@@ -361,6 +389,7 @@ grpc::ServerUnaryReactor* SchedulerService::ListWorkers(
         info->set_peer(it->second->peer());
       }
       info->set_slots(w.hello.slots());
+      info->set_prefetch(w.hello.prefetch());
       info->set_in_flight(w.in_flight);
       info->set_free_credits(w.credits);
       *info->mutable_affinity_keys() = w.hello.affinity_keys();
@@ -568,6 +597,7 @@ void SchedulerService::Drain(absl::Duration grace) {
     core_->FlushCommits();     // what was decided in the last tick interval
     core_->FlushHeldEvents();  // stage events still held for folding
     Execute(core_->TakeEffects());
+    FlushOutbox();  // before the goodbye and the close
     kwq::v1::SchedulerMessage bye;
     bye.mutable_go_away()->set_reason("scheduler shutting down");
     for (auto& [conn, stream] : streams_) {

@@ -88,7 +88,13 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);
-  void Execute(Effects effects);  // on the loop
+  // On the loop: produces, commits and pauses at once; stream writes and
+  // closes go to the outbox.
+  void Execute(Effects effects);
+  // On the loop, after each batch of its work: every message the batch meant
+  // for a stream in one Send (one stream write under load, where the worker
+  // takes batches), then the closes.
+  void FlushOutbox();
   void WithCore(
       std::function<void(SchedulerCore&)> fn);  // post + execute effects
   std::string NewTaskId();
@@ -108,7 +114,9 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
   std::unique_ptr<EventLoop> loop_;
   std::map<uint64_t, std::shared_ptr<WorkerStream>>
-      streams_;  // loop thread only
+      streams_;                          // loop thread only
+  std::vector<Effects::Send> outbox_;    // loop thread only
+  std::vector<Effects::Close> closing_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};
   std::atomic<uint64_t> next_id_{0};
 

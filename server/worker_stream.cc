@@ -8,11 +8,18 @@
 namespace kwq::scheduler {
 
 void WorkerStream::Send(kwq::v1::SchedulerMessage msg) {
+  std::vector<kwq::v1::SchedulerMessage> msgs;
+  msgs.push_back(std::move(msg));
+  Send(std::move(msgs));
+}
+
+void WorkerStream::Send(std::vector<kwq::v1::SchedulerMessage> msgs) {
+  if (msgs.empty()) return;
   WorkerReactor* reactor = nullptr;
   {
     absl::MutexLock lock(&mu_);
     if (reactor_ == nullptr || finished_) return;
-    pending_.push_back(std::move(msg));
+    for (auto& msg : msgs) pending_.push_back(std::move(msg));
     if (writing_) return;  // OnWriteDone takes it, with whatever else queued
     writing_ = true;
     TakeNextLocked();
@@ -22,7 +29,8 @@ void WorkerStream::Send(kwq::v1::SchedulerMessage msg) {
 }
 
 void WorkerStream::TakeNextLocked() {
-  if (pending_.size() == 1 || !batches_) {
+  // The welcome is the stream's first message, always alone.
+  if (pending_.size() == 1 || !batches_ || pending_.front().has_welcome()) {
     in_write_ = std::move(pending_.front());
     pending_.pop_front();
     return;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -20,6 +21,9 @@ class SchedulerService;
 class WorkerStream {
  public:
   void Send(kwq::v1::SchedulerMessage msg);
+  // In order; one write for all of them if the worker takes batches and no
+  // write is in flight.
+  void Send(std::vector<kwq::v1::SchedulerMessage> msgs);
   void Close(const grpc::Status& status);
   const std::string& peer() const { return peer_; }
 

@@ -19,6 +19,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
+#include "server/util/mutex_mode.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 #include "tracker/tracker_service.h"
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  kwq::DisableMutexDeadlockDetection();
   std::string error;
   if (!ValidateFlags(&error)) {
     std::cerr << "kwq_tracker: " << error << " (see --help)\n";

@@ -26,6 +26,7 @@ Worker::Worker(WorkerOptions options, Handler handler)
     options_.worker_id = absl::StrCat(host, "-", getpid());
   }
   if (options_.slots < 1) options_.slots = 1;
+  options_.prefetch = std::clamp(options_.prefetch, 0, 4096);
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -245,6 +246,7 @@ bool Worker::RunOneStream() {
   auto* h = hello.mutable_hello();
   h->set_worker_id(options_.worker_id);
   h->set_slots(options_.slots);
+  h->set_prefetch(options_.prefetch);
   h->set_sdk("kwq-cpp-sdk/0.3");
   h->set_implicit_credits(true);  // a completion frees its slot
   h->set_batches(true);
@@ -418,6 +420,10 @@ void Worker::SlotLoop() {
       if (queue_.empty()) return;  // stopping and nothing left
       tc = queue_.front();
       queue_.pop_front();
+    }
+    if (tc->cancelled()) {  // while it waited in the queue (prefetch)
+      Finish(tc, Outcome::Error("cancelled before it started", false));
+      continue;
     }
     WorkerMessage running;
     *running.mutable_update()->mutable_token() = tc->token_;

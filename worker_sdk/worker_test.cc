@@ -231,5 +231,53 @@ TEST_F(WorkerTest, AffinityKeysChangeAtRunTime) {
   runner.join();
 }
 
+TEST_F(WorkerTest, APrefetchingWorkerQueuesTasksBeyondItsSlotsAndRunsThemAll) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  absl::Notification started, release;
+  std::atomic<int> runs{0};
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.worker_id = "prefetcher";
+  wo.slots = 1;
+  wo.prefetch = 2;
+  Worker worker(wo, [&](TaskContext&) {
+    if (++runs == 1) {
+      started.Notify();
+      release.WaitForNotification();
+    }
+    return Outcome::Success();
+  });
+  std::thread runner([&] { worker.Run(); });
+  for (int i = 0; i < 5; ++i) Submit(sched->address(), absl::StrCat("pf-", i));
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  // The one slot is busy: two more wait in the worker, the rest stay queued
+  // in the scheduler.
+  auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
+      sched->address(), grpc::InsecureChannelCredentials()));
+  kwq::v1::WorkerInfo info;
+  ASSERT_TRUE(Eventually([&] {
+    grpc::ClientContext ctx;
+    kwq::v1::ListWorkersResponse resp;
+    if (!stub->ListWorkers(&ctx, kwq::v1::ListWorkersRequest(), &resp).ok() ||
+        resp.workers_size() != 1) {
+      return false;
+    }
+    info = resp.workers(0);
+    return info.in_flight() == 3;
+  })) << info.ShortDebugString();
+  EXPECT_EQ(info.slots(), 1);
+  EXPECT_EQ(info.prefetch(), 2);
+  EXPECT_EQ(info.free_credits(), 0);
+  EXPECT_EQ(runs.load(), 1) << "a queued task ran while the slot was busy";
+  release.Notify();
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 5; },
+      absl::Seconds(60)));
+  EXPECT_EQ(worker.completed(), 5);
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
 }  // namespace
 }  // namespace kwq::worker

@@ -92,6 +92,11 @@ void SchedulerCore::WriteHeldEvent(Lease& lease) {
 
 void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
   lease.running_reported = true;
+  if (lease.run_deadline == absl::InfiniteFuture() &&
+      lease.task.has_timeout() &&
+      FromProto(lease.task.timeout()) > absl::ZeroDuration()) {
+    lease.run_deadline = clock_->Now() + FromProto(lease.task.timeout());
+  }
   if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
     const double secs = absl::ToDoubleSeconds(
         clock_->Now() - FromProto(lease.task.submit_time()));
@@ -815,8 +820,8 @@ void SchedulerCore::ReportWaiting() {
 }
 
 void SchedulerCore::FreeSlot(Worker& w, const std::string& freed) {
-  w.credits = std::min(w.credits + 1,
-                       std::max(0, w.hello.slots() - BusySlots(w, freed)));
+  w.credits =
+      std::min(w.credits + 1, std::max(0, Capacity(w) - BusySlots(w, freed)));
 }
 
 int SchedulerCore::BusySlots(const Worker& w, const std::string& except) const {
@@ -875,7 +880,9 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   lease.pos = q.pos;
   lease.conn = conn;
   lease.deadline = clock_->Now() + options_.lease_period;
-  if (q.task.has_timeout() &&
+  // A worker that prefetches may queue the task: its timeout then starts
+  // with its RUNNING update (Started).
+  if (w.hello.prefetch() == 0 && q.task.has_timeout() &&
       FromProto(q.task.timeout()) > absl::ZeroDuration()) {
     lease.run_deadline = clock_->Now() + FromProto(q.task.timeout());
   }
@@ -914,6 +921,10 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
   }
   if (hello.slots() < 1 || hello.slots() > 4096) {
     effects_.closes.push_back({conn, "hello.slots must be 1-4096"});
+    return;
+  }
+  if (hello.prefetch() < 0 || hello.prefetch() > 4096) {
+    effects_.closes.push_back({conn, "hello.prefetch must be 0-4096"});
     return;
   }
   Worker w;
@@ -963,7 +974,7 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
     wr.claimed.insert(token.task_id());
     *welcome->add_claimed() = token;
   }
-  wr.credits = std::max(0, hello.slots() - BusySlots(wr));
+  wr.credits = std::max(0, Capacity(wr) - BusySlots(wr));
   effects_.sends.push_back({conn, std::move(msg)});
   Dispatch();
 }
@@ -1000,7 +1011,7 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
       // Slots still busy from the worker's point of view: leases whose
       // completion is being made durable are done there already.
       w.credits = std::clamp(w.credits + msg.credits().add(), 0,
-                             std::max(0, w.hello.slots() - BusySlots(w)));
+                             std::max(0, Capacity(w) - BusySlots(w)));
       break;
     }
     case kwq::v1::WorkerMessage::kHeartbeat: {

@@ -392,8 +392,12 @@ class SchedulerCore {
   // Slots of `w` busy from the worker's point of view: open leases and claims
   // (`except`: a task whose slot is being freed).
   int BusySlots(const Worker& w, const std::string& except = "") const;
-  // One more credit for `w`, capped by its slots minus the busy ones (`freed`:
-  // the task whose slot this frees).
+  // Tasks `w` takes at once: its slots plus its prefetch queue.
+  static int Capacity(const Worker& w) {
+    return w.hello.slots() + w.hello.prefetch();
+  }
+  // One more credit for `w`, capped by its capacity minus the busy slots
+  // (`freed`: the task whose slot this frees).
   void FreeSlot(Worker& w, const std::string& freed);
   void Enqueue(Queued q);
   // false: the stream was closed (stop handling its messages).

@@ -824,6 +824,12 @@ TEST_F(SchedulerCoreTest, RejectsABadHello) {
   Effects e = core_->TakeEffects();
   ASSERT_EQ(e.closes.size(), 1u);
   EXPECT_NE(e.closes[0].reason.find("worker_id"), std::string::npos);
+  hello.set_worker_id("w1");
+  hello.set_prefetch(4097);
+  core_->OnWorkerConnected(2, hello);
+  e = core_->TakeEffects();
+  ASSERT_EQ(e.closes.size(), 1u);
+  EXPECT_NE(e.closes[0].reason.find("prefetch"), std::string::npos);
 }
 
 TEST_F(SchedulerCoreTest, ProgressReportsRenewTheLeaseWithoutMoreEvents) {
@@ -1206,6 +1212,51 @@ TEST_F(SchedulerCoreTest, RecordsTheCommitMetadataNamesAsDecidedAreSkipped) {
   Update(1, got[1].token(), kwq::v1::COMPLETED);
   MakeDurable();
   EXPECT_EQ(commits_.back().next_offset, 104);
+}
+
+TEST_F(SchedulerCoreTest, APrefetchingWorkerHoldsSlotsPlusPrefetchNeverMore) {
+  kwq::v1::Hello hello = HelloWith("pf", 2, {});
+  hello.set_implicit_credits(true);
+  hello.set_prefetch(3);
+  core_->OnWorkerConnected(1, hello);
+  Collect();
+  for (int i = 0; i < 8; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
+  auto first = TakeAssignments(1);
+  ASSERT_EQ(first.size(), 5u) << "2 slots + 3 prefetched";
+  Credits(1, 4);  // capped at capacity - busy = 0
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  Update(1, first[0].token(), kwq::v1::COMPLETED);
+  EXPECT_EQ(TakeAssignments(1).size(), 1u) << "a completion frees one";
+  MakeDurable();
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  EXPECT_EQ(core_->buffered(), 2u);
+}
+
+TEST_F(SchedulerCoreTest, APrefetchedTaskTimesOutOnlyAfterItStartsRunning) {
+  kwq::v1::Hello hello = HelloWith("pf", 1, {});
+  hello.set_prefetch(1);
+  core_->OnWorkerConnected(1, hello);
+  Collect();
+  Task t = MakeTask("queued", 5);
+  *t.mutable_timeout() = ToProto(absl::Seconds(2));
+  Record(t, 0, 0);
+  auto a = TakeAssignments(1);
+  ASSERT_EQ(a.size(), 1u);
+  // Waiting in the worker's queue (heartbeats keep its lease) past its timeout.
+  for (int i = 0; i < 3; ++i) {
+    kwq::v1::WorkerMessage hb;
+    hb.mutable_heartbeat();
+    Send(1, hb);
+    Tick(absl::Seconds(1));
+  }
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  Update(1, a[0].token(), kwq::v1::RUNNING);
+  Tick(absl::Seconds(1));
+  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+  Tick(absl::Milliseconds(1500));
+  auto errors = Events(kwq::v1::ERROR);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].reason(), "timeout");
 }
 
 TEST_F(SchedulerCoreTest, WithImplicitCreditsACompletionFreesItsSlot) {

@@ -7,8 +7,11 @@
 
 namespace kwq {
 
-EventLoop::EventLoop(std::function<void()> on_tick, absl::Duration tick_period)
-    : on_tick_(std::move(on_tick)), tick_period_(tick_period) {
+EventLoop::EventLoop(std::function<void()> on_tick, absl::Duration tick_period,
+                     std::function<void()> after_batch)
+    : on_tick_(std::move(on_tick)),
+      tick_period_(tick_period),
+      after_batch_(std::move(after_batch)) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kwq-loop");
     Run();
@@ -55,6 +58,7 @@ void EventLoop::Run() {
       if (on_tick_) on_tick_();
       next_tick = absl::Now() + tick_period_;
     }
+    if (after_batch_) after_batch_();
   }
 }
 

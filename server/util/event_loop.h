@@ -9,12 +9,17 @@
 
 namespace kwq {
 
-// One thread that runs posted closures in order, and a tick closure at least every
-// `tick_period`. Components whose state is single-threaded (the scheduler core) live on
-// it: gRPC and Kafka threads only Post() into it. Post is thread-safe.
+// One thread that runs posted closures in order, and a tick closure at least
+// every `tick_period`. Components whose state is single-threaded (the scheduler
+// core) live on it: gRPC and Kafka threads only Post() into it. Post is
+// thread-safe. The loop takes every closure posted since its last wake as one
+// batch; `after_batch` (optional) runs after each batch and after each tick,
+// before the loop sleeps: work the batch's closures deferred (e.g. stream
+// writes gathered per stream) is done there.
 class EventLoop {
  public:
-  EventLoop(std::function<void()> on_tick, absl::Duration tick_period);
+  EventLoop(std::function<void()> on_tick, absl::Duration tick_period,
+            std::function<void()> after_batch = nullptr);
   ~EventLoop();  // stops and joins
 
   void Post(std::function<void()> fn);
@@ -31,6 +36,7 @@ class EventLoop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> on_tick_;
   absl::Duration tick_period_;
+  std::function<void()> after_batch_;
   std::thread thread_;
 };
 

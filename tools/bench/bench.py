@@ -25,6 +25,11 @@ VENV_PY = os.path.join(HERE, ".venv", "bin", "python")
 # incremental fetch sessions: every fetch lists every partition). One extra run shows kwq
 # with the scheduler's default of 4.
 PARTITIONS = 1
+# Tasks each kwq worker queues beyond its slots, per slot (WorkerOptions.prefetch =
+# slots): a slot that finishes a no-op task starts the next without a round trip to the
+# scheduler. Celery here prefetches more (celery_app.py: worker_prefetch_multiplier=16,
+# i.e. 16 per prefork process). One extra run shows kwq without prefetch.
+PREFETCH_PER_SLOT = 1
 
 
 def proc_cpu_seconds(pid):
@@ -99,18 +104,22 @@ def wait_broker_quiet(broker_pid, limit_s=30.0):
             return
 
 
-def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTITIONS):
+def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTITIONS,
+            prefetch=None):
     wait_broker_quiet(broker_pid)
+    if prefetch is None:
+        prefetch = PREFETCH_PER_SLOT * slots
     cmd = [KWQCTL, "simulate", "--tasks", str(tasks), "--workers", str(workers),
            "--slots", str(slots), "--bootstrap-servers", boot, "-o", "json",
            "--priorities", "10", "--cpu-of-pid", str(broker_pid),
-           "--partitions", str(partitions)]
+           "--partitions", str(partitions), "--prefetch", str(prefetch)]
     if rate:
         cmd += ["--rate", str(rate)]
     out, rss, rc, err = timed(cmd)
     j = last_json(out)
     res = {"name": "kwq %dx%d" % (workers, slots) + (" @%g/s" % rate if rate else "") +
-           (" %d partitions" % partitions if partitions != PARTITIONS else ""),
+           (" %d partitions" % partitions if partitions != PARTITIONS else "") +
+           (" no prefetch" if prefetch == 0 else ""),
            "tasks": tasks}
     if j is None:
         res["error"] = "no JSON from kwqctl simulate (exit %d): %s" % (rc, err[-300:])
@@ -274,6 +283,7 @@ def main():
         return max(good, key=lambda r: r["tasks_per_second"]) if good else runs[0]
 
     results += [best(floor_runs), best(kwq_runs)]
+    results.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16, prefetch=0))
     results.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16, partitions=4))
     results.append(run_kwq(a.bootstrap, a.broker_pid, 2000 if a.quick else 10000, 1, 1))
     results.append(run_kwq(a.bootstrap, a.broker_pid, n, 64, 2))

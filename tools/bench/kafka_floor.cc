@@ -41,6 +41,7 @@
 #include "glog/logging.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
+#include "server/util/mutex_mode.h"
 #include "tools/ctl/measure.h"
 
 DEFINE_string(bootstrap_servers, "", "Kafka (required)");
@@ -109,6 +110,7 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
+  kwq::DisableMutexDeadlockDetection();
   if (FLAGS_bootstrap_servers.empty() || FLAGS_tasks < 1) {
     std::cerr << "kafka_floor: need --bootstrap_servers and --tasks >= 1\n";
     return 2;

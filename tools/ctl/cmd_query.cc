@@ -408,12 +408,14 @@ int RunWorker(const Context& c) {
   } else {
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : resp.workers()) {
-      rows.push_back({w.worker_id(), absl::StrCat(w.slots()),
-                      absl::StrCat(w.in_flight()), Thousands(w.completed()),
-                      Thousands(w.errors()),
-                      absl::StrJoin(w.affinity_keys(), ","),
-                      absl::StrJoin(w.labels(), ","), Time(w.last_heartbeat()),
-                      w.draining() ? "draining" : ""});
+      rows.push_back(
+          {w.worker_id(),
+           w.prefetch() > 0 ? absl::StrCat(w.slots(), " (+", w.prefetch(), ")")
+                            : absl::StrCat(w.slots()),
+           absl::StrCat(w.in_flight()), Thousands(w.completed()),
+           Thousands(w.errors()), absl::StrJoin(w.affinity_keys(), ","),
+           absl::StrJoin(w.labels(), ","), Time(w.last_heartbeat()),
+           w.draining() ? "draining" : ""});
     }
     std::cout << "scheduler " << resp.scheduler_id() << "\n";
     PrintTable({"WORKER", "SLOTS", "IN FLIGHT", "COMPLETED", "ERRORS",

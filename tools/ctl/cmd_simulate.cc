@@ -30,6 +30,7 @@ struct SimFlags {
   long long tasks = 100000;
   long long workers = 8;
   long long slots = 16;
+  long long prefetch = 0;  // per worker, beyond its slots
   long long duration_ms = 0;
   long long jitter_ms = 0;
   double error_rate = 0;
@@ -47,6 +48,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
   if (!a.GetInt("tasks", f->tasks, &f->tasks, e) ||
       !a.GetInt("workers", f->workers, &f->workers, e) ||
       !a.GetInt("slots", f->slots, &f->slots, e) ||
+      !a.GetInt("prefetch", f->prefetch, &f->prefetch, e) ||
       !a.GetInt("duration_ms", f->duration_ms, &f->duration_ms, e) ||
       !a.GetInt("jitter_ms", f->jitter_ms, &f->jitter_ms, e) ||
       !a.GetDouble("error_rate", f->error_rate, &f->error_rate, e) ||
@@ -66,6 +68,8 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
   } else if (f->workers < 1 || f->workers > 1000 || f->slots < 1 ||
              f->slots > 1024) {
     *e = "--workers must be 1-1000 and --slots 1-1024";
+  } else if (f->prefetch < 0 || f->prefetch > 4096) {
+    *e = "--prefetch must be 0-4096";
   } else if (f->duration_ms < 0 || f->jitter_ms < 0) {
     *e = "--duration-ms and --jitter-ms must not be negative";
   } else if (f->error_rate < 0 || f->error_rate >= 1) {
@@ -116,7 +120,7 @@ grpc::Status SubmitTasks(kwq::v1::Scheduler::Stub* stub,
 int RunSimulate(const Context& c) {
   std::string error;
   if (!c.args.CheckAllowed(
-          {"tasks", "workers", "slots", "duration_ms", "jitter_ms",
+          {"tasks", "workers", "slots", "prefetch", "duration_ms", "jitter_ms",
            "error_rate", "priorities", "affinity_keys", "batch",
            "job_timeout_s", "bootstrap_servers", "kafka_config", "rate",
            "partitions", "cpu_of_pid"},
@@ -169,6 +173,7 @@ int RunSimulate(const Context& c) {
     wo.scheduler_address = sched_addr;
     wo.worker_id = absl::StrCat("sim-worker-", w);
     wo.slots = static_cast<int>(f.slots);
+    wo.prefetch = static_cast<int>(f.prefetch);
     std::set<std::string> keys;
     for (long long k = 0; k < f.affinity_keys; ++k) {
       if (k % f.workers == w % f.affinity_keys || k == w % f.affinity_keys) {

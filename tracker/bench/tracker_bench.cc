@@ -1,8 +1,10 @@
-// tracker_bench: ingest speed, memory and disk of the tracker's model, and the time from
-// restart to the first answered query. Prints a table, then one JSON line.
+// tracker_bench: ingest speed, memory and disk of the tracker's model, and the
+// time from restart to the first answered query. Prints a table, then one JSON
+// line.
 //
 //   bazel run -c opt //tracker/bench:tracker_bench -- --tasks=1000000
-//   ... --source=broker --bootstrap_servers=HOST:PORT   (through a real Kafka topic)
+//   ... --source=broker --bootstrap_servers=HOST:PORT   (through a real Kafka
+//   topic)
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -18,15 +20,21 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "server/kafka/kafka_cluster.h"
+#include "server/util/mutex_mode.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 
-DEFINE_int64(tasks, 1000000, "tasks in the synthetic job set (about 4.4 events each)");
+DEFINE_int64(tasks, 1000000,
+             "tasks in the synthetic job set (about 4.4 events each)");
 DEFINE_string(source, "file",
-              "'file': events read from a file of length-prefixed records; 'broker': events "
-              "produced to a real Kafka topic first, then consumed by the tracker's ingestor");
+              "'file': events read from a file of length-prefixed records; "
+              "'broker': events "
+              "produced to a real Kafka topic first, then consumed by the "
+              "tracker's ingestor");
 DEFINE_string(bootstrap_servers, "", "Kafka for --source=broker");
-DEFINE_string(dir, "", "work directory (default: a fresh one under /tmp); deleted at the end");
+DEFINE_string(
+    dir, "",
+    "work directory (default: a fresh one under /tmp); deleted at the end");
 DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
 
@@ -34,8 +42,9 @@ namespace {
 
 using kwq::v1::TaskEvent;
 
-// The events of task n: PENDING, ALLOCATED, RUNNING, COMPLETED; every 10th has a failed
-// first attempt and a retry; every 97th fails for good. Appends to `out`.
+// The events of task n: PENDING, ALLOCATED, RUNNING, COMPLETED; every 10th has
+// a failed first attempt and a retry; every 97th fails for good. Appends to
+// `out`.
 void TaskEvents(int64_t n, std::vector<std::string>* out) {
   const int64_t t0 = 1'700'000'000 + n / 20000;
   auto add = [&](kwq::v1::TaskState s, int attempt) {
@@ -52,7 +61,8 @@ void TaskEvents(int64_t n, std::vector<std::string>* out) {
       e.set_priority(static_cast<int32_t>(n % 10));
       (*e.mutable_tags())["book"] = absl::StrCat("book-", n % 50);
     }
-    if (s == kwq::v1::ERROR || s == kwq::v1::FAILED) e.set_error("simulated failure");
+    if (s == kwq::v1::ERROR || s == kwq::v1::FAILED)
+      e.set_error("simulated failure");
     out->push_back(e.SerializeAsString());
   };
   add(kwq::v1::PENDING, 1);
@@ -98,21 +108,24 @@ int64_t DirBytes(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("tracker_bench [--tasks N] [--source file|broker] (see --help)");
+  gflags::SetUsageMessage(
+      "tracker_bench [--tasks N] [--source file|broker] (see --help)");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   if (!getenv("GLOG_minloglevel")) FLAGS_minloglevel = 1;
   google::InitGoogleLogging(argv[0]);
+  kwq::DisableMutexDeadlockDetection();
   if (FLAGS_tasks < 1 || FLAGS_batch < 1 || FLAGS_jobs < 1 ||
       (FLAGS_source != "file" && FLAGS_source != "broker") ||
       (FLAGS_source == "broker" && FLAGS_bootstrap_servers.empty())) {
-    std::cerr << "tracker_bench: need --tasks>=1, --source file|broker (broker needs "
-                 "--bootstrap_servers)\n";
+    std::cerr
+        << "tracker_bench: need --tasks>=1, --source file|broker (broker needs "
+           "--bootstrap_servers)\n";
     return 2;
   }
-  const std::string dir = FLAGS_dir.empty()
-                              ? absl::StrCat("/tmp/kwq-tracker-bench-", getpid())
-                              : FLAGS_dir;
+  const std::string dir =
+      FLAGS_dir.empty() ? absl::StrCat("/tmp/kwq-tracker-bench-", getpid())
+                        : FLAGS_dir;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string db = dir + "/db";
@@ -136,7 +149,8 @@ int main(int argc, char** argv) {
       }
     }
   } else {
-    auto c = kwq::KafkaCluster::Connect(FLAGS_bootstrap_servers, absl::Seconds(15));
+    auto c =
+        kwq::KafkaCluster::Connect(FLAGS_bootstrap_servers, absl::Seconds(15));
     if (!c.ok()) {
       std::cerr << "tracker_bench: " << c.status() << "\n";
       return 1;
@@ -150,10 +164,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     auto conf = kwq::MakeKafkaConf(kwq::MergeConfig(
-        cluster->ClientConfig(), {{"linger.ms", "20"}, {"batch.size", "1000000"},
+        cluster->ClientConfig(), {{"linger.ms", "20"},
+                                  {"batch.size", "1000000"},
                                   {"compression.type", "lz4"}}));
     std::string err;
-    std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf->get(), err));
+    std::unique_ptr<RdKafka::Producer> producer(
+        RdKafka::Producer::create(conf->get(), err));
     if (!producer) {
       std::cerr << "tracker_bench: " << err << "\n";
       return 1;
@@ -165,9 +181,9 @@ int main(int argc, char** argv) {
       const std::string key = absl::StrCat("bench-job-", n % FLAGS_jobs);
       for (auto& v : buf) {
         while (producer->produce(topic, RdKafka::Topic::PARTITION_UA,
-                                 RdKafka::Producer::RK_MSG_COPY, v.data(), v.size(),
-                                 key.data(), key.size(), 0, nullptr) ==
-               RdKafka::ERR__QUEUE_FULL) {
+                                 RdKafka::Producer::RK_MSG_COPY, v.data(),
+                                 v.size(), key.data(), key.size(), 0,
+                                 nullptr) == RdKafka::ERR__QUEUE_FULL) {
           producer->poll(10);
         }
         ++total_events;
@@ -177,8 +193,8 @@ int main(int argc, char** argv) {
     producer->flush(120000);
   }
   const double gen_s = absl::ToDoubleSeconds(absl::Now() - gen_start);
-  std::cerr << "generated " << total_events << " events of " << FLAGS_tasks << " tasks in "
-            << gen_s << " s\n";
+  std::cerr << "generated " << total_events << " events of " << FLAGS_tasks
+            << " tasks in " << gen_s << " s\n";
 
   // 2. Ingest, timed.
   const int64_t rss_before = CurrentRssBytes();
@@ -210,8 +226,9 @@ int main(int argc, char** argv) {
         batch.clear();
         if (absl::Now() - last_progress > absl::Seconds(5)) {
           last_progress = absl::Now();
-          std::cerr << "  " << offset << " / " << total_events << " events, RSS "
-                    << CurrentRssBytes() / (1 << 20) << " MiB\n";
+          std::cerr << "  " << offset << " / " << total_events
+                    << " events, RSS " << CurrentRssBytes() / (1 << 20)
+                    << " MiB\n";
         }
       }
     }
@@ -223,7 +240,8 @@ int main(int argc, char** argv) {
     kwq::tracker::IngestOptions io;
     io.topic = topic;
     io.max_batch_events = FLAGS_batch;
-    auto ingestor = kwq::tracker::EventIngestor::Start(*cluster, store->get(), io);
+    auto ingestor =
+        kwq::tracker::EventIngestor::Start(*cluster, store->get(), io);
     if (!ingestor.ok()) {
       std::cerr << "tracker_bench: " << ingestor.status() << "\n";
       return 1;
@@ -236,15 +254,17 @@ int main(int argc, char** argv) {
       absl::SleepFor(absl::Milliseconds(20));
       if (absl::Now() - last_progress > absl::Seconds(5)) {
         last_progress = absl::Now();
-        std::cerr << "  " << (*store)->counters().events() << " / " << total_events
-                  << " events, RSS " << CurrentRssBytes() / (1 << 20) << " MiB\n";
+        std::cerr << "  " << (*store)->counters().events() << " / "
+                  << total_events << " events, RSS "
+                  << CurrentRssBytes() / (1 << 20) << " MiB\n";
       }
     }
     (*ingestor)->Stop();
   }
   const double ingest_s = absl::ToDoubleSeconds(absl::Now() - ingest_start);
   const auto counters = (*store)->counters();
-  const bool correct = counters.events() == total_events && counters.unparsable() == 0;
+  const bool correct =
+      counters.events() == total_events && counters.unparsable() == 0;
   const int64_t peak_rss = PeakRssBytes();
   const int64_t rss_after = CurrentRssBytes();
 
@@ -260,7 +280,8 @@ int main(int argc, char** argv) {
   auto summary = (*reopened)->GetJobSummary("bench-job-0", 50, absl::Now());
   const double restart_s = absl::ToDoubleSeconds(absl::Now() - reopen_start);
   const int64_t expected_job0 = (FLAGS_tasks + FLAGS_jobs - 1) / FLAGS_jobs;
-  const bool summary_ok = summary.ok() && summary->counts().total() == expected_job0;
+  const bool summary_ok =
+      summary.ok() && summary->counts().total() == expected_job0;
   reopened->reset();
   std::filesystem::remove_all(dir);
 
@@ -270,20 +291,26 @@ int main(int argc, char** argv) {
       "  RSS peak %.0f MiB (before the store %.0f MiB, after ingest %.0f MiB)\n"
       "  disk %.1f MiB = %.0f bytes/task; restart to first query %.2f s\n"
       "  duplicates %lld stale %lld conflicts %lld; %s\n",
-      FLAGS_source, static_cast<long long>(FLAGS_tasks), static_cast<long long>(total_events),
-      ingest_s, eps, static_cast<double>(peak_rss) / (1 << 20),
-      static_cast<double>(rss_before) / (1 << 20), static_cast<double>(rss_after) / (1 << 20),
+      FLAGS_source, static_cast<long long>(FLAGS_tasks),
+      static_cast<long long>(total_events), ingest_s, eps,
+      static_cast<double>(peak_rss) / (1 << 20),
+      static_cast<double>(rss_before) / (1 << 20),
+      static_cast<double>(rss_after) / (1 << 20),
       static_cast<double>(disk) / (1 << 20),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
-      static_cast<long long>(counters.duplicates()), static_cast<long long>(counters.stale()),
+      static_cast<long long>(counters.duplicates()),
+      static_cast<long long>(counters.stale()),
       static_cast<long long>(counters.conflicts()),
       correct && summary_ok ? "correct" : "INCORRECT (counts do not match)");
   std::cout << absl::StrFormat(
-      "{\"source\":\"%s\",\"tasks\":%lld,\"events\":%lld,\"ingest_seconds\":%.3f,"
+      "{\"source\":\"%s\",\"tasks\":%lld,\"events\":%lld,\"ingest_seconds\":%."
+      "3f,"
       "\"events_per_second\":%.0f,\"peak_rss_bytes\":%lld,\"disk_bytes\":%lld,"
-      "\"disk_bytes_per_task\":%.1f,\"restart_to_query_seconds\":%.3f,\"correct\":%s}\n",
-      FLAGS_source, static_cast<long long>(FLAGS_tasks), static_cast<long long>(total_events),
-      ingest_s, eps, static_cast<long long>(peak_rss), static_cast<long long>(disk),
+      "\"disk_bytes_per_task\":%.1f,\"restart_to_query_seconds\":%.3f,"
+      "\"correct\":%s}\n",
+      FLAGS_source, static_cast<long long>(FLAGS_tasks),
+      static_cast<long long>(total_events), ingest_s, eps,
+      static_cast<long long>(peak_rss), static_cast<long long>(disk),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
       correct && summary_ok ? "true" : "false");
   return correct && summary_ok ? 0 : 1;
