@@ -7,6 +7,7 @@
 //   topic)
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +38,11 @@ DEFINE_string(
     "work directory (default: a fresh one under /tmp); deleted at the end");
 DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
+DEFINE_int64(pending_lead, 0,
+             "how many tasks ahead of the rest of its events a task's PENDING "
+             "event comes (0: a task's events back to back, so that most tasks "
+             "are new and finished in one batch; a queue backlog puts "
+             "submission and completion in different batches, e.g. 50000)");
 
 namespace {
 
@@ -45,7 +51,8 @@ using kwq::v1::TaskEvent;
 // The events of task n: PENDING, ALLOCATED, RUNNING, COMPLETED; every 10th has
 // a failed first attempt and a retry; every 97th fails for good. Appends to
 // `out`.
-void TaskEvents(int64_t n, std::vector<std::string>* out) {
+void TaskEvents(int64_t n, bool first_pending, bool the_rest,
+                std::vector<std::string>* out) {
   const int64_t t0 = 1'700'000'000 + n / 20000;
   auto add = [&](kwq::v1::TaskState s, int attempt) {
     TaskEvent e;
@@ -65,7 +72,8 @@ void TaskEvents(int64_t n, std::vector<std::string>* out) {
       e.set_error("simulated failure");
     out->push_back(e.SerializeAsString());
   };
-  add(kwq::v1::PENDING, 1);
+  if (first_pending) add(kwq::v1::PENDING, 1);
+  if (!the_rest) return;
   add(kwq::v1::ALLOCATED, 1);
   add(kwq::v1::RUNNING, 1);
   if (n % 97 == 0) {
@@ -80,6 +88,22 @@ void TaskEvents(int64_t n, std::vector<std::string>* out) {
   } else {
     add(kwq::v1::COMPLETED, 1);
   }
+}
+
+// The events of step n of the stream: the PENDING event of task n +
+// --pending_lead (at step 0, of every task up to the lead), then the other
+// events of task n.
+void StepEvents(int64_t n, std::vector<std::string>* out) {
+  const int64_t lead = std::min(FLAGS_pending_lead, FLAGS_tasks);
+  if (lead == 0) {
+    TaskEvents(n, true, true, out);
+    return;
+  }
+  if (n == 0) {
+    for (int64_t k = 0; k < lead; ++k) TaskEvents(k, true, false, out);
+  }
+  if (n + lead < FLAGS_tasks) TaskEvents(n + lead, true, false, out);
+  TaskEvents(n, false, true, out);
 }
 
 int64_t PeakRssBytes() {
@@ -116,11 +140,11 @@ int main(int argc, char** argv) {
   google::InitGoogleLogging(argv[0]);
   kwq::DisableMutexDeadlockDetection();
   if (FLAGS_tasks < 1 || FLAGS_batch < 1 || FLAGS_jobs < 1 ||
+      FLAGS_pending_lead < 0 ||
       (FLAGS_source != "file" && FLAGS_source != "broker") ||
       (FLAGS_source == "broker" && FLAGS_bootstrap_servers.empty())) {
-    std::cerr
-        << "tracker_bench: need --tasks>=1, --source file|broker (broker needs "
-           "--bootstrap_servers)\n";
+    std::cerr << "tracker_bench: need --tasks>=1, --pending_lead>=0, --source "
+                 "file|broker (broker needs --bootstrap_servers)\n";
     return 2;
   }
   const std::string dir =
@@ -140,7 +164,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> buf;
     for (int64_t n = 0; n < FLAGS_tasks; ++n) {
       buf.clear();
-      TaskEvents(n, &buf);
+      StepEvents(n, &buf);
       for (const auto& v : buf) {
         const uint32_t len = static_cast<uint32_t>(v.size());
         out.write(reinterpret_cast<const char*>(&len), 4);
@@ -177,7 +201,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> buf;
     for (int64_t n = 0; n < FLAGS_tasks; ++n) {
       buf.clear();
-      TaskEvents(n, &buf);
+      StepEvents(n, &buf);
       const std::string key = absl::StrCat("bench-job-", n % FLAGS_jobs);
       for (auto& v : buf) {
         while (producer->produce(topic, RdKafka::Topic::PARTITION_UA,

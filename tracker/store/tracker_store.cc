@@ -232,9 +232,12 @@ class TrackerStore::Batch {
     auto it = tasks_.find(id);
     if (it != tasks_.end()) return &it->second.task;
     Entry& e = tasks_[id];
-    if (auto r = store_->recent_tasks_.find(id);
-        r != store_->recent_tasks_.end()) {
-      e.task = r->second;
+    if (auto r = store_->recent_records_.find(id);
+        r != store_->recent_records_.end()) {
+      if (!e.task.ParseFromString(r->second)) {
+        return absl::InternalError(
+            absl::StrCat("cached task record of ", id, " does not parse"));
+      }
     } else {
       std::string raw;
       rocksdb::Status s =
@@ -444,11 +447,21 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
 
   // Records and indexes, from how the batch found each task to how it leaves
   // it: one index write per change of the batch, not per event.
+  std::vector<std::pair<const std::string*, std::string>> to_cache;
   for (const auto& [id, e] : batch.tasks()) {
     const TaskStatus& task = e.task;
     if (task.task_id().empty()) continue;
     const std::string& job = task.job_id();
-    wb.Put(keys::Task(id), task.SerializeAsString());
+    std::string record = task.SerializeAsString();
+    // Cached once written; a finished task's record leaves the cache now (a
+    // cache entry must never differ from the record in RocksDB: dropping one
+    // is always safe).
+    if (IsFinal(task.state())) {
+      recent_records_.erase(id);
+    } else {
+      to_cache.emplace_back(&id, record);
+    }
+    wb.Put(keys::Task(id), std::move(record));
     if (!e.existed) wb.Put(keys::JobTask(job, id), "");
     if (e.initial_state != task.state()) {
       if (e.initial_state != kwq::v1::TASK_STATE_UNSPECIFIED) {
@@ -490,8 +503,16 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
     std::lock_guard<std::mutex> lock(counters_mu_);
     published_counters_ = counters;
   }
-  recent_tasks_.clear();
-  for (auto& [id, e] : batch.tasks()) recent_tasks_[id] = std::move(e.task);
+  for (auto& [id, record] : to_cache) {
+    if (recent_records_.insert_or_assign(*id, std::move(record)).second) {
+      recent_order_.push_back(*id);
+    }
+  }
+  while (recent_records_.size() > options_.recent_task_records ||
+         recent_order_.size() > 2 * options_.recent_task_records + 1) {
+    recent_records_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
   if (aggregates_.size() + batch.aggs().size() >
       options_.aggregate_cache_entries) {
     aggregates_.clear();

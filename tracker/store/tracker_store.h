@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +26,11 @@ struct StoreOptions {
   int max_write_buffers = 3;
   // Job and (job, tag) aggregates kept in memory between batches.
   size_t aggregate_cache_entries = 20000;
+  // Records of unfinished tasks written by recent batches, kept serialized
+  // (~200 bytes each with the map's overhead): a task's later events usually
+  // come seconds after its PENDING, in a later batch, and a record found here
+  // needs no RocksDB lookup. Finished tasks are dropped from it.
+  size_t recent_task_records = 100000;
 };
 
 // One record of `<prefix>.events` to apply.
@@ -88,7 +94,11 @@ class TrackerStore {
   std::shared_ptr<rocksdb::Cache> cache_;
   StoreOptions options_;
   // Ingest-thread state, carried between batches (bounded).
-  std::unordered_map<std::string, kwq::v1::TaskStatus> recent_tasks_;
+  // options_.recent_task_records, by task id: each equals the task's record
+  // in RocksDB; recent_order_ is insertion order for eviction (it may name ids
+  // dropped since).
+  std::unordered_map<std::string, std::string> recent_records_;
+  std::deque<std::string> recent_order_;
   std::unordered_map<std::string, internal::Aggregate>
       aggregates_;  // by RocksDB key
   internal::IngestCounters counters_;

@@ -25,9 +25,9 @@ class TrackerStoreTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     Reopen(/*wipe=*/true);
   }
-  void Reopen(bool wipe) {
+  void Reopen(bool wipe, StoreOptions options = StoreOptions()) {
     store_.reset();
-    auto s = TrackerStore::Open(dir_, StoreOptions(), wipe);
+    auto s = TrackerStore::Open(dir_, options, wipe);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
@@ -205,6 +205,54 @@ TEST_F(TrackerStoreTest, StateAndOffsetsSurviveAReopen) {
   EXPECT_EQ(tp->total_completed(), 1);
   Reopen(/*wipe=*/true);
   EXPECT_TRUE(store_->Offsets("kwq.events").empty());
+}
+
+TEST_F(TrackerStoreTest, TheRecentRecordCacheNeverChangesWhatIsStored) {
+  // Tasks whose events are spread over many batches, with a retry, a failure
+  // and duplicates after the end; applied as one batch, and one event per
+  // batch with a cache of 0, 3 (evicting all the time) and the default.
+  std::vector<TaskEvent> events;
+  for (int i = 0; i < 12; ++i) {
+    events.push_back(Ev(absl::StrCat("r", i), "j", kwq::v1::PENDING, 1, 100));
+  }
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = absl::StrCat("r", i);
+    events.push_back(Ev(id, "j", kwq::v1::RUNNING, 1, 101));
+    if (i % 4 == 1) {
+      events.push_back(Ev(id, "j", kwq::v1::ERROR, 1, 102));
+      events.push_back(Ev(id, "j", kwq::v1::PENDING, 2, 102));
+      events.push_back(Ev(id, "j", kwq::v1::RUNNING, 2, 103));
+    }
+    events.push_back(
+        i % 4 == 3 ? Ev(id, "j", kwq::v1::FAILED, 1, 104)
+                   : Ev(id, "j", kwq::v1::COMPLETED, i % 4 == 1 ? 2 : 1, 104));
+  }
+  events.push_back(Ev("r0", "j", kwq::v1::COMPLETED, 1, 105));
+  events.push_back(Ev("r5", "j", kwq::v1::RUNNING, 2, 105));
+
+  auto snapshot = [&] {
+    std::string out;
+    for (int i = 0; i < 12; ++i) {
+      auto t = store_->GetTask(absl::StrCat("r", i));
+      EXPECT_TRUE(t.ok()) << t.status();
+      if (t.ok()) out += t->ShortDebugString() + "\n";
+    }
+    auto s = store_->GetJobSummary("j", 0, absl::FromUnixSeconds(106));
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (s.ok()) out += s->counts().ShortDebugString();
+    return out;
+  };
+  Apply(events);
+  const std::string expected = snapshot();
+  EXPECT_NE(expected.find("state: FAILED"), std::string::npos) << expected;
+  for (size_t cache :
+       {size_t{0}, size_t{3}, StoreOptions().recent_task_records}) {
+    StoreOptions options;
+    options.recent_task_records = cache;
+    Reopen(/*wipe=*/true, options);
+    for (const auto& e : events) Apply({e});
+    EXPECT_EQ(snapshot(), expected) << "cache of " << cache;
+  }
 }
 
 }  // namespace
