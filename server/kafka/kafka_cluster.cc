@@ -163,7 +163,12 @@ KafkaCluster::~KafkaCluster() {
 }
 
 KafkaConfigMap KafkaCluster::ClientConfig() const {
+  // Metadata every 10 s (librdkafka's default is 5 min): partitions added to a
+  // topic are produced to and consumed (a group rebalances) within seconds of
+  // each other, so a record sent to a new partition does not wait minutes for
+  // the group to notice it.
   KafkaConfigMap base = {{"socket.connection.setup.timeout.ms", "5000"},
+                         {"topic.metadata.refresh.interval.ms", "10000"},
                          {"log_level", "4"}};
   // The user's properties over kwq's defaults; the cluster's address always
   // comes from the bootstrap servers given.

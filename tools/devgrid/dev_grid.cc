@@ -63,6 +63,13 @@ void EventCounter::Loop() {
   while (!stop_) {
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
     if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
+    // A rebalance (partitions added to the topic) starts a partition again
+    // from its start (nothing is committed): count each record once.
+    if (int64_t& next = next_offset_[msg->partition()]; msg->offset() < next) {
+      continue;
+    } else {
+      next = msg->offset() + 1;
+    }
     kwq::v1::TaskEvent ev;
     if (!ev.ParseFromArray(msg->payload(), static_cast<int>(msg->len())))
       continue;

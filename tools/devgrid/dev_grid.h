@@ -82,7 +82,8 @@ class EventCounter {
   std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> open_
-      ABSL_GUARDED_BY(mu_);  // see Unfinished()
+      ABSL_GUARDED_BY(mu_);                 // see Unfinished()
+  std::map<int32_t, int64_t> next_offset_;  // per partition; Loop() only
   int64_t retries_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -38,7 +38,8 @@ absl::StatusOr<std::unique_ptr<EventIngestor>> EventIngestor::Start(
   in->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
   if (!in->consumer_)
     return absl::InternalError(absl::StrCat("tracker consumer: ", err));
-  if (absl::Status s = in->Assign(); !s.ok()) return s;
+  if (absl::Status s = in->AssignNewPartitions(absl::Seconds(15)); !s.ok())
+    return s;
   in->thread_ = std::thread([p = in.get()] {
     pthread_setname_np(pthread_self(), "kwq-ingest");
     p->Loop();
@@ -46,7 +47,7 @@ absl::StatusOr<std::unique_ptr<EventIngestor>> EventIngestor::Start(
   return in;
 }
 
-absl::Status EventIngestor::Assign() {
+absl::Status EventIngestor::AssignNewPartitions(absl::Duration wait) {
   // The partitions of the topic, from metadata.
   RdKafka::Metadata* raw = nullptr;
   std::string err;
@@ -54,8 +55,8 @@ absl::Status EventIngestor::Assign() {
       RdKafka::Topic::create(consumer_.get(), options_.topic, nullptr, err));
   if (!topic) return absl::InternalError(err);
   RdKafka::ErrorCode code = RdKafka::ERR_UNKNOWN;
-  const absl::Time deadline = absl::Now() + absl::Seconds(15);
-  while (absl::Now() < deadline) {
+  const absl::Time deadline = absl::Now() + wait;
+  do {
     code = consumer_->metadata(false, topic.get(), &raw, 2000);
     if (code == RdKafka::ERR_NO_ERROR && raw != nullptr &&
         !raw->topics()->empty() &&
@@ -64,33 +65,44 @@ absl::Status EventIngestor::Assign() {
     }
     delete raw;
     raw = nullptr;
+    if (absl::Now() >= deadline) break;
     absl::SleepFor(
         absl::Milliseconds(100));  // the topic was just created: poll metadata
-  }
+  } while (true);
   if (raw == nullptr) {
     return absl::UnavailableError(absl::StrCat(
         "no metadata for ", options_.topic, ": ", RdKafka::err2str(code)));
   }
   std::unique_ptr<RdKafka::Metadata> md(raw);
+  std::vector<int32_t> added;
+  for (const auto* p : *md->topics()->at(0)->partitions()) {
+    if (std::find(partitions_.begin(), partitions_.end(), p->id()) ==
+        partitions_.end()) {
+      added.push_back(p->id());
+    }
+  }
+  if (added.empty()) return absl::OkStatus();
   const auto offsets = store_->Offsets(options_.topic);
   std::vector<RdKafka::TopicPartition*> parts;
-  for (const auto* p : *md->topics()->at(0)->partitions()) {
-    partitions_.push_back(p->id());
-    auto it = offsets.find(p->id());
+  for (int32_t id : added) {
+    auto it = offsets.find(id);
     parts.push_back(RdKafka::TopicPartition::create(
-        options_.topic, p->id(),
+        options_.topic, id,
         it == offsets.end() ? RdKafka::Topic::OFFSET_BEGINNING : it->second));
   }
-  LOG(INFO) << "tracker reads " << parts.size() << " partitions of "
+  LOG(INFO) << "tracker reads " << parts.size()
+            << (partitions_.empty() ? "" : " more") << " partitions of "
             << options_.topic
             << (offsets.empty() ? " from the beginning"
-                                : " from its stored offsets");
-  code = consumer_->assign(parts);
+                                : " from its stored offsets or the beginning");
+  RdKafka::Error* error = consumer_->incremental_assign(parts);
   RdKafka::TopicPartition::destroy(parts);
-  if (code != RdKafka::ERR_NO_ERROR) {
-    return absl::InternalError(
-        absl::StrCat("assign: ", RdKafka::err2str(code)));
+  if (error != nullptr) {
+    const std::string what = error->str();
+    delete error;
+    return absl::InternalError(absl::StrCat("assign: ", what));
   }
+  partitions_.insert(partitions_.end(), added.begin(), added.end());
   return absl::OkStatus();
 }
 
@@ -135,6 +147,8 @@ void EventIngestor::Loop() {
   batch.reserve(static_cast<size_t>(options_.max_batch_events));
   absl::Time batch_start = absl::Now();
   absl::Time next_lag = absl::Now();
+  absl::Time next_partition_check =
+      absl::Now() + options_.partition_check_period;
   while (!stop_) {
     // An open batch waits for more events until it is max_batch_wait old:
     // applying what arrived in one fetch at a time would write a task's record
@@ -176,6 +190,15 @@ void EventIngestor::Loop() {
     if (absl::Now() >= next_lag) {
       next_lag = absl::Now() + absl::Milliseconds(200);
       lag_ = static_cast<int64_t>(batch.size()) + BrokerLag();
+    }
+    if (absl::Now() >= next_partition_check) {
+      // Partitions added to the topic since (an operator raised its count):
+      // read them too.
+      next_partition_check = absl::Now() + options_.partition_check_period;
+      if (absl::Status st = AssignNewPartitions(absl::ZeroDuration());
+          !st.ok()) {
+        LOG_EVERY_N(WARNING, 10) << "events partitions check: " << st;
+      }
     }
   }
 }

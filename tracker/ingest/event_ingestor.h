@@ -25,13 +25,17 @@ struct IngestOptions {
   // tracker, so a lone event is applied within about twice this.
   int max_batch_events = 10000;
   absl::Duration max_batch_wait = absl::Milliseconds(50);
+  // How often the topic's metadata is checked for partitions added since
+  // (read from their start).
+  absl::Duration partition_check_period = absl::Seconds(10);
 };
 
 // Reads every partition of the events topic from the offsets the store holds
-// (or the beginning) and applies the events to the store in batches, each batch
-// together with the offsets after it. Partitions are assigned explicitly: one
-// tracker reads all partitions (the group id is only a label; nothing is
-// committed to Kafka). Thread-safe.
+// (or the beginning), and partitions added to it later (checked every
+// partition_check_period), and applies the events to the store in batches,
+// each batch together with the offsets after it. Partitions are assigned
+// explicitly: one tracker reads all partitions (the group id is only a label;
+// nothing is committed to Kafka). Thread-safe.
 class EventIngestor {
  public:
   static absl::StatusOr<std::unique_ptr<EventIngestor>> Start(
@@ -48,7 +52,9 @@ class EventIngestor {
  private:
   EventIngestor() = default;
   void Loop();
-  absl::Status Assign();
+  // Assigns the topic's partitions not assigned yet, each from its stored
+  // offset or its start; waits up to `wait` for the topic's metadata.
+  absl::Status AssignNewPartitions(absl::Duration wait);
   int64_t BrokerLag();
   std::vector<int32_t> partitions_;  // assigned (all of the topic's)
 
