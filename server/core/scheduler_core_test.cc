@@ -180,6 +180,17 @@ class SchedulerCoreTest : public ::testing::Test {
     return a.empty() ? Assignment() : a[0];
   }
 
+  // For a task with a 2 s timeout whose clock starts now: no error after 1 s,
+  // one "timeout" error after 2.5 s.
+  void ExpectTimeoutAfterTwoSeconds() {
+    Tick(absl::Seconds(1));
+    EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
+    Tick(absl::Milliseconds(1500));
+    auto errors = Events(kwq::v1::ERROR);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].reason(), "timeout");
+  }
+
   std::vector<Task> Requeued() const {
     std::vector<Task> out;
     for (auto& r : records_) {
@@ -1181,12 +1192,7 @@ TEST_F(SchedulerCoreTest,
   Record(t, 0, 0);
   auto a = TakeAssignments(1);
   ASSERT_EQ(a.size(), 1u);
-  Tick(absl::Seconds(1));
-  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
-  Tick(absl::Milliseconds(1500));
-  auto errors = Events(kwq::v1::ERROR);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].reason(), "timeout");
+  ExpectTimeoutAfterTwoSeconds();
   bool cancel_sent = false;
   for (auto& snd : sends_) cancel_sent |= snd.conn == 1 && snd.msg.has_cancel();
   EXPECT_TRUE(cancel_sent);
@@ -1251,12 +1257,7 @@ TEST_F(SchedulerCoreTest, APrefetchedTaskTimesOutOnlyAfterItStartsRunning) {
   }
   EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
   Update(1, a[0].token(), kwq::v1::RUNNING);
-  Tick(absl::Seconds(1));
-  EXPECT_TRUE(Events(kwq::v1::ERROR).empty());
-  Tick(absl::Milliseconds(1500));
-  auto errors = Events(kwq::v1::ERROR);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].reason(), "timeout");
+  ExpectTimeoutAfterTwoSeconds();
 }
 
 TEST_F(SchedulerCoreTest, WithImplicitCreditsACompletionFreesItsSlot) {
