@@ -19,6 +19,9 @@
 DEFINE_string(scheduler, "127.0.0.1:50051", "kwq_scheduler address");
 DEFINE_string(worker_id, "", "worker id (default: host-pid)");
 DEFINE_int32(slots, 4, "tasks run at once");
+DEFINE_int32(prefetch, 0,
+             "tasks taken beyond --slots, queued here until a slot frees "
+             "(0-4096; for many short tasks)");
 DEFINE_int32(duration_ms, 100, "compute time per task");
 DEFINE_int32(jitter_ms, 50, "uniform extra compute time in [0, jitter_ms]");
 DEFINE_double(error_rate, 0.0, "probability that an attempt fails (retryable)");
@@ -38,17 +41,18 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
-  if (FLAGS_slots < 1 || FLAGS_duration_ms < 0 || FLAGS_jitter_ms < 0 ||
-      FLAGS_error_rate < 0 || FLAGS_error_rate > 1) {
-    std::cerr << "simulated_worker: need --slots>=1, non-negative times, "
-                 "--error_rate in "
-                 "[0,1]\n";
+  if (FLAGS_slots < 1 || FLAGS_prefetch < 0 || FLAGS_prefetch > 4096 ||
+      FLAGS_duration_ms < 0 || FLAGS_jitter_ms < 0 || FLAGS_error_rate < 0 ||
+      FLAGS_error_rate > 1) {
+    std::cerr << "simulated_worker: need --slots>=1, --prefetch in [0,4096], "
+                 "non-negative times, --error_rate in [0,1]\n";
     return 2;
   }
   kwq::worker::WorkerOptions options;
   options.scheduler_address = FLAGS_scheduler;
   options.worker_id = FLAGS_worker_id;
   options.slots = FLAGS_slots;
+  options.prefetch = FLAGS_prefetch;
   if (!FLAGS_affinity.empty()) {
     options.affinity_keys =
         absl::StrSplit(FLAGS_affinity, ',', absl::SkipEmpty());
