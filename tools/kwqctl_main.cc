@@ -36,7 +36,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   worker list                  connected workers, slots, in flight, heartbeats
   simulate                     a simulated job on SDK workers in this process, with the monitor
                                [--tasks 100000] [--workers 8] [--slots 16] [--prefetch 0]
-                               (tasks a worker queues beyond its slots) [--duration-ms 0]
+                               (tasks a worker queues beyond its slots) [--payload-bytes 0]
+                               [--duration-ms 0]
                                [--jitter-ms 0] [--error-rate 0] [--priorities 10]
                                [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
                                [--kafka-config FILE] [--partitions 4] (per topic of the

@@ -112,7 +112,8 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
     cmd = [KWQCTL, "simulate", "--tasks", str(tasks), "--workers", str(workers),
            "--slots", str(slots), "--bootstrap-servers", boot, "-o", "json",
            "--priorities", "10", "--cpu-of-pid", str(broker_pid),
-           "--partitions", str(partitions), "--prefetch", str(prefetch)]
+           "--partitions", str(partitions), "--prefetch", str(prefetch),
+           "--payload-bytes", "128"]
     if rate:
         cmd += ["--rate", str(rate)]
     out, rss, rc, err = timed(cmd)

@@ -30,7 +30,8 @@ struct SimFlags {
   long long tasks = 100000;
   long long workers = 8;
   long long slots = 16;
-  long long prefetch = 0;  // per worker, beyond its slots
+  long long prefetch = 0;       // per worker, beyond its slots
+  long long payload_bytes = 0;  // of each task
   long long duration_ms = 0;
   long long jitter_ms = 0;
   double error_rate = 0;
@@ -49,6 +50,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
       !a.GetInt("workers", f->workers, &f->workers, e) ||
       !a.GetInt("slots", f->slots, &f->slots, e) ||
       !a.GetInt("prefetch", f->prefetch, &f->prefetch, e) ||
+      !a.GetInt("payload_bytes", f->payload_bytes, &f->payload_bytes, e) ||
       !a.GetInt("duration_ms", f->duration_ms, &f->duration_ms, e) ||
       !a.GetInt("jitter_ms", f->jitter_ms, &f->jitter_ms, e) ||
       !a.GetDouble("error_rate", f->error_rate, &f->error_rate, e) ||
@@ -70,6 +72,8 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
     *e = "--workers must be 1-1000 and --slots 1-1024";
   } else if (f->prefetch < 0 || f->prefetch > 4096) {
     *e = "--prefetch must be 0-4096";
+  } else if (f->payload_bytes < 0 || f->payload_bytes > 1 << 20) {
+    *e = "--payload-bytes must be 0-1048576";
   } else if (f->duration_ms < 0 || f->jitter_ms < 0) {
     *e = "--duration-ms and --jitter-ms must not be negative";
   } else if (f->error_rate < 0 || f->error_rate >= 1) {
@@ -120,10 +124,10 @@ grpc::Status SubmitTasks(kwq::v1::Scheduler::Stub* stub,
 int RunSimulate(const Context& c) {
   std::string error;
   if (!c.args.CheckAllowed(
-          {"tasks", "workers", "slots", "prefetch", "duration_ms", "jitter_ms",
-           "error_rate", "priorities", "affinity_keys", "batch",
-           "job_timeout_s", "bootstrap_servers", "kafka_config", "rate",
-           "partitions", "cpu_of_pid"},
+          {"tasks", "workers", "slots", "prefetch", "payload_bytes",
+           "duration_ms", "jitter_ms", "error_rate", "priorities",
+           "affinity_keys", "batch", "job_timeout_s", "bootstrap_servers",
+           "kafka_config", "rate", "partitions", "cpu_of_pid"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -267,6 +271,7 @@ int RunSimulate(const Context& c) {
       f.cpu_of_pid > 0 ? CpuSecondsOf(static_cast<pid_t>(f.cpu_of_pid)) : -1;
   std::atomic<bool> submit_failed{false};
   std::string submit_error;
+  const std::string payload(static_cast<size_t>(f.payload_bytes), 'x');
   std::thread submitter([&] {
     auto stub = kwq::v1::Scheduler::NewStub(
         grpc::CreateChannel(sched_addr, grpc::InsecureChannelCredentials()));
@@ -294,6 +299,7 @@ int RunSimulate(const Context& c) {
         t->set_id(absl::StrCat(id_prefix, done));
         t->set_job_id(job);
         t->set_priority(static_cast<int>(done % f.priorities));
+        if (f.payload_bytes > 0) t->set_payload(payload);
         (*t->mutable_tags())["group"] = absl::StrCat("g", done % 8);
         if (f.affinity_keys > 0) {
           // Independent of the priority (done % priorities): every priority has
