@@ -149,6 +149,24 @@ TEST_F(KwqctlKafkaConfigTest, OverTlsAGridRunsAndAnUntrustedBrokerIsRefused) {
                 "certificate verify failed");
 }
 
+TEST_F(KwqctlKafkaConfigTest,
+       OverMutualTlsAGridRunsAndAClientWithoutACertificateIsRefused) {
+  const std::string mtls = Env("KWQ_KAFKA_MTLS_BOOTSTRAP");
+  const std::string ca = Env("KWQ_KAFKA_TLS_CA");
+  const std::string cert = Env("KWQ_KAFKA_TLS_CLIENT_CERT");
+  const std::string key = Env("KWQ_KAFKA_TLS_CLIENT_KEY");
+  if (mtls.empty() || ca.empty() || cert.empty() || key.empty()) {
+    GTEST_SKIP() << "no mutual-TLS listener";
+  }
+  const std::string tls = "security.protocol=SSL\nssl.ca.location=" + ca + "\n";
+  ExpectAGridRuns(
+      mtls, Write("mtls.properties", tls + "ssl.certificate.location=" + cert +
+                                         "\nssl.key.location=" + key + "\n"));
+  // The broker asks for a client certificate and gets none.
+  ExpectRefused(mtls, Write("mtls-bad.properties", tls),
+                "certificate required");
+}
+
 TEST_F(KwqctlTest, SimulateEndsWithOneJsonLineOfCheckedFigures) {
   auto r = Ctl({"simulate", "--tasks", "3000", "--workers", "3", "--slots", "4",
                 "-o", "json"});

@@ -17,9 +17,11 @@ trap cleanup EXIT
 if ! out="$(tools/kafka/start.sh)"; then
   echo "test.sh: could not start the Kafka broker (see above)"; echo "0 passed, 1 failed"; exit 1
 fi
-eval "$out"   # KWQ_KAFKA_BOOTSTRAP, _SASL_BOOTSTRAP, _TLS_BOOTSTRAP, _TLS_CA, _STATE
+eval "$out"   # KWQ_KAFKA_BOOTSTRAP, _SASL_BOOTSTRAP, _TLS_BOOTSTRAP, _TLS_CA,
+              # _MTLS_BOOTSTRAP, _TLS_CLIENT_CERT, _TLS_CLIENT_KEY, _STATE
 KAFKA_STATE="$KWQ_KAFKA_STATE"
-export KWQ_KAFKA_BOOTSTRAP KWQ_KAFKA_SASL_BOOTSTRAP KWQ_KAFKA_TLS_BOOTSTRAP KWQ_KAFKA_TLS_CA
+export KWQ_KAFKA_BOOTSTRAP KWQ_KAFKA_SASL_BOOTSTRAP KWQ_KAFKA_TLS_BOOTSTRAP KWQ_KAFKA_TLS_CA \
+  KWQ_KAFKA_MTLS_BOOTSTRAP KWQ_KAFKA_TLS_CLIENT_CERT KWQ_KAFKA_TLS_CLIENT_KEY
 
 RESULTS="$(mktemp -d /tmp/kwq-test-results.XXXXXX)"
 bazel query "tests(set(${TARGETS[*]}))" 2>/dev/null > "$RESULTS/targets" || true
@@ -28,6 +30,9 @@ bazel test "${TARGETS[@]}" \
   --test_env=KWQ_KAFKA_SASL_BOOTSTRAP="$KWQ_KAFKA_SASL_BOOTSTRAP" \
   --test_env=KWQ_KAFKA_TLS_BOOTSTRAP="$KWQ_KAFKA_TLS_BOOTSTRAP" \
   --test_env=KWQ_KAFKA_TLS_CA="$KWQ_KAFKA_TLS_CA" \
+  --test_env=KWQ_KAFKA_MTLS_BOOTSTRAP="$KWQ_KAFKA_MTLS_BOOTSTRAP" \
+  --test_env=KWQ_KAFKA_TLS_CLIENT_CERT="$KWQ_KAFKA_TLS_CLIENT_CERT" \
+  --test_env=KWQ_KAFKA_TLS_CLIENT_KEY="$KWQ_KAFKA_TLS_CLIENT_KEY" \
   --test_env=KWQ_REQUIRE_REAL_BROKER=1 \
   --test_env=KWQ_ROOT="$ROOT"
 bazel_rc=$?

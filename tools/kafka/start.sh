@@ -10,6 +10,9 @@
 #                                              tests of --kafka_config against real auth)
 #   KWQ_KAFKA_TLS_BOOTSTRAP=127.0.0.1:PORT3   (TLS; its CA certificate in DIR/tls/ca.pem,
 #   KWQ_KAFKA_TLS_CA=DIR/tls/ca.pem            made fresh by openssl at each start)
+#   KWQ_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:PORT4  (mutual TLS: the broker requires a client
+#   KWQ_KAFKA_TLS_CLIENT_CERT=DIR/tls/client.crt  certificate signed by the same CA;
+#   KWQ_KAFKA_TLS_CLIENT_KEY=DIR/tls/client.key   this one is)
 #   KWQ_KAFKA_STATE=DIR
 # and writes DIR/pid, DIR/bootstrap, DIR/broker.log (DIR defaults to a new mktemp dir,
 # printed on stderr). Stop it with tools/kafka/stop.sh DIR.
@@ -24,7 +27,7 @@ while (($#)); do
     --port) PORT="$2"; shift 2 ;;
     --state-dir) STATE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,6 +42,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 CPORT="$(free_port)"
 SPORT="$(free_port)"
 TPORT="$(free_port)"
+MPORT="$(free_port)"
 # A throwaway CA and a certificate for 127.0.0.1, for the TLS listener.
 TLS="$STATE/tls"
 mkdir -p "$TLS"
@@ -52,19 +56,28 @@ openssl x509 -req -in "$TLS/broker.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
   >>"$TLS/openssl.log" 2>&1 &&
 openssl pkcs8 -topk8 -nocrypt -in "$TLS/broker.key" -out "$TLS/broker.pk8" \
   >>"$TLS/openssl.log" 2>&1 &&
-cat "$TLS/broker.pk8" "$TLS/broker.crt" > "$TLS/broker.pem" || {
+cat "$TLS/broker.pk8" "$TLS/broker.crt" > "$TLS/broker.pem" &&
+openssl req -newkey rsa:2048 -nodes -subj "/CN=kwq-test-client" \
+  -keyout "$TLS/client.key" -out "$TLS/client.csr" >>"$TLS/openssl.log" 2>&1 &&
+openssl x509 -req -in "$TLS/client.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+  -CAcreateserial -days 2 -out "$TLS/client.crt" >>"$TLS/openssl.log" 2>&1 || {
   echo "start.sh: making the TLS certificates failed:" >&2; cat "$TLS/openssl.log" >&2; exit 1; }
 rm -rf "$STATE/data"
 cat > "$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,CONTROLLER:PLAINTEXT
 listener.name.ssl.ssl.keystore.type=PEM
 listener.name.ssl.ssl.keystore.location=$TLS/broker.pem
 listener.name.ssl.ssl.client.auth=none
+listener.name.mtls.ssl.keystore.type=PEM
+listener.name.mtls.ssl.keystore.location=$TLS/broker.pem
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.location=$TLS/ca.pem
+listener.name.mtls.ssl.client.auth=required
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_kwq="kwq-secret";
 controller.listener.names=CONTROLLER
@@ -149,4 +162,7 @@ echo "KWQ_KAFKA_BOOTSTRAP=$BOOT"
 echo "KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$SPORT"
 echo "KWQ_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$TPORT"
 echo "KWQ_KAFKA_TLS_CA=$TLS/ca.pem"
+echo "KWQ_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:$MPORT"
+echo "KWQ_KAFKA_TLS_CLIENT_CERT=$TLS/client.crt"
+echo "KWQ_KAFKA_TLS_CLIENT_KEY=$TLS/client.key"
 echo "KWQ_KAFKA_STATE=$STATE"
