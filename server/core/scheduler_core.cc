@@ -92,11 +92,7 @@ void SchedulerCore::WriteHeldEvent(Lease& lease) {
 
 void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
   lease.running_reported = true;
-  if (lease.run_deadline == absl::InfiniteFuture() &&
-      lease.task.has_timeout() &&
-      FromProto(lease.task.timeout()) > absl::ZeroDuration()) {
-    lease.run_deadline = clock_->Now() + FromProto(lease.task.timeout());
-  }
+  if (lease.run_deadline == absl::InfiniteFuture()) StartTimeout(lease);
   if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
     const double secs = absl::ToDoubleSeconds(
         clock_->Now() - FromProto(lease.task.submit_time()));
@@ -120,6 +116,13 @@ void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
     Hold(lease, std::move(ev));
   } else {
     effects_.produces.push_back({{EventRecord(ev)}, 0});
+  }
+}
+
+void SchedulerCore::StartTimeout(Lease& lease) const {
+  const Task& t = lease.task;
+  if (t.has_timeout() && FromProto(t.timeout()) > absl::ZeroDuration()) {
+    lease.run_deadline = clock_->Now() + FromProto(t.timeout());
   }
 }
 
@@ -728,11 +731,9 @@ void SchedulerCore::Adopt(ConnId conn, Worker& w,
   lease.conn = conn;
   lease.token = token;
   lease.deadline = clock_->Now() + options_.lease_period;
-  if (task.has_timeout() && FromProto(task.timeout()) > absl::ZeroDuration()) {
-    lease.run_deadline = clock_->Now() + FromProto(task.timeout());
-  }
   lease.running_reported = true;  // its RUNNING event was written before
   lease.task = std::move(task);
+  StartTimeout(lease);
   w.task_ids.insert(token.task_id());
   ++metrics_.adopted;
   VLOG(1) << "adopted " << token.task_id() << " attempt " << token.attempt()
@@ -880,17 +881,14 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   lease.pos = q.pos;
   lease.conn = conn;
   lease.deadline = clock_->Now() + options_.lease_period;
-  // A worker that prefetches may queue the task: its timeout then starts
-  // with its RUNNING update (Started).
-  if (w.hello.prefetch() == 0 && q.task.has_timeout() &&
-      FromProto(q.task.timeout()) > absl::ZeroDuration()) {
-    lease.run_deadline = clock_->Now() + FromProto(q.task.timeout());
-  }
   lease.token.set_task_id(q.task.id());
   lease.token.set_attempt(q.task.attempt());
   lease.token.set_lease_id(
       absl::StrCat(options_.scheduler_id, "-", next_lease_++));
   lease.task = std::move(q.task);
+  // A worker that prefetches may queue the task: its timeout then starts
+  // with its RUNNING update (Started).
+  if (w.hello.prefetch() == 0) StartTimeout(lease);
 
   SchedulerMessage msg;
   auto* a = msg.mutable_assignment();

@@ -419,6 +419,8 @@ class SchedulerCore {
   // RUNNING the worker left out (`completing`: the stage is held for the
   // completion's event to carry).
   void Started(Lease& lease, const Worker& w, bool completing);
+  // Counts the task's timeout (if it has one) from now.
+  void StartTimeout(Lease& lease) const;
   // Holds `ev` in the lease for the fold window (see event_fold_window).
   void Hold(Lease& lease, kwq::v1::TaskEvent ev);
   // Writes the lease's held stage event, if any.
