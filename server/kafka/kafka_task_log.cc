@@ -126,10 +126,7 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       }
       for (auto* tp : partitions)
         log_->owned_.insert({tp->topic(), tp->partition()});
-      {
-        absl::MutexLock lock(&log_->owned_mu_);
-        log_->owned_copy_.assign(log_->owned_.begin(), log_->owned_.end());
-      }
+      PublishOwned();
       log_->applied_paused_
           .clear();  // a fresh assignment fetches every partition
       consumer->assign(partitions);
@@ -145,10 +142,7 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
         revoked.emplace_back(tp->topic(), tp->partition());
         log_->owned_.erase({tp->topic(), tp->partition()});
       }
-      {
-        absl::MutexLock lock(&log_->owned_mu_);
-        log_->owned_copy_.assign(log_->owned_.begin(), log_->owned_.end());
-      }
+      PublishOwned();
       if (log_->callbacks_.on_revoked) log_->callbacks_.on_revoked(revoked);
       log_->FlushCommits(/*sync=*/true);
       {
@@ -160,6 +154,12 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
   }
 
  private:
+  // The lag thread reads its own copy of the owned partitions.
+  void PublishOwned() {
+    absl::MutexLock lock(&log_->owned_mu_);
+    log_->owned_copy_.assign(log_->owned_.begin(), log_->owned_.end());
+  }
+
   KafkaTaskLog* log_;
 };
 
