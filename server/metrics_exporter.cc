@@ -39,7 +39,7 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     auto per_priority = [&](const std::string& name, const std::string& help,
                             const std::function<double(size_t)>& value) {
       prometheus::MetricFamily f{name, help, gauge, {}};
-      for (size_t p = 0; p < 10; ++p) {
+      for (size_t p = 0; p < api::kNumPriorities; ++p) {
         prometheus::ClientMetric cm;
         cm.label.push_back({"priority", absl::StrCat(p)});
         cm.gauge.value = value(p);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/api/priorities.h"
 #include "server/core/scheduler_core.h"
 
 namespace prometheus {
@@ -17,7 +18,7 @@ namespace kwq::scheduler {
 // What one scrape reports, taken on the scheduler's loop.
 struct MetricsSnapshot {
   SchedulerMetrics core;
-  std::array<size_t, 10> queued{};  // buffered tasks per priority
+  std::array<size_t, api::kNumPriorities> queued{};  // buffered tasks per priority
   size_t in_flight = 0;             // leases
   size_t workers = 0;               // connected worker streams
   int64_t commit_errors = 0;

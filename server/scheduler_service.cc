@@ -30,7 +30,10 @@ grpc::Status ToGrpc(const absl::Status& s) {
 SchedulerService::SchedulerService(ServiceOptions options,
                                    const KafkaCluster* cluster,
                                    const Clock* clock)
-    : options_(std::move(options)), cluster_(cluster), clock_(clock) {
+    : options_(std::move(options)),
+      topics_(options_.core.topic_prefix),
+      cluster_(cluster),
+      clock_(clock) {
   core_ = std::make_unique<SchedulerCore>(
       options_.core, clock_,
       static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
@@ -52,26 +55,25 @@ SchedulerService::~SchedulerService() {
 
 absl::Status SchedulerService::Start() {
   std::vector<TopicSpec> topics;
-  std::vector<std::string> priority_topics;
-  for (int p = 0; p < 10; ++p) {
-    priority_topics.push_back(core_->TopicForPriority(p));
-    topics.push_back({priority_topics.back(), options_.partitions, {}});
+  const std::vector<std::string>& priority_topics = topics_.Priorities();
+  for (const std::string& topic : priority_topics) {
+    topics.push_back({topic, options_.partitions, {}});
   }
-  topics.push_back({core_->EventsTopic(), options_.partitions, {}});
-  topics.push_back({core_->ResultsTopic(), options_.partitions, {}});
-  topics.push_back({core_->DlqTopic(), 1, {}});
-  topics.push_back({options_.core.topic_prefix + ".control",
+  topics.push_back({topics_.Events(), options_.partitions, {}});
+  topics.push_back({topics_.Results(), options_.partitions, {}});
+  topics.push_back({topics_.Dlq(), 1, {}});
+  topics.push_back({topics_.Control(),
                     1,
                     {{"cleanup.policy", "compact"}}});
   // Every submitted job, keyed by job id, so that each instance knows the
   // jobs submitted through the others (NOT_FOUND answers); kept a week.
   topics.push_back(
-      {JobsTopic(),
+      {topics_.Jobs(),
        1,
        {{"cleanup.policy", "compact,delete"}, {"retention.ms", "604800000"}}});
   // Tasks of paused jobs beyond the memory cap, keyed by task id: compaction
   // keeps the newest copy of each (see ParkedReplayer).
-  topics.push_back({core_->ParkedTopic(),
+  topics.push_back({topics_.Parked(),
                     options_.partitions,
                     {{"cleanup.policy", "compact"}}});
   if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30));
@@ -80,7 +82,7 @@ absl::Status SchedulerService::Start() {
 
   // Pauses and cancels first: nothing is dispatched before they are known.
   auto control = ControlReader::Start(
-      *cluster_, options_.core.topic_prefix + ".control",
+      *cluster_, topics_.Control(),
       [this](const std::string& key, const std::string& value) {
         WithCore([key, value](SchedulerCore& core) {
           core.OnControlRecord(key, value);
@@ -90,7 +92,7 @@ absl::Status SchedulerService::Start() {
   if (!control.ok()) return control.status();
   control_ = std::move(*control);
   auto jobs = ControlReader::Start(
-      *cluster_, JobsTopic(),
+      *cluster_, topics_.Jobs(),
       [this](const std::string& key, const std::string&) {
         WithCore([key](SchedulerCore& core) { core.OnJobSeen(key); });
       },
@@ -121,11 +123,9 @@ absl::Status SchedulerService::Start() {
         });
       };
   ParkedReplayerOptions parked;
-  parked.parked_topic = core_->ParkedTopic();
+  parked.parked_topic = topics_.Parked();
   parked.group = options_.core.topic_prefix + ".parkers";
-  parked.topic_for_priority = [this](int p) {
-    return core_->TopicForPriority(p);
-  };
+  parked.topic_for_priority = [this](int p) { return topics_.ForPriority(p); };
   parked.paused_jobs = [this] {
     std::set<std::string> jobs;
     loop_->RunSync([&] { jobs = core_->paused_jobs(); });
@@ -215,7 +215,7 @@ void SchedulerService::Execute(Effects effects) {
   for (auto& p : effects.pauses) {
     VLOG(1) << (p.paused ? "pausing" : "resuming") << " priority "
             << p.priority;
-    log_->SetTopicPaused(core_->TopicForPriority(p.priority), p.paused);
+    log_->SetTopicPaused(topics_.ForPriority(p.priority), p.paused);
   }
 }
 
@@ -264,7 +264,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     return reactor;
   }
   for (int i = 0; i < request->tasks_size(); ++i) {
-    if (absl::Status s = ValidateTask(request->tasks(i), i, options_.limits);
+    if (absl::Status s = api::ValidateTask(request->tasks(i), i, options_.limits);
         !s.ok()) {
       reactor->Finish(ToGrpc(s));
       return reactor;
@@ -280,7 +280,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
       reg.mutable_scope()->set_job_id(in.job_id());
       *reg.mutable_time() = now;
       reg.set_requested_by(ctx->peer());
-      records.push_back({JobsTopic(), in.job_id(), reg.SerializeAsString(),
+      records.push_back({topics_.Jobs(), in.job_id(), reg.SerializeAsString(),
                          /*urgent=*/true});
       new_jobs->push_back(in.job_id());
     }
@@ -315,9 +315,9 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     // Urgent: the caller waits for both. A large Submit goes batched: its
     // caller waits for all of it, and sending each record at once would cost
     // the broker dozens of small requests per Submit.
-    records.push_back({core_->TopicForPriority(task.priority()), task.id(),
+    records.push_back({topics_.ForPriority(task.priority()), task.id(),
                        task.SerializeAsString(), /*urgent=*/true, batched});
-    records.push_back({core_->EventsTopic(), task.job_id(),
+    records.push_back({topics_.Events(), task.job_id(),
                        ev.SerializeAsString(), /*urgent=*/true, batched});
   }
   log_->Produce(std::move(records), [this, reactor, ids, new_jobs](
@@ -411,7 +411,7 @@ grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
     const kwq::v1::ExplainTaskRequest* request,
     kwq::v1::ExplainTaskResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (!IsValidId(request->task_id())) {
+  if (!api::IsValidId(request->task_id())) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      "task_id must be 1-128 characters of [A-Za-z0-9._:-]"));
@@ -464,14 +464,14 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
             grpc::StatusCode::INVALID_ARGUMENT,
             "cancel applies to a job_id or a task_id, not to a priority");
       }
-      if (scope.priority() < 0 || scope.priority() > 9) {
+      if (!api::IsValidPriority(scope.priority())) {
         return fail(
             grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat("scope.priority must be 0-9, not ", scope.priority()));
       }
       break;
     case kwq::v1::Scope::kJobId:
-      if (!IsValidId(scope.job_id())) {
+      if (!api::IsValidId(scope.job_id())) {
         return fail(grpc::StatusCode::INVALID_ARGUMENT,
                     "scope.job_id must be 1-128 characters of [A-Za-z0-9._:-]");
       }
@@ -483,7 +483,7 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
             "pause and resume apply to all, a priority or a job; a single task "
             "can be cancelled");
       }
-      if (!IsValidId(scope.task_id())) {
+      if (!api::IsValidId(scope.task_id())) {
         return fail(
             grpc::StatusCode::INVALID_ARGUMENT,
             "scope.task_id must be 1-128 characters of [A-Za-z0-9._:-]");
@@ -523,7 +523,7 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     value = rec.SerializeAsString();
   }
   log_->Produce(
-      {{options_.core.topic_prefix + ".control", key, value, /*urgent=*/true}},
+      {{topics_.Control(), key, value, /*urgent=*/true}},
       [this, reactor, key, value](bool ok, const std::string& error) {
         if (!ok) {
           reactor->Finish(grpc::Status(
@@ -563,7 +563,7 @@ MetricsSnapshot SchedulerService::Snapshot() {
   MetricsSnapshot s;
   loop_->RunSync([&] {
     s.core = core_->metrics();
-    for (int p = 0; p < 10; ++p)
+    for (int p = 0; p < api::kNumPriorities; ++p)
       s.queued[static_cast<size_t>(p)] = core_->buffered(p);
     s.in_flight = core_->leases();
     s.workers = streams_.size();

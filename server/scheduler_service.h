@@ -11,7 +11,9 @@
 #include "absl/synchronization/mutex.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "server/core/scheduler_core.h"
-#include "server/core/task_validation.h"
+#include "server/api/priorities.h"
+#include "server/api/task_validation.h"
+#include "server/api/topics.h"
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
@@ -24,7 +26,7 @@ namespace kwq::scheduler {
 
 struct ServiceOptions {
   SchedulerOptions core;
-  ValidationLimits limits;
+  api::ValidationLimits limits;
   int partitions = 4;
   // Client-given task ids remembered for Submit idempotency (per scheduler
   // instance).
@@ -84,7 +86,6 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   void StreamClosed(uint64_t conn, const std::string& reason);
 
  private:
-  std::string JobsTopic() const { return options_.core.topic_prefix + ".jobs"; }
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);
@@ -105,6 +106,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   void ForgetJobRegistration(const std::string& job);
 
   ServiceOptions options_;
+  const api::Topics topics_;
   const KafkaCluster* cluster_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only

@@ -17,6 +17,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/api/topics.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
 #include "server/util/mutex_mode.h"
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
             << (FLAGS_rebuild ? "; rebuilding from the beginning" : "") << ")";
 
   kwq::tracker::IngestOptions ingest_options;
-  ingest_options.topic = FLAGS_topic_prefix + ".events";
+  ingest_options.topic = kwq::api::Topics(FLAGS_topic_prefix).Events();
   ingest_options.partitions = FLAGS_partitions;
   ingest_options.max_batch_events = FLAGS_max_batch_events;
   auto ingestor = kwq::tracker::EventIngestor::Start(*cluster, store->get(),

@@ -7,7 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
-#include "server/core/task_validation.h"
+#include "server/api/ack_codes.h"
+#include "server/api/task_validation.h"
 #include "server/util/time_util.h"
 
 namespace kwq::scheduler {
@@ -18,9 +19,12 @@ using kwq::v1::TaskEvent;
 using kwq::v1::TaskState;
 
 namespace {
-constexpr int kAckOk = 0;
-constexpr int kAckFailedPrecondition = 9;
-constexpr int kAckUnavailable = 14;
+using api::kAckFailedPrecondition;
+using api::kAckInvalidArgument;
+using api::kAckOk;
+using api::kAckUnavailable;
+using api::kMaxPriority;
+using api::kNumPriorities;
 constexpr int kInversionScan = 16;
 // Tasks from the head of a priority queue that soft affinity looks through.
 constexpr size_t kAffinityScan = 1024;
@@ -28,11 +32,10 @@ constexpr size_t kAffinityScan = 1024;
 
 SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
                              uint64_t random_seed)
-    : options_(std::move(options)), clock_(clock), rng_(random_seed | 1) {}
-
-std::string SchedulerCore::TopicForPriority(int priority) const {
-  return absl::StrCat(options_.topic_prefix, ".tasks.p", priority);
-}
+    : options_(std::move(options)),
+      topics_(options_.topic_prefix),
+      clock_(clock),
+      rng_(random_seed | 1) {}
 
 Effects SchedulerCore::TakeEffects() {
   Effects out;
@@ -48,7 +51,7 @@ size_t SchedulerCore::buffered(int priority) const {
 
 size_t SchedulerCore::buffered() const {
   size_t n = 0;
-  for (int p = 0; p < 10; ++p) n += buffered(p);
+  for (int p = 0; p < kNumPriorities; ++p) n += buffered(p);
   return n;
 }
 
@@ -80,7 +83,7 @@ TaskEvent SchedulerCore::MakeEvent(const Task& task, TaskState state) const {
 }
 
 OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
-  return {EventsTopic(), ev.job_id(), ev.SerializeAsString()};
+  return {topics_.Events(), ev.job_id(), ev.SerializeAsString()};
 }
 
 void SchedulerCore::WriteHeldEvent(Lease& lease) {
@@ -212,7 +215,7 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
                                   const std::string& reason) {
   ++metrics_.bad_records;
   LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@"
-               << pos.offset << " to " << DlqTopic() << ": " << reason;
+               << pos.offset << " to " << topics_.Dlq() << ": " << reason;
   kwq::v1::DeadLetter dl;
   dl.set_raw_value(raw);
   dl.set_reason(reason);
@@ -222,7 +225,7 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
   *dl.mutable_time() = ToProto(clock_->Now());
   const uint64_t cookie = next_cookie_++;
   effects_.produces.push_back(
-      {{{DlqTopic(),
+      {{{topics_.Dlq(),
          absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
          dl.SerializeAsString()}},
        cookie});
@@ -249,14 +252,14 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     DeadLetterRaw(pos, value, "record value is not a kwq.v1.Task");
     return;
   }
-  ValidationLimits limits;
+  api::ValidationLimits limits;
   limits.max_payload_bytes =
       SIZE_MAX;  // the producer's broker limit already applied
   if (task.id().empty()) {
     DeadLetterRaw(pos, value, "task has no id");
     return;
   }
-  if (absl::Status s = ValidateTask(task, 0, limits); !s.ok()) {
+  if (absl::Status s = api::ValidateTask(task, 0, limits); !s.ok()) {
     DeadLetterRaw(pos, value, std::string(s.message()));
     return;
   }
@@ -338,7 +341,7 @@ void SchedulerCore::Park(Queued q) {
   ++metrics_.parked_to_kafka;
   const uint64_t cookie = next_cookie_++;
   effects_.produces.push_back(
-      {{{ParkedTopic(), q.task.id(), q.task.SerializeAsString()}}, cookie});
+      {{{topics_.Parked(), q.task.id(), q.task.SerializeAsString()}}, cookie});
   PendingDecision pd;
   pd.pos = q.pos;
   pd.task_id = q.task.id();
@@ -490,7 +493,7 @@ void SchedulerCore::OnControlRecord(const std::string& key,
   if (key == "pause/all") {
     paused_all_ = set;
   } else if (absl::StartsWith(key, "pause/p") &&
-             absl::SimpleAtoi(key.substr(7), &p) && p >= 0 && p < 10) {
+             absl::SimpleAtoi(key.substr(7), &p) && p >= 0 && p < kNumPriorities) {
     if (set) {
       paused_priorities_.insert(p);
     } else {
@@ -554,7 +557,7 @@ void SchedulerCore::ApplyCancel() {
       effects_.sends.push_back({lease.conn, std::move(cancel)});
     }
   }
-  for (int p = 0; p < 10; ++p) UpdateBackpressure(p);
+  for (int p = 0; p < kNumPriorities; ++p) UpdateBackpressure(p);
 }
 
 SchedulerMetrics SchedulerCore::metrics() const {
@@ -562,7 +565,7 @@ SchedulerMetrics SchedulerCore::metrics() const {
   const absl::Time now = clock_->Now();
   // One pass over the queues: the oldest task per priority, and the tasks no
   // connected worker has the labels for.
-  for (int p = 0; p < 10; ++p) {
+  for (int p = 0; p < kNumPriorities; ++p) {
     m.parked_in_memory += parked_count_[p];
     absl::Time oldest = absl::InfiniteFuture();
     for (const Queued& e : queues_[p]) {
@@ -618,7 +621,7 @@ void SchedulerCore::Dispatch() {
     Assign(conn, w, std::move(taken));
     if (w.credits == 0) ready.erase(ready.begin() + static_cast<long>(r));
   };
-  for (int p = 9; p >= 0 && !ready.empty(); --p) {
+  for (int p = kMaxPriority; p >= 0 && !ready.empty(); --p) {
     if (paused_priorities_.count(p)) continue;
     auto& queue = queues_[p];
     if (!paused_jobs_.empty()) {
@@ -743,7 +746,7 @@ void SchedulerCore::Adopt(ConnId conn, Worker& w,
 
 std::optional<SchedulerCore::Queued> SchedulerCore::TakeQueued(
     const std::string& task_id, int attempt) {
-  for (int p = 0; p < 10; ++p) {
+  for (int p = 0; p < kNumPriorities; ++p) {
     auto& queue = queues_[p];
     for (auto it = queue.begin(); it != queue.end(); ++it) {
       if (it->task.id() == task_id && it->task.attempt() == attempt) {
@@ -856,7 +859,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   const int p = q.task.priority();
   // Measure, not assume: a higher-priority task this worker could run is still
   // waiting.
-  for (int hp = p + 1; hp < 10; ++hp) {
+  for (int hp = p + 1; hp < kNumPriorities; ++hp) {
     const auto& hq = queues_[hp];
     for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
       // Paused tasks and tasks waiting (boundedly) for a worker with their
@@ -870,7 +873,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
         LOG(ERROR) << "priority inversion: p" << p << " task " << q.task.id()
                    << " dispatched while p" << hp << " task " << hq[i].task.id()
                    << " waits";
-        hp = 10;
+        hp = kNumPriorities;
         break;
       }
     }
@@ -912,7 +915,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
 
 void SchedulerCore::OnWorkerConnected(ConnId conn,
                                       const kwq::v1::Hello& hello) {
-  if (!IsValidId(hello.worker_id())) {
+  if (!api::IsValidId(hello.worker_id())) {
     effects_.closes.push_back(
         {conn, "hello.worker_id must be 1-128 characters of [A-Za-z0-9._:-]"});
     return;
@@ -1140,7 +1143,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       const uint64_t cookie = next_cookie_++;
       effects_.produces.push_back(
           {{EventRecord(ev),
-            {ResultsTopic(), lease.task.job_id(), result.SerializeAsString()}},
+            {topics_.Results(), lease.task.job_id(), result.SerializeAsString()}},
            cookie});
       PendingDecision pd;
       pd.pos = lease.pos;
@@ -1161,7 +1164,7 @@ void SchedulerCore::HandleUpdate(ConnId conn,
     }
     default:
       SendAck(
-          conn, update.token(), 3,
+          conn, update.token(), kAckInvalidArgument,
           absl::StrCat("update state must be RUNNING, COMPLETED or ERROR, not ",
                        kwq::v1::TaskState_Name(update.state())));
       return;
@@ -1227,7 +1230,7 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     dl.set_source_partition(lease.pos.partition);
     dl.set_source_offset(lease.pos.offset);
     *dl.mutable_time() = ToProto(clock_->Now());
-    records.push_back({DlqTopic(), task.id(), dl.SerializeAsString()});
+    records.push_back({topics_.Dlq(), task.id(), dl.SerializeAsString()});
   } else {
     ++metrics_.retries;
     task.set_attempt(task.attempt() + 1);
@@ -1236,7 +1239,7 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     TaskEvent pending = MakeEvent(task, kwq::v1::PENDING);
     pending.set_reason(reason);
     records.push_back(EventRecord(pending));
-    records.push_back({TopicForPriority(task.priority()), task.id(),
+    records.push_back({topics_.ForPriority(task.priority()), task.id(),
                        task.SerializeAsString()});
   }
   const uint64_t cookie = next_cookie_++;
@@ -1438,7 +1441,7 @@ void SchedulerCore::OnPartitionsRevoked(
     }
     decided_at_assignment_.erase(tp);
   }
-  for (int p = 0; p < 10; ++p) UpdateBackpressure(p);
+  for (int p = 0; p < kNumPriorities; ++p) UpdateBackpressure(p);
 }
 
 std::vector<WorkerView> SchedulerCore::Workers() const {
@@ -1490,7 +1493,7 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
     }
   }
   const Queued* queued = nullptr;
-  for (int p = 0; p < 10 && found == nullptr; ++p) {
+  for (int p = 0; p < kNumPriorities && found == nullptr; ++p) {
     for (const Queued& q : queues_[p]) {
       if (q.task.id() == task_id) {
         found = &q.task;
@@ -1542,7 +1545,7 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
     reasons.push_back("every eligible worker is busy (no free slots)");
   }
   size_t higher = 0;
-  for (int p = found->priority() + 1; p < 10; ++p) higher += buffered(p);
+  for (int p = found->priority() + 1; p < kNumPriorities; ++p) higher += buffered(p);
   if (higher > 0) {
     reasons.push_back(
         absl::StrCat("behind ", higher, " higher-priority tasks"));

@@ -16,6 +16,8 @@
 #include "kwq/v1/control.pb.h"
 #include "kwq/v1/task.pb.h"
 #include "kwq/v1/worker.pb.h"
+#include "server/api/priorities.h"
+#include "server/api/topics.h"
 #include "server/core/offset_tracker.h"
 #include "server/util/clock.h"
 
@@ -172,7 +174,7 @@ struct SchedulerMetrics {
   // its submit time; 0 when none is queued).
   int64_t parked_in_memory = 0;
   int64_t events_folded = 0;  // stage events written inside a later one
-  std::array<double, 10> oldest_queued_seconds{};
+  std::array<double, api::kNumPriorities> oldest_queued_seconds{};
   // Submit-to-start of first attempts (submit time to the worker's first
   // RUNNING), a cumulative histogram: start_latency_buckets[i] counts starts
   // within kStartLatencyBounds[i] seconds.
@@ -279,13 +281,7 @@ class SchedulerCore {
                                    kwq::v1::TaskState* state,
                                    std::string* worker) const;
 
-  std::string TopicForPriority(int priority) const;
-  std::string EventsTopic() const { return options_.topic_prefix + ".events"; }
-  std::string ResultsTopic() const {
-    return options_.topic_prefix + ".results";
-  }
-  std::string DlqTopic() const { return options_.topic_prefix + ".dlq"; }
-  std::string ParkedTopic() const { return options_.topic_prefix + ".parked"; }
+  const api::Topics& topics() const { return topics_; }
   const std::set<std::string>& paused_jobs() const { return paused_jobs_; }
   // A job submitted through any instance (<prefix>.jobs): known for control
   // requests (NOT_FOUND otherwise).
@@ -433,15 +429,16 @@ class SchedulerCore {
                      const std::string& reason);
 
   SchedulerOptions options_;
+  api::Topics topics_;
   const Clock* clock_;
   uint64_t rng_;
   bool leasing_ = true;
   uint64_t next_lease_ = 1;
   uint64_t next_cookie_ = 1;
-  std::array<std::deque<Queued>, 10> queues_;
+  std::array<std::deque<Queued>, api::kNumPriorities> queues_;
   std::multimap<absl::Time, Queued> delayed_;  // retry backoff
-  std::array<int, 10> delayed_count_{};
-  std::array<bool, 10> paused_{};
+  std::array<int, api::kNumPriorities> delayed_count_{};
+  std::array<bool, api::kNumPriorities> paused_{};
   std::map<ConnId, Worker> workers_;
   absl::flat_hash_map<std::string, Lease> leases_;  // by task id
   // (task id, lease id) of leases holding a stage event, oldest first (the
@@ -476,7 +473,7 @@ class SchedulerCore {
   // Tasks of paused jobs, out of the queues (Dispatch does not scan them) but
   // counted as buffered, so backpressure still bounds memory.
   std::map<std::string, std::deque<Queued>> parked_;
-  std::array<int, 10> parked_count_{};
+  std::array<int, api::kNumPriorities> parked_count_{};
   std::set<std::string> known_jobs_;
   std::deque<std::string> known_jobs_order_;
   absl::flat_hash_map<std::string, Claim> claims_;  // by task id

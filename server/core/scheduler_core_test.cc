@@ -40,7 +40,7 @@ class SchedulerCoreTest : public ::testing::Test {
 
   void Record(const Task& t, int partition, int64_t offset) {
     core_->OnTaskRecord(
-        {core_->TopicForPriority(t.priority()), partition, offset},
+        {core_->topics().ForPriority(t.priority()), partition, offset},
         t.SerializeAsString());
     Collect();
   }
@@ -145,7 +145,7 @@ class SchedulerCoreTest : public ::testing::Test {
   std::vector<TaskEvent> Events(TaskState state) const {
     std::vector<TaskEvent> out;
     for (auto& r : records_) {
-      if (r.topic != core_->EventsTopic()) continue;
+      if (r.topic != core_->topics().Events()) continue;
       TaskEvent ev;
       EXPECT_TRUE(ev.ParseFromString(r.value));
       if (ev.state() == state) out.push_back(ev);
@@ -157,7 +157,7 @@ class SchedulerCoreTest : public ::testing::Test {
   std::vector<std::string> EventStates() const {
     std::vector<std::string> out;
     for (const auto& r : records_) {
-      if (r.topic != core_->EventsTopic()) continue;
+      if (r.topic != core_->topics().Events()) continue;
       TaskEvent ev;
       EXPECT_TRUE(ev.ParseFromString(r.value));
       out.push_back(kwq::v1::TaskState_Name(ev.state()));
@@ -205,7 +205,7 @@ class SchedulerCoreTest : public ::testing::Test {
   std::vector<kwq::v1::DeadLetter> DeadLetters() const {
     std::vector<kwq::v1::DeadLetter> out;
     for (auto& r : records_) {
-      if (r.topic != core_->DlqTopic()) continue;
+      if (r.topic != core_->topics().Dlq()) continue;
       kwq::v1::DeadLetter dl;
       EXPECT_TRUE(dl.ParseFromString(r.value));
       out.push_back(dl);
@@ -794,7 +794,7 @@ TEST_F(SchedulerCoreTest, AdoptsARunningTaskWhoseRecordIsQueuedHere) {
 // the same instance, with the commits of the meantime lost: what it had
 // decided is skipped, not run again.
 TEST_F(SchedulerCoreTest, PartitionsGivenBackAfterARevokeDoNotRunDecidedTasks) {
-  const std::string topic = core_->TopicForPriority(4);
+  const std::string topic = core_->topics().ForPriority(4);
   core_->OnPartitionsAssigned({{topic, 0, -1001, ""}});
   Connect(1, 20);
   for (int i = 0; i < 10; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);
@@ -1127,7 +1127,7 @@ TEST_F(SchedulerCoreTest, PausedJobTasksBeyondTheMemoryCapGoToTheParkedTopic) {
   }
   std::vector<std::string> parked;
   for (const auto& r : records_) {
-    if (r.topic == core_->ParkedTopic()) parked.push_back(r.key);
+    if (r.topic == core_->topics().Parked()) parked.push_back(r.key);
   }
   EXPECT_EQ(parked, (std::vector<std::string>{"big-2", "big-3", "big-4"}));
   EXPECT_EQ(core_->metrics().parked_to_kafka, 3);
@@ -1204,7 +1204,7 @@ TEST_F(SchedulerCoreTest,
 
 TEST_F(SchedulerCoreTest, RecordsTheCommitMetadataNamesAsDecidedAreSkipped) {
   // An earlier owner committed offset 100 with 101 and 103 decided above it.
-  core_->OnPartitionsAssigned({{core_->TopicForPriority(4), 0, 100, "v1:1,3"}});
+  core_->OnPartitionsAssigned({{core_->topics().ForPriority(4), 0, 100, "v1:1,3"}});
   Connect(1, 4);
   for (int i = 0; i < 4; ++i) {
     Record(MakeTask(absl::StrCat("m", i), 4), 0, 100 + i);

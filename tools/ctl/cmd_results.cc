@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "kwq/v1/task.pb.h"
 #include "librdkafka/rdkafkacpp.h"
+#include "server/api/topics.h"
 #include "server/kafka/kafka_cluster.h"
 #include "tools/ctl/commands.h"
 
@@ -25,7 +26,7 @@ int JobResults(const Context& c, const std::string& job) {
         "job results reads Kafka: give --bootstrap-servers HOST:PORT (and "
         "--topic-prefix if not kwq)");
   }
-  const std::string topic = c.args.Get("topic_prefix", "kwq") + ".results";
+  const std::string topic = api::Topics(c.args.Get("topic_prefix", "kwq")).Results();
   KafkaConfigMap properties;
   if (const std::string file = c.args.Get("kafka_config"); !file.empty()) {
     auto read = ReadKafkaProperties(file);

@@ -1,6 +1,7 @@
 #include "tools/devgrid/in_process_tracker.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/api/topics.h"
 
 namespace kwq::devgrid {
 
@@ -13,7 +14,7 @@ absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
   if (!store.ok()) return store.status();
   t->store_ = std::move(*store);
   tracker::IngestOptions io;
-  io.topic = topic_prefix + ".events";
+  io.topic = api::Topics(topic_prefix).Events();
   io.partitions = partitions;
   auto ingestor = tracker::EventIngestor::Start(cluster, t->store_.get(), io);
   if (!ingestor.ok()) return ingestor.status();

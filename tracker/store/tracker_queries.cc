@@ -4,7 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/core/task_validation.h"
+#include "server/api/task_validation.h"
 #include "server/util/time_util.h"
 #include "tracker/model/task_model.h"
 #include "tracker/store/keys.h"
@@ -51,7 +51,7 @@ bool ValidTag(const std::string& tag) {
 
 absl::StatusOr<TaskStatus> TrackerStore::GetTask(
     const std::string& task_id) const {
-  if (!scheduler::IsValidId(task_id)) return IdError("task_id");
+  if (!api::IsValidId(task_id)) return IdError("task_id");
   std::string raw;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), keys::Task(task_id), &raw);
@@ -68,7 +68,7 @@ absl::StatusOr<TaskStatus> TrackerStore::GetTask(
 
 absl::StatusOr<kwq::v1::ListTasksResponse> TrackerStore::ListTasks(
     const kwq::v1::ListTasksRequest& req) const {
-  if (!scheduler::IsValidId(req.job_id())) return IdError("job_id");
+  if (!api::IsValidId(req.job_id())) return IdError("job_id");
   if (req.page_size() < 0 || req.page_size() > kMaxPageSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "page_size must be 1-", kMaxPageSize, " (0: default 100)"));
@@ -80,7 +80,7 @@ absl::StatusOr<kwq::v1::ListTasksResponse> TrackerStore::ListTasks(
   if (!req.tag().empty() && !ValidTag(req.tag())) {
     return absl::InvalidArgumentError("tag must be key=value");
   }
-  if (!req.page_token().empty() && !scheduler::IsValidId(req.page_token())) {
+  if (!req.page_token().empty() && !api::IsValidId(req.page_token())) {
     return absl::InvalidArgumentError(
         "page_token is not one this service gave out");
   }
@@ -207,7 +207,7 @@ absl::StatusOr<kwq::v1::JobSummary> TrackerStore::Summarize(
 
 absl::StatusOr<kwq::v1::JobSummary> TrackerStore::GetJobSummary(
     const std::string& job_id, int max_tags, absl::Time now) const {
-  if (!scheduler::IsValidId(job_id)) return IdError("job_id");
+  if (!api::IsValidId(job_id)) return IdError("job_id");
   if (max_tags < 0 || max_tags > 10000) {
     return absl::InvalidArgumentError(
         "max_tags must be 0-10000 (0: default 50)");
@@ -233,7 +233,7 @@ absl::StatusOr<kwq::v1::ListJobsResponse> TrackerStore::ListJobs(
   }
   const std::string& token = req.page_token();
   if (!token.empty() &&
-      (token.size() < 17 || !scheduler::IsValidId(token.substr(16)))) {
+      (token.size() < 17 || !api::IsValidId(token.substr(16)))) {
     return absl::InvalidArgumentError(
         "page_token is not one this service gave out");
   }

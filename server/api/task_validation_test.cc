@@ -1,8 +1,8 @@
-#include "server/core/task_validation.h"
+#include "server/api/task_validation.h"
 
 #include "gtest/gtest.h"
 
-namespace kwq::scheduler {
+namespace kwq::api {
 namespace {
 
 kwq::v1::Task Good() {
@@ -67,4 +67,4 @@ TEST(TaskValidationTest, RejectsBadFieldsNamingTheTaskAndTheField) {
 }
 
 }  // namespace
-}  // namespace kwq::scheduler
+}  // namespace kwq::api

@@ -1,8 +1,9 @@
-#include "server/core/task_validation.h"
+#include "server/api/task_validation.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/api/priorities.h"
 
-namespace kwq::scheduler {
+namespace kwq::api {
 namespace {
 
 std::string Where(const kwq::v1::Task& task, int index) {
@@ -58,7 +59,7 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
     return absl::InvalidArgumentError(absl::StrCat(
         where, ": job_id must be 1-128 characters of [A-Za-z0-9._:-]"));
   }
-  if (task.priority() < 0 || task.priority() > 9) {
+  if (!IsValidPriority(task.priority())) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": priority ", task.priority(), " is outside 0-9"));
   }
@@ -111,4 +112,4 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
   return absl::OkStatus();
 }
 
-}  // namespace kwq::scheduler
+}  // namespace kwq::api

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "kwq/v1/task.pb.h"
 
-namespace kwq::scheduler {
+namespace kwq::api {
 
 struct ValidationLimits {
   size_t max_payload_bytes = 1 << 20;
@@ -26,4 +26,4 @@ bool IsValidId(const std::string& id);
 absl::Status ValidateTask(const kwq::v1::Task& task, int index,
                           const ValidationLimits& limits);
 
-}  // namespace kwq::scheduler
+}  // namespace kwq::api
