@@ -114,6 +114,10 @@ class MetricsExporter::Collector : public prometheus::Collectable {
         counter, static_cast<double>(m.dead_lettered));
     add("kwq_bad_records_total", "Records that were not valid tasks", counter,
         static_cast<double>(m.bad_records));
+    add("kwq_bad_control_records_total",
+        "Control-topic records ignored (unknown key, or a value that is not a "
+        "ControlRecord matching its key)",
+        counter, static_cast<double>(m.bad_control_records));
     add("kwq_stale_updates_total", "Worker updates refused for a stale lease",
         counter, static_cast<double>(m.stale_updates));
     add("kwq_adopted_total",

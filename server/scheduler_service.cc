@@ -447,51 +447,9 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     reactor->Finish(grpc::Status(code, msg));
     return reactor;
   };
-  switch (scope.target_case()) {
-    case kwq::v1::Scope::kAll:
-      if (cancel) {
-        return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                    "cancel applies to a job_id or a task_id, not to all");
-      }
-      if (!scope.all()) {
-        return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                    "scope.all must be true");
-      }
-      break;
-    case kwq::v1::Scope::kPriority:
-      if (cancel) {
-        return fail(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            "cancel applies to a job_id or a task_id, not to a priority");
-      }
-      if (!api::IsValidPriority(scope.priority())) {
-        return fail(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            absl::StrCat("scope.priority must be 0-9, not ", scope.priority()));
-      }
-      break;
-    case kwq::v1::Scope::kJobId:
-      if (!api::IsValidId(scope.job_id())) {
-        return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                    "scope.job_id must be 1-128 characters of [A-Za-z0-9._:-]");
-      }
-      break;
-    case kwq::v1::Scope::kTaskId:
-      if (!cancel) {
-        return fail(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            "pause and resume apply to all, a priority or a job; a single task "
-            "can be cancelled");
-      }
-      if (!api::IsValidId(scope.task_id())) {
-        return fail(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            "scope.task_id must be 1-128 characters of [A-Za-z0-9._:-]");
-      }
-      break;
-    default:
-      return fail(grpc::StatusCode::INVALID_ARGUMENT,
-                  "scope must set one of all, priority, job_id, task_id");
+  if (absl::Status s = ControlState::ValidateRequest(scope, cancel, requested_by);
+      !s.ok()) {
+    return fail(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
   }
   // Unknown jobs and tasks: NOT_FOUND (what this instance has seen; see
   // README).
@@ -511,7 +469,7 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
             : absl::StrCat("task ", scope.task_id(),
                            " is not queued or running on this scheduler"));
   }
-  const std::string key = SchedulerCore::ControlKey(scope, cancel);
+  const std::string key = ControlState::Key(scope, cancel);
   std::string value;  // empty: a tombstone (resume)
   if (set) {
     kwq::v1::ControlRecord rec;

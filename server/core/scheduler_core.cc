@@ -34,6 +34,7 @@ SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
                              uint64_t random_seed)
     : options_(std::move(options)),
       topics_(options_.topic_prefix),
+      control_(options_.known_jobs),
       clock_(clock),
       rng_(random_seed | 1) {}
 
@@ -263,7 +264,7 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     DeadLetterRaw(pos, value, std::string(s.message()));
     return;
   }
-  RememberJob(task.job_id());
+  control_.RememberJob(task.job_id());
   if (task.attempt() <= 0) task.set_attempt(1);
   if (auto c = claims_.find(task.id());
       c != claims_.end() && c->second.token.attempt() == task.attempt()) {
@@ -272,7 +273,7 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     claims_.erase(c);
     auto w = workers_.find(claim.conn);  // claims end with their stream
     w->second.claimed.erase(task.id());
-    const bool cancelled = IsCancelled(task);
+    const bool cancelled = control_.IsCancelled(task);
     Adopt(claim.conn, w->second, claim.token, pos, std::move(task));
     if (claim.final_update) {
       HandleUpdate(claim.conn, *claim.final_update);
@@ -285,7 +286,7 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     Dispatch();
     return;
   }
-  if (IsCancelled(task)) {
+  if (control_.IsCancelled(task)) {
     CancelRecord(pos, task, "cancelled before it ran");
     return;
   }
@@ -318,7 +319,7 @@ void SchedulerCore::Enqueue(Queued q) {
     const absl::Time due = FromProto(q.task.not_before());
     delayed_.emplace(due, std::move(q));
     ++delayed_count_[p];
-  } else if (paused_jobs_.count(q.task.job_id())) {
+  } else if (control_.job_paused(q.task.job_id())) {
     Park(std::move(q));
   } else {
     queues_[p].push_back(std::move(q));
@@ -391,25 +392,6 @@ bool SchedulerCore::HeldForAffinity(const Queued& q, absl::Time now) const {
   return false;
 }
 
-bool SchedulerCore::IsPaused(const Task& task) const {
-  return paused_all_ || paused_priorities_.count(task.priority()) > 0 ||
-         paused_jobs_.count(task.job_id()) > 0;
-}
-
-bool SchedulerCore::IsCancelled(const Task& task) const {
-  return cancelled_jobs_.count(task.job_id()) > 0 ||
-         cancelled_tasks_.count(task.id()) > 0;
-}
-
-void SchedulerCore::RememberJob(const std::string& job_id) {
-  if (!known_jobs_.insert(job_id).second) return;
-  known_jobs_order_.push_back(job_id);
-  while (known_jobs_order_.size() > options_.known_jobs) {
-    known_jobs_.erase(known_jobs_order_.front());
-    known_jobs_order_.pop_front();
-  }
-}
-
 bool SchedulerCore::HoldsTask(const std::string& task_id) const {
   if (leases_.contains(task_id)) return true;
   for (const auto& q : queues_) {
@@ -432,13 +414,7 @@ void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
                                  const std::string& why, ConnId ack_conn,
                                  const kwq::v1::FencingToken& ack_token) {
   ++metrics_.cancelled;
-  std::string who;
-  if (auto t = cancelled_tasks_.find(task.id()); t != cancelled_tasks_.end()) {
-    who = t->second;
-  } else if (auto j = cancelled_jobs_.find(task.job_id());
-             j != cancelled_jobs_.end()) {
-    who = j->second;
-  }
+  const std::string who = control_.CancelledBy(task);
   TaskEvent ev = MakeEvent(task, kwq::v1::CANCELLED);
   ev.set_reason("cancelled");
   ev.set_error(who.empty() ? why : absl::StrCat(why, " (by ", who, ")"));
@@ -452,71 +428,32 @@ void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
   pending_[cookie] = std::move(pd);
 }
 
-std::string SchedulerCore::ControlKey(const kwq::v1::Scope& scope,
-                                      bool cancel) {
-  const std::string kind = cancel ? "cancel/" : "pause/";
-  switch (scope.target_case()) {
-    case kwq::v1::Scope::kAll:
-      return kind + "all";
-    case kwq::v1::Scope::kPriority:
-      return absl::StrCat(kind, "p", scope.priority());
-    case kwq::v1::Scope::kJobId:
-      return kind + "job/" + scope.job_id();
-    case kwq::v1::Scope::kTaskId:
-      return kind + "task/" + scope.task_id();
-    default:
-      return "";
-  }
-}
-
 void SchedulerCore::OnControlRecord(const std::string& key,
                                     const std::string& value) {
-  kwq::v1::ControlRecord rec;
-  const bool set = !value.empty() && rec.ParseFromString(value);
-  const std::string who = set ? rec.requested_by() : "";
-  auto set_member = [&](std::set<std::string>& c, const std::string& item) {
-    if (set) {
-      c.insert(item);
-    } else {
-      c.erase(item);
-    }
-  };
-  auto set_entry = [&](std::map<std::string, std::string>& c,
-                       const std::string& item) {
-    if (set) {
-      c[item] = who;
-    } else {
-      c.erase(item);
-    }
-  };
-  int p = -1;
-  if (key == "pause/all") {
-    paused_all_ = set;
-  } else if (absl::StartsWith(key, "pause/p") &&
-             absl::SimpleAtoi(key.substr(7), &p) && p >= 0 && p < kNumPriorities) {
-    if (set) {
-      paused_priorities_.insert(p);
-    } else {
-      paused_priorities_.erase(p);
-    }
-  } else if (absl::StartsWith(key, "pause/job/")) {
-    set_member(paused_jobs_, key.substr(10));
-    if (!set) {
-      Unpark(key.substr(10));
-      effects_.replay_parked = true;  // its tasks in the parked topic too
-    }
-  } else if (absl::StartsWith(key, "cancel/job/")) {
-    set_entry(cancelled_jobs_, key.substr(11));
-    if (set) effects_.replay_parked = true;  // to end them CANCELLED
-  } else if (absl::StartsWith(key, "cancel/task/")) {
-    set_entry(cancelled_tasks_, key.substr(12));
-  } else {
-    LOG(WARNING) << "ignoring control record with key '" << key << "'";
+  absl::StatusOr<ControlChange> change = ControlState::Decode(key, value);
+  if (!change.ok()) {
+    // Never read as a tombstone: a garbage value must not lift a pause.
+    ++metrics_.bad_control_records;
+    LOG(WARNING) << "ignoring control record under key '"
+                 << key.substr(0, 200) << "': " << change.status().message();
     return;
   }
-  LOG(INFO) << "control " << key << (set ? " set" : " lifted")
-            << (who.empty() ? "" : " by " + who);
-  if (set && absl::StartsWith(key, "cancel/")) ApplyCancel();
+  control_.Apply(*change);
+  LOG(INFO) << "control " << key << (change->set ? " set" : " lifted")
+            << (change->requested_by.empty() ? ""
+                                             : " by " + change->requested_by);
+  using Kind = ControlChange::Kind;
+  if (change->kind == Kind::kPauseJob && !change->set) {
+    Unpark(change->id);
+    effects_.replay_parked = true;  // its tasks in the parked topic too
+  }
+  if (change->kind == Kind::kCancelJob && change->set) {
+    effects_.replay_parked = true;  // to end them CANCELLED
+  }
+  if (change->set &&
+      (change->kind == Kind::kCancelJob || change->kind == Kind::kCancelTask)) {
+    ApplyCancel();
+  }
   Dispatch();  // a resume may free work
 }
 
@@ -524,7 +461,7 @@ void SchedulerCore::ApplyCancel() {
   // Queued and waiting tasks of a cancelled scope end now.
   for (auto& queue : queues_) {
     for (auto it = queue.begin(); it != queue.end();) {
-      if (IsCancelled(it->task)) {
+      if (control_.IsCancelled(it->task)) {
         CancelRecord(it->pos, it->task, "cancelled while queued");
         it = queue.erase(it);
       } else {
@@ -533,7 +470,7 @@ void SchedulerCore::ApplyCancel() {
     }
   }
   for (auto it = delayed_.begin(); it != delayed_.end();) {
-    if (IsCancelled(it->second.task)) {
+    if (control_.IsCancelled(it->second.task)) {
       CancelRecord(it->second.pos, it->second.task,
                    "cancelled while waiting to retry");
       --delayed_count_[it->second.task.priority()];
@@ -543,14 +480,14 @@ void SchedulerCore::ApplyCancel() {
     }
   }
   DropParked([this](const Queued& q) {
-    if (!IsCancelled(q.task)) return false;
+    if (!control_.IsCancelled(q.task)) return false;
     CancelRecord(q.pos, q.task, "cancelled while its job was paused");
     return true;
   });
   // Running ones are asked to stop; the attempt ends CANCELLED when the worker
   // answers (or its lease runs out).
   for (auto& [id, lease] : leases_) {
-    if (!lease.deciding && IsCancelled(lease.task)) {
+    if (!lease.deciding && control_.IsCancelled(lease.task)) {
       SchedulerMessage cancel;
       *cancel.mutable_cancel()->mutable_token() = lease.token;
       cancel.mutable_cancel()->set_reason("cancelled");
@@ -590,7 +527,7 @@ SchedulerMetrics SchedulerCore::metrics() const {
 }
 
 void SchedulerCore::Dispatch() {
-  if (!leasing_ || paused_all_) return;
+  if (!leasing_ || control_.all_paused()) return;
   std::vector<ConnId> ready;
   for (const auto& [conn, w] : workers_) {
     if (w.credits > 0 && !w.draining) ready.push_back(conn);
@@ -622,13 +559,13 @@ void SchedulerCore::Dispatch() {
     if (w.credits == 0) ready.erase(ready.begin() + static_cast<long>(r));
   };
   for (int p = kMaxPriority; p >= 0 && !ready.empty(); --p) {
-    if (paused_priorities_.count(p)) continue;
+    if (control_.priority_paused(p)) continue;
     auto& queue = queues_[p];
-    if (!paused_jobs_.empty()) {
+    if (!control_.paused_jobs().empty()) {
       // Tasks of paused jobs out of the way until the job resumes (still
       // counted as buffered).
       for (size_t i = 0; i < queue.size();) {
-        if (paused_jobs_.count(queue[i].task.job_id())) {
+        if (control_.job_paused(queue[i].task.job_id())) {
           Park(std::move(queue[i]));
           queue.erase(queue.begin() + static_cast<long>(i));
         } else {
@@ -864,7 +801,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
     for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
       // Paused tasks and tasks waiting (boundedly) for a worker with their
       // affinity key are not available to this worker by policy.
-      if (IsPaused(hq[i].task) ||
+      if (control_.IsPaused(hq[i].task) ||
           (!HoldsKey(w, hq[i].task) && HeldForAffinity(hq[i], dispatch_now_))) {
         continue;
       }
@@ -1181,7 +1118,7 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     ++w->second.errors;
     worker_id = w->second.hello.worker_id();
   }
-  if (IsCancelled(lease.task)) {
+  if (control_.IsCancelled(lease.task)) {
     // A cancelled task's attempt ended (the worker stopped it, or it was lost):
     // the task is CANCELLED, never retried.
     CancelRecord(
@@ -1513,11 +1450,11 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
   }
   if (found == nullptr) return reasons;
   *state = kwq::v1::PENDING;
-  if (paused_all_) reasons.push_back("paused: all dispatch");
-  if (paused_priorities_.count(found->priority())) {
+  if (control_.all_paused()) reasons.push_back("paused: all dispatch");
+  if (control_.priority_paused(found->priority())) {
     reasons.push_back(absl::StrCat("paused: priority ", found->priority()));
   }
-  if (paused_jobs_.count(found->job_id())) {
+  if (control_.job_paused(found->job_id())) {
     reasons.push_back(absl::StrCat("paused: job ", found->job_id()));
   }
   if (queued != nullptr && HeldForAffinity(*queued, clock_->Now())) {

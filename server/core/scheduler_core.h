@@ -18,6 +18,7 @@
 #include "kwq/v1/worker.pb.h"
 #include "server/api/priorities.h"
 #include "server/api/topics.h"
+#include "server/core/control_state.h"
 #include "server/core/offset_tracker.h"
 #include "server/util/clock.h"
 
@@ -167,6 +168,9 @@ struct SchedulerMetrics {
   // Heartbeat messages received from workers (about one per worker per
   // heartbeat period; more means a worker sends them for other reasons).
   int64_t heartbeats = 0;
+  // Records of the control topic ignored: an unknown key, or a value that is
+  // not a ControlRecord matching its key.
+  int64_t bad_control_records = 0;
   // Tasks of paused jobs written to the parked topic (beyond the memory cap).
   int64_t parked_to_kafka = 0;
   // Gauges computed when metrics are read: tasks of paused jobs held in
@@ -257,13 +261,10 @@ class SchedulerCore {
   // CANCELLED (now and whenever their records arrive) and asks workers running
   // them to stop.
   void OnControlRecord(const std::string& key, const std::string& value);
-  // "pause/all", "pause/p3", "pause/job/<id>", "cancel/job/<id>",
-  // "cancel/task/<id>".
-  static std::string ControlKey(const kwq::v1::Scope& scope, bool cancel);
   // Whether this instance has seen the job (bounded memory: the last
   // `known_jobs`).
   bool KnowsJob(const std::string& job_id) const {
-    return known_jobs_.count(job_id) > 0;
+    return control_.KnowsJob(job_id);
   }
   // Whether a task is queued or running here.
   bool HoldsTask(const std::string& task_id) const;
@@ -282,10 +283,12 @@ class SchedulerCore {
                                    std::string* worker) const;
 
   const api::Topics& topics() const { return topics_; }
-  const std::set<std::string>& paused_jobs() const { return paused_jobs_; }
+  const std::set<std::string>& paused_jobs() const {
+    return control_.paused_jobs();
+  }
   // A job submitted through any instance (<prefix>.jobs): known for control
   // requests (NOT_FOUND otherwise).
-  void OnJobSeen(const std::string& job_id) { RememberJob(job_id); }
+  void OnJobSeen(const std::string& job_id) { control_.RememberJob(job_id); }
 
  private:
   struct Queued {
@@ -356,15 +359,12 @@ class SchedulerCore {
   // a worker without one must not take it now.
   bool HeldForAffinity(const Queued& q, absl::Time now) const;
   absl::Time dispatch_now_;  // the time of the Dispatch pass in progress
-  bool IsPaused(const kwq::v1::Task& task) const;
-  bool IsCancelled(const kwq::v1::Task& task) const;
   // Ends a task that will not run (cancelled) with a CANCELLED event; its
   // offset is decided once the event is durable.
   void CancelRecord(const RecordPosition& pos, const kwq::v1::Task& task,
                     const std::string& why, ConnId ack_conn = 0,
                     const kwq::v1::FencingToken& ack_token = {});
   void ApplyCancel();
-  void RememberJob(const std::string& job_id);
   // Puts a resumed job's parked tasks back in their queues.
   void Unpark(const std::string& job_id);
   // Holds a task of a paused job: in memory up to the cap, else in the parked
@@ -430,6 +430,7 @@ class SchedulerCore {
 
   SchedulerOptions options_;
   api::Topics topics_;
+  ControlState control_;  // pauses, cancels, known jobs
   const Clock* clock_;
   uint64_t rng_;
   bool leasing_ = true;
@@ -464,18 +465,10 @@ class SchedulerCore {
   absl::flat_hash_map<uint64_t, Queued> parking_;
   SchedulerMetrics metrics_;
   Effects effects_;
-  // Control state.
-  bool paused_all_ = false;
-  std::set<int> paused_priorities_;
-  std::set<std::string> paused_jobs_;
-  std::map<std::string, std::string> cancelled_jobs_;   // job -> who/why
-  std::map<std::string, std::string> cancelled_tasks_;  // task -> who/why
   // Tasks of paused jobs, out of the queues (Dispatch does not scan them) but
   // counted as buffered, so backpressure still bounds memory.
   std::map<std::string, std::deque<Queued>> parked_;
   std::array<int, api::kNumPriorities> parked_count_{};
-  std::set<std::string> known_jobs_;
-  std::deque<std::string> known_jobs_order_;
   absl::flat_hash_map<std::string, Claim> claims_;  // by task id
   absl::Time next_waiting_scan_ = absl::InfinitePast();
 };

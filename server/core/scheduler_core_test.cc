@@ -1021,10 +1021,24 @@ kwq::v1::Hello HelloWith(const std::string& id, int slots,
   return h;
 }
 
-std::string Control(bool set, const std::string& who = "ops") {
+// A control record as the service writes it for `key` (see ControlState).
+std::string Control(const std::string& key, bool set,
+                    const std::string& who = "ops") {
   if (!set) return "";
   kwq::v1::ControlRecord r;
-  r.set_paused(true);
+  const bool cancel = key.rfind("cancel/", 0) == 0;
+  const std::string rest = key.substr(cancel ? 7 : 6);
+  if (rest == "all") {
+    r.mutable_scope()->set_all(true);
+  } else if (rest.rfind("p", 0) == 0) {
+    r.mutable_scope()->set_priority(std::stoi(rest.substr(1)));
+  } else if (rest.rfind("job/", 0) == 0) {
+    r.mutable_scope()->set_job_id(rest.substr(4));
+  } else {
+    r.mutable_scope()->set_task_id(rest.substr(5));
+  }
+  r.set_paused(!cancel);
+  r.set_cancelled(cancel);
   r.set_requested_by(who);
   return r.SerializeAsString();
 }
@@ -1077,8 +1091,8 @@ TEST_F(SchedulerCoreTest, NoWaitWhenNoConnectedWorkerHoldsTheKey) {
 }
 
 TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
-  core_->OnControlRecord("pause/job/j-paused", Control(true));
-  core_->OnControlRecord("pause/p7", Control(true));
+  core_->OnControlRecord("pause/job/j-paused", Control("pause/job/j-paused", true));
+  core_->OnControlRecord("pause/p7", Control("pause/p7", true));
   Collect();
   Task a = MakeTask("a", 5);
   a.set_job_id("j-paused");
@@ -1108,7 +1122,7 @@ TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
   got = TakeAssignments(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].task().id(), "b");
-  core_->OnControlRecord("pause/all", Control(true));
+  core_->OnControlRecord("pause/all", Control("pause/all", true));
   Record(MakeTask("d", 9), 0, 1);
   EXPECT_TRUE(TakeAssignments(1).empty());
 }
@@ -1117,7 +1131,7 @@ TEST_F(SchedulerCoreTest, PausedJobTasksBeyondTheMemoryCapGoToTheParkedTopic) {
   SchedulerOptions o;
   o.max_parked_in_memory_per_priority = 2;
   Reset(o);
-  core_->OnControlRecord("pause/job/big", Control(true));
+  core_->OnControlRecord("pause/job/big", Control("pause/job/big", true));
   Collect();
   EXPECT_FALSE(TakeEffectsReplay());
   for (int i = 0; i < 5; ++i) {
@@ -1153,7 +1167,7 @@ TEST_F(SchedulerCoreTest,
   Task queued = MakeTask("q", 5);
   queued.set_job_id("doomed");
   Record(queued, 0, 1);
-  core_->OnControlRecord("cancel/job/doomed", Control(true, "alice"));
+  core_->OnControlRecord("cancel/job/doomed", Control("cancel/job/doomed", true, "alice"));
   Collect();
   // The queued one is CANCELLED at once; the worker is told to stop the other.
   auto cancelled = Events(kwq::v1::CANCELLED);
