@@ -29,6 +29,13 @@ std::optional<int64_t> OffsetTracker::Decided(int64_t offset) {
   return committable;
 }
 
+bool OffsetTracker::Open(int64_t offset) const {
+  auto it =
+      std::lower_bound(entries_.begin(), entries_.end(), offset,
+                       [](const Entry& e, int64_t o) { return e.offset < o; });
+  return it != entries_.end() && it->offset == offset && !it->decided;
+}
+
 int64_t OffsetTracker::committable() const {
   if (!entries_.empty()) return entries_.front().offset;
   return last_received_ < 0 ? -1 : last_received_ + 1;

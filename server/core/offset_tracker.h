@@ -22,6 +22,10 @@ class OffsetTracker {
   // prefix moved (offset+1 of the last decided record of the prefix), or
   // nullopt.
   std::optional<int64_t> Decided(int64_t offset);
+  // Whether `offset` was received and is not decided yet.
+  bool Open(int64_t offset) const;
+  // The highest offset received, or -1.
+  int64_t last_received() const { return last_received_; }
   // Records received and not yet decided.
   size_t open() const { return open_; }
   // The committable offset now (one past the decided prefix), or -1 before any

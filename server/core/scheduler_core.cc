@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
 #include "server/api/ack_codes.h"
+#include "server/api/limits.h"
 #include "server/api/task_validation.h"
 #include "server/util/time_util.h"
 
@@ -47,7 +48,7 @@ Effects SchedulerCore::TakeEffects() {
 size_t SchedulerCore::buffered(int priority) const {
   // Paused jobs' tasks are not counted: they are bounded by their own memory
   // cap (the rest goes to the parked topic) and must not hold others back.
-  return queues_[priority].size() + delayed_count_[priority];
+  return queues_.buffered(priority);
 }
 
 size_t SchedulerCore::buffered() const {
@@ -153,62 +154,14 @@ void SchedulerCore::WriteHeldEvents(absl::Time now) {
   }
 }
 
-bool SchedulerCore::MarkReceived(const RecordPosition& pos) {
-  return offsets_[{pos.topic, pos.partition}].Received(pos.offset);
-}
-
-void SchedulerCore::Decide(const RecordPosition& pos) {
-  if (pos.topic.empty())
-    return;  // orphaned: the partition moved to another instance
-  auto it = offsets_.find({pos.topic, pos.partition});
-  if (it == offsets_.end()) return;
-  it->second.Decided(pos.offset);
-  commit_due_.insert({pos.topic, pos.partition});  // FlushCommits, on the tick
-}
-
 void SchedulerCore::FlushCommits() {
-  for (const auto& tp : commit_due_) {
-    auto it = offsets_.find(tp);
-    if (it == offsets_.end()) continue;  // revoked meanwhile
-    // The prefix, and the decided records above it (a long task holding the
-    // prefix back does not make a restart run finished tasks again).
-    const int64_t next = it->second.committable();
-    if (next >= 0) {
-      effects_.commits.push_back(
-          {tp.first, tp.second, next, it->second.DecidedAboveMetadata()});
-    }
-  }
-  commit_due_.clear();
+  for (auto& c : ledger_.TakeCommits())
+    effects_.commits.push_back(std::move(c));
 }
 
 void SchedulerCore::OnPartitionsAssigned(
     const std::vector<AssignedPartition>& partitions) {
-  for (const auto& p : partitions) {
-    auto offsets = OffsetTracker::ParseMetadata(p.metadata, p.committed);
-    auto& slot = decided_at_assignment_[{p.topic, p.partition}];
-    slot.clear();
-    slot.insert(offsets.begin(), offsets.end());
-    // Back after a revoke: what this instance decided then but could not
-    // commit is skipped too (bounded: at most a million offsets).
-    if (auto r = revoked_decided_.find({p.topic, p.partition});
-        r != revoked_decided_.end()) {
-      const int64_t from = std::max<int64_t>(p.committed, 0);  // none: 0
-      const int64_t upto = std::min(r->second.committable, from + 1'000'000);
-      for (int64_t o = from; o < upto; ++o) slot.insert(o);
-      if (r->second.committable >= from) {
-        for (int64_t o : OffsetTracker::ParseMetadata(r->second.decided_above,
-                                                      r->second.committable)) {
-          slot.insert(o);
-        }
-      }
-    }
-    if (!slot.empty()) {
-      LOG(INFO) << p.topic << "/" << p.partition << ": " << slot.size()
-                << " records above the committed offset " << p.committed
-                << " were decided before; they will be skipped";
-    }
-  }
-  revoked_decided_.clear();
+  ledger_.OnAssigned(partitions);
 }
 
 void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
@@ -218,34 +171,53 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
   LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@"
                << pos.offset << " to " << topics_.Dlq() << ": " << reason;
   kwq::v1::DeadLetter dl;
-  dl.set_raw_value(raw);
-  dl.set_reason(reason);
+  // A dead letter must always be writable: a record too large to copy whole
+  // (with the dead letter's own fields) is copied cut, never left to wedge
+  // its partition.
+  const size_t room = MaxPayloadBytes();
+  if (raw.size() > room) {
+    dl.set_raw_value(raw.substr(0, room));
+    dl.set_reason(
+        api::Truncated(absl::StrCat(reason, " (raw_value cut from ", raw.size(),
+                                    " to ", room, " bytes)"),
+                       api::kMaxErrorBytes));
+  } else {
+    dl.set_raw_value(raw);
+    dl.set_reason(api::Truncated(reason, api::kMaxErrorBytes));
+  }
   dl.set_source_topic(pos.topic);
   dl.set_source_partition(pos.partition);
   dl.set_source_offset(pos.offset);
   *dl.mutable_time() = ToProto(clock_->Now());
-  const uint64_t cookie = next_cookie_++;
-  effects_.produces.push_back(
-      {{{topics_.Dlq(),
-         absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
-         dl.SerializeAsString()}},
-       cookie});
-  PendingDecision pd;
-  pd.pos = pos;
-  pending_[cookie] = std::move(pd);
+  Decision d;
+  d.pos = pos;
+  ProduceFinal(std::move(d),
+               {{topics_.Dlq(),
+                 absl::StrCat(pos.topic, "/", pos.partition, "/", pos.offset),
+                 dl.SerializeAsString()}});
+}
+
+size_t SchedulerCore::MaxPayloadBytes() const {
+  return options_.max_record_bytes > api::kRecordOverheadBytes
+             ? options_.max_record_bytes - api::kRecordOverheadBytes
+             : options_.max_record_bytes / 2;
+}
+
+void SchedulerCore::ProduceFinal(Decision d, std::vector<OutRecord> records) {
+  d.what = Decision::Final{records};
+  const uint64_t cookie = pending_.Add(std::move(d));
+  effects_.produces.push_back({std::move(records), cookie});
 }
 
 void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
                                  const std::string& value) {
   ++metrics_.records_received;
-  if (!MarkReceived(pos)) {
+  if (!ledger_.Received(pos)) {
     ++metrics_.redelivered_records;
     return;
   }
-  if (auto d = decided_at_assignment_.find({pos.topic, pos.partition});
-      d != decided_at_assignment_.end() && d->second.erase(pos.offset) > 0) {
+  if (ledger_.DecidedBefore(pos)) {
     ++metrics_.skipped_decided;  // decided by an earlier owner: durable already
-    Decide(pos);
     return;
   }
   Task task;
@@ -290,11 +262,26 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     CancelRecord(pos, task, "cancelled before it ran");
     return;
   }
-  if (leases_.contains(task.id())) {
-    // A second record of a task that runs here already (a re-delivery): the
-    // running attempt decides for the task.
+  if (auto l = leases_.find(task.id()); l != leases_.end()) {
+    if (SameRecord(l->second.pos, pos)) {
+      // Its own record again: the partition was taken away and given back
+      // while the attempt runs. The attempt decides it when it ends
+      // (deciding it now would commit past a task still running: if this
+      // instance then died, nobody would run it again).
+      ++metrics_.redelivered_running;
+      return;
+    }
+    // Another record of a task that runs here already (its id produced
+    // twice): the running attempt decides for the task.
     VLOG(1) << "duplicate record of running task " << task.id();
-    Decide(pos);
+    ++metrics_.duplicate_records;
+    ledger_.Decide(pos);
+    return;
+  }
+  if (pending_.Deciding(pos)) {
+    // Its own record again while its decision (a retry, a dead letter, a
+    // cancel) is being made durable: that decision decides it.
+    ++metrics_.redelivered_running;
     return;
   }
   if (!task.has_submit_time()) {
@@ -313,51 +300,39 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
 
 void SchedulerCore::Enqueue(Queued q) {
   const int p = q.task.priority();
-  q.hold_start = absl::InfiniteFuture();
   if (q.task.has_not_before() &&
       FromProto(q.task.not_before()) > clock_->Now()) {
     const absl::Time due = FromProto(q.task.not_before());
-    delayed_.emplace(due, std::move(q));
-    ++delayed_count_[p];
+    queues_.PushDelayed(due, std::move(q));
   } else if (control_.job_paused(q.task.job_id())) {
     Park(std::move(q));
   } else {
-    queues_[p].push_back(std::move(q));
+    queues_.PushReady(std::move(q));
   }
   UpdateBackpressure(p);
 }
 
-void SchedulerCore::ParkInMemory(Queued q) {
-  ++parked_count_[q.task.priority()];
-  std::string job = q.task.job_id();
-  parked_[job].push_back(std::move(q));
-}
-
 void SchedulerCore::Park(Queued q) {
-  if (parked_count_[q.task.priority()] <
+  if (queues_.parked(q.task.priority()) <
       options_.max_parked_in_memory_per_priority) {
-    ParkInMemory(std::move(q));
+    queues_.Park(std::move(q));
     return;
   }
   ++metrics_.parked_to_kafka;
-  const uint64_t cookie = next_cookie_++;
-  effects_.produces.push_back(
-      {{{topics_.Parked(), q.task.id(), q.task.SerializeAsString()}}, cookie});
-  PendingDecision pd;
-  pd.pos = q.pos;
-  pd.task_id = q.task.id();
-  pending_[cookie] = std::move(pd);
-  parking_.emplace(cookie, std::move(q));
+  std::vector<OutRecord> records = {
+      {topics_.Parked(), q.task.id(), q.task.SerializeAsString()}};
+  Decision d;
+  d.pos = q.pos;
+  d.task_id = q.task.id();
+  d.what = Decision::Park{std::move(q)};
+  const uint64_t cookie = pending_.Add(std::move(d));
+  effects_.produces.push_back({std::move(records), cookie});
 }
 
 void SchedulerCore::UpdateBackpressure(int p) {
-  const int n = static_cast<int>(buffered(p));
-  if (!paused_[p] && n >= options_.max_buffered_per_priority) {
-    paused_[p] = true;
-    effects_.pauses.push_back({p, true});
-  } else if (paused_[p] && n <= options_.max_buffered_per_priority / 2) {
-    paused_[p] = false;
-    effects_.pauses.push_back({p, false});
+  if (auto paused =
+          queues_.UpdateBackpressure(p, options_.max_buffered_per_priority)) {
+    effects_.pauses.push_back({p, *paused});
   }
 }
 
@@ -393,21 +368,7 @@ bool SchedulerCore::HeldForAffinity(const Queued& q, absl::Time now) const {
 }
 
 bool SchedulerCore::HoldsTask(const std::string& task_id) const {
-  if (leases_.contains(task_id)) return true;
-  for (const auto& q : queues_) {
-    for (const Queued& e : q) {
-      if (e.task.id() == task_id) return true;
-    }
-  }
-  for (const auto& [due, e] : delayed_) {
-    if (e.task.id() == task_id) return true;
-  }
-  for (const auto& [job, tasks] : parked_) {
-    for (const Queued& e : tasks) {
-      if (e.task.id() == task_id) return true;
-    }
-  }
-  return false;
+  return leases_.contains(task_id) || queues_.Find(task_id).has_value();
 }
 
 void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
@@ -417,15 +378,15 @@ void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
   const std::string who = control_.CancelledBy(task);
   TaskEvent ev = MakeEvent(task, kwq::v1::CANCELLED);
   ev.set_reason("cancelled");
-  ev.set_error(who.empty() ? why : absl::StrCat(why, " (by ", who, ")"));
-  const uint64_t cookie = next_cookie_++;
-  effects_.produces.push_back({{EventRecord(ev)}, cookie});
-  PendingDecision pd;
-  pd.pos = pos;
-  pd.task_id = task.id();
-  pd.ack_conn = ack_conn;
-  pd.ack_token = ack_token;
-  pending_[cookie] = std::move(pd);
+  ev.set_error(
+      api::Truncated(who.empty() ? why : absl::StrCat(why, " (by ", who, ")"),
+                     api::kMaxErrorBytes));
+  Decision d;
+  d.pos = pos;
+  d.task_id = task.id();
+  d.ack_conn = ack_conn;
+  d.ack_token = ack_token;
+  ProduceFinal(std::move(d), {EventRecord(ev)});
 }
 
 void SchedulerCore::OnControlRecord(const std::string& key,
@@ -434,8 +395,8 @@ void SchedulerCore::OnControlRecord(const std::string& key,
   if (!change.ok()) {
     // Never read as a tombstone: a garbage value must not lift a pause.
     ++metrics_.bad_control_records;
-    LOG(WARNING) << "ignoring control record under key '"
-                 << key.substr(0, 200) << "': " << change.status().message();
+    LOG(WARNING) << "ignoring control record under key '" << key.substr(0, 200)
+                 << "': " << change.status().message();
     return;
   }
   control_.Apply(*change);
@@ -459,31 +420,14 @@ void SchedulerCore::OnControlRecord(const std::string& key,
 
 void SchedulerCore::ApplyCancel() {
   // Queued and waiting tasks of a cancelled scope end now.
-  for (auto& queue : queues_) {
-    for (auto it = queue.begin(); it != queue.end();) {
-      if (control_.IsCancelled(it->task)) {
-        CancelRecord(it->pos, it->task, "cancelled while queued");
-        it = queue.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  for (auto& [where, q] : queues_.RemoveIf(
+           [this](const Queued& q) { return control_.IsCancelled(q.task); })) {
+    CancelRecord(q.pos, q.task,
+                 where == TaskQueues::Where::kReady ? "cancelled while queued"
+                 : where == TaskQueues::Where::kDelayed
+                     ? "cancelled while waiting to retry"
+                     : "cancelled while its job was paused");
   }
-  for (auto it = delayed_.begin(); it != delayed_.end();) {
-    if (control_.IsCancelled(it->second.task)) {
-      CancelRecord(it->second.pos, it->second.task,
-                   "cancelled while waiting to retry");
-      --delayed_count_[it->second.task.priority()];
-      it = delayed_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  DropParked([this](const Queued& q) {
-    if (!control_.IsCancelled(q.task)) return false;
-    CancelRecord(q.pos, q.task, "cancelled while its job was paused");
-    return true;
-  });
   // Running ones are asked to stop; the attempt ends CANCELLED when the worker
   // answers (or its lease runs out).
   for (auto& [id, lease] : leases_) {
@@ -503,9 +447,9 @@ SchedulerMetrics SchedulerCore::metrics() const {
   // One pass over the queues: the oldest task per priority, and the tasks no
   // connected worker has the labels for.
   for (int p = 0; p < kNumPriorities; ++p) {
-    m.parked_in_memory += parked_count_[p];
+    m.parked_in_memory += queues_.parked(p);
     absl::Time oldest = absl::InfiniteFuture();
-    for (const Queued& e : queues_[p]) {
+    for (const Queued& e : queues_.ready(p)) {
       if (e.task.has_submit_time()) {
         oldest = std::min(oldest, FromProto(e.task.submit_time()));
       }
@@ -560,7 +504,7 @@ void SchedulerCore::Dispatch() {
   };
   for (int p = kMaxPriority; p >= 0 && !ready.empty(); --p) {
     if (control_.priority_paused(p)) continue;
-    auto& queue = queues_[p];
+    auto& queue = queues_.ready(p);
     if (!control_.paused_jobs().empty()) {
       // Tasks of paused jobs out of the way until the job resumes (still
       // counted as buffered).
@@ -636,31 +580,8 @@ void SchedulerCore::Dispatch() {
   }
 }
 
-void SchedulerCore::DropParked(const std::function<bool(const Queued&)>& drop) {
-  for (auto it = parked_.begin(); it != parked_.end();) {
-    auto& tasks = it->second;
-    for (auto t = tasks.begin(); t != tasks.end();) {
-      if (drop(*t)) {
-        --parked_count_[t->task.priority()];
-        t = tasks.erase(t);
-      } else {
-        ++t;
-      }
-    }
-    it = tasks.empty() ? parked_.erase(it) : std::next(it);
-  }
-}
-
 void SchedulerCore::Unpark(const std::string& job_id) {
-  auto it = parked_.find(job_id);
-  if (it == parked_.end()) return;
-  for (Queued& q : it->second) {
-    const int p = q.task.priority();
-    --parked_count_[p];
-    q.hold_start = absl::InfiniteFuture();
-    queues_[p].push_back(std::move(q));
-  }
-  parked_.erase(it);
+  queues_.Unpark(job_id);
 }
 
 void SchedulerCore::Adopt(ConnId conn, Worker& w,
@@ -683,25 +604,7 @@ void SchedulerCore::Adopt(ConnId conn, Worker& w,
 
 std::optional<SchedulerCore::Queued> SchedulerCore::TakeQueued(
     const std::string& task_id, int attempt) {
-  for (int p = 0; p < kNumPriorities; ++p) {
-    auto& queue = queues_[p];
-    for (auto it = queue.begin(); it != queue.end(); ++it) {
-      if (it->task.id() == task_id && it->task.attempt() == attempt) {
-        Queued q = std::move(*it);
-        queue.erase(it);
-        UpdateBackpressure(p);
-        return q;
-      }
-    }
-  }
-  std::optional<Queued> found;
-  DropParked([&](const Queued& q) {
-    if (found || q.task.id() != task_id || q.task.attempt() != attempt) {
-      return false;
-    }
-    found = q;
-    return true;
-  });
+  std::optional<Queued> found = queues_.Take(task_id, attempt);
   if (found) UpdateBackpressure(found->task.priority());
   return found;
 }
@@ -739,8 +642,8 @@ void SchedulerCore::ReportWaiting() {
   const absl::Time now = clock_->Now();
   if (now < next_waiting_scan_) return;
   next_waiting_scan_ = now + absl::Seconds(1);
-  for (auto& queue : queues_) {
-    for (Queued& q : queue) {
+  for (int p = 0; p < kNumPriorities; ++p) {
+    for (Queued& q : queues_.ready(p)) {
       if (q.waiting_reported || q.task.required_labels().empty()) continue;
       bool someone_can = false;
       for (const auto& [conn, w] : workers_) {
@@ -797,7 +700,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   // Measure, not assume: a higher-priority task this worker could run is still
   // waiting.
   for (int hp = p + 1; hp < kNumPriorities; ++hp) {
-    const auto& hq = queues_[hp];
+    const auto& hq = queues_.ready(hp);
     for (size_t i = 0; i < hq.size() && i < kInversionScan; ++i) {
       // Paused tasks and tasks waiting (boundedly) for a worker with their
       // affinity key are not available to this worker by policy.
@@ -1077,18 +980,17 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       result.set_worker_id(w.hello.worker_id());
       result.set_result(update.result());
       *result.mutable_time() = ev.time();
-      const uint64_t cookie = next_cookie_++;
-      effects_.produces.push_back(
-          {{EventRecord(ev),
-            {topics_.Results(), lease.task.job_id(), result.SerializeAsString()}},
-           cookie});
-      PendingDecision pd;
-      pd.pos = lease.pos;
-      pd.task_id = lease.task.id();
-      pd.ack_conn = conn;
-      pd.ack_token = lease.token;
-      pd.completed = true;
-      pending_[cookie] = std::move(pd);
+      Decision d;
+      d.pos = lease.pos;
+      d.task_id = lease.task.id();
+      d.ack_conn = conn;
+      d.ack_token = lease.token;
+      d.what = Decision::Completion{};
+      const uint64_t cookie = pending_.Add(std::move(d));
+      effects_.produces.push_back({{EventRecord(ev),
+                                    {topics_.Results(), lease.task.job_id(),
+                                     result.SerializeAsString()}},
+                                   cookie});
       return;
     }
     case kwq::v1::ERROR: {
@@ -1108,9 +1010,10 @@ void SchedulerCore::HandleUpdate(ConnId conn,
   }
 }
 
-void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
+void SchedulerCore::EndAttempt(Lease lease, const std::string& error_text,
                                const std::string& reason, bool infra,
                                bool retryable, ConnId ack_conn) {
+  const std::string error = api::Truncated(error_text, api::kMaxErrorBytes);
   WriteHeldEvent(lease);  // the stages the attempt reached, before its end
   std::string worker_id;
   if (auto w = workers_.find(lease.conn); w != workers_.end()) {
@@ -1167,6 +1070,14 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     dl.set_source_partition(lease.pos.partition);
     dl.set_source_offset(lease.pos.offset);
     *dl.mutable_time() = ToProto(clock_->Now());
+    if (dl.ByteSizeLong() > options_.max_record_bytes) {
+      // Always writable: the payload is cut (the source record keeps it).
+      const size_t size = dl.task().payload().size();
+      dl.mutable_task()->mutable_payload()->resize(
+          std::min(size, MaxPayloadBytes() / 2));
+      dl.set_reason(absl::StrCat(dl.reason(), " (task payload cut from ", size,
+                                 " bytes)"));
+    }
     records.push_back({topics_.Dlq(), task.id(), dl.SerializeAsString()});
   } else {
     ++metrics_.retries;
@@ -1179,87 +1090,82 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error,
     records.push_back({topics_.ForPriority(task.priority()), task.id(),
                        task.SerializeAsString()});
   }
-  const uint64_t cookie = next_cookie_++;
-  effects_.produces.push_back({std::move(records), cookie});
-  PendingDecision pd;
-  pd.pos = lease.pos;
-  pd.task_id = task.id();
-  pd.ack_conn = ack_conn;
-  pd.ack_token = lease.token;
+  Decision d;
+  d.pos = lease.pos;
+  d.task_id = task.id();
+  d.ack_conn = ack_conn;
+  d.ack_token = lease.token;
+  if (exhausted) {
+    ProduceFinal(std::move(d), std::move(records));
+    return;
+  }
   // Kept so that a failed hand-off retries here instead of losing the task.
-  pd.completed = false;
-  retry_tasks_[cookie] = std::move(task);
-  pending_[cookie] = std::move(pd);
+  d.what = Decision::Retry{std::move(task)};
+  const uint64_t cookie = pending_.Add(std::move(d));
+  effects_.produces.push_back({std::move(records), cookie});
 }
 
 void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
-  auto it = pending_.find(cookie);
-  if (it == pending_.end()) return;
-  PendingDecision pd = std::move(it->second);
-  pending_.erase(it);
-  Task retry_task;
-  bool had_retry_task = false;
-  if (auto r = retry_tasks_.find(cookie); r != retry_tasks_.end()) {
-    retry_task = std::move(r->second);
-    had_retry_task = true;
-    retry_tasks_.erase(r);
-  }
-  if (pd.completed) {
-    auto l = leases_.find(pd.task_id);
+  std::optional<Decision> taken = pending_.Take(cookie);
+  if (!taken) return;
+  Decision& d = *taken;
+  if (!ok) ++metrics_.durable_failures;
+  if (std::holds_alternative<Decision::Completion>(d.what)) {
+    auto l = leases_.find(d.task_id);
     if (ok) {
       ++metrics_.completed;
       if (l != leases_.end()) {
         if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
-          w->second.task_ids.erase(pd.task_id);
+          w->second.task_ids.erase(d.task_id);
           --w->second.deciding;
           ++w->second.completed;
         }
         leases_.erase(l);
       }
-      SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
-      Decide(pd.pos);
+      SendAck(d.ack_conn, d.ack_token, kAckOk, "");
+      ledger_.Decide(d.pos);
     } else {
-      ++metrics_.durable_failures;
       if (l != leases_.end()) {
         l->second.deciding = false;
         if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
           --w->second.deciding;
         }
       }
-      SendAck(pd.ack_conn, pd.ack_token, kAckUnavailable,
+      SendAck(d.ack_conn, d.ack_token, kAckUnavailable,
               "the completion is not durable in Kafka yet: send it again");
     }
     Dispatch();
     return;
   }
-  if (auto parked = parking_.find(cookie); parked != parking_.end()) {
-    Queued q = std::move(parked->second);
-    parking_.erase(parked);
+  if (auto* park = std::get_if<Decision::Park>(&d.what)) {
     if (ok) {
-      Decide(pd.pos);  // the parked topic holds it now
+      ledger_.Decide(d.pos);  // the parked topic holds it now
     } else {
-      ++metrics_.durable_failures;
-      ParkInMemory(std::move(q));  // over the cap: better than losing it
+      queues_.Park(std::move(park->q));  // over the cap: better than losing it
     }
     return;
   }
+  // The worker's part is done either way: the scheduler carries the rest.
+  if (d.ack_conn != 0) SendAck(d.ack_conn, d.ack_token, kAckOk, "");
+  d.ack_conn = 0;
   if (ok) {
-    if (pd.ack_conn != 0) SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
-    Decide(pd.pos);
-  } else {
-    ++metrics_.durable_failures;
-    if (pd.ack_conn != 0) SendAck(pd.ack_conn, pd.ack_token, kAckOk, "");
-    if (had_retry_task) {
-      // The hand-off to Kafka failed: keep the task here (its offset stays
-      // open) so that it still runs; a restart would redeliver it from its
-      // original record.
-      LOG(WARNING) << "retry hand-off of " << retry_task.id()
-                   << " not durable; retrying it locally";
-      Enqueue({pd.pos, std::move(retry_task), absl::InfiniteFuture()});
-    } else {
-      LOG(WARNING)
-          << "dead-letter record not durable; the offset stays uncommitted";
-    }
+    ledger_.Decide(d.pos);
+  } else if (auto* retry = std::get_if<Decision::Retry>(&d.what)) {
+    // The hand-off to Kafka failed: keep the task here (its offset stays
+    // open) so that it still runs; a restart would redeliver it from its
+    // original record.
+    LOG(WARNING) << "retry hand-off of " << retry->task.id()
+                 << " not durable; retrying it locally";
+    Enqueue({d.pos, std::move(retry->task), absl::InfiniteFuture()});
+  } else if (auto* final = std::get_if<Decision::Final>(&d.what)) {
+    // A dead letter or a cancel: never re-run (its budget is spent or it was
+    // cancelled); write it again until it is durable (its records fit the
+    // broker's limit, so only an outage fails them, and the producer's own
+    // delivery timeout paces this).
+    LOG(WARNING) << "final records of " << d.task_id
+                 << " not durable; writing them again";
+    std::vector<OutRecord> records = std::move(final->records);
+    ProduceFinal(std::move(d), std::move(records));
   }
   Dispatch();
 }
@@ -1332,14 +1238,7 @@ void SchedulerCore::OnTick() {
                "lease_expired",
                /*infra=*/true, /*retryable=*/true, 0);
   }
-  while (!delayed_.empty() && delayed_.begin()->first <= now) {
-    Queued q = std::move(delayed_.begin()->second);
-    delayed_.erase(delayed_.begin());
-    const int p = q.task.priority();
-    --delayed_count_[p];
-    q.hold_start = absl::InfiniteFuture();
-    queues_[p].push_back(std::move(q));
-  }
+  queues_.ReleaseDue(now);
   Dispatch();
 }
 
@@ -1350,34 +1249,11 @@ void SchedulerCore::OnPartitionsRevoked(
   auto from_gone = [&](const RecordPosition& pos) {
     return gone.count({pos.topic, pos.partition}) > 0;
   };
-  for (auto& q : queues_) {
-    q.erase(std::remove_if(q.begin(), q.end(),
-                           [&](const Queued& e) { return from_gone(e.pos); }),
-            q.end());
-  }
-  for (auto it = delayed_.begin(); it != delayed_.end();) {
-    if (from_gone(it->second.pos)) {
-      --delayed_count_[it->second.task.priority()];
-      it = delayed_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  DropParked([&](const Queued& q) { return from_gone(q.pos); });
-  for (auto& [id, lease] : leases_) {
-    if (from_gone(lease.pos)) lease.pos.topic.clear();
-  }
-  for (auto& [cookie, pd] : pending_) {
-    if (from_gone(pd.pos)) pd.pos.topic.clear();
-  }
-  for (const auto& tp : partitions) {
-    if (auto it = offsets_.find(tp); it != offsets_.end()) {
-      revoked_decided_[tp] = {it->second.committable(),
-                              it->second.DecidedAboveMetadata(1 << 20)};
-      offsets_.erase(it);
-    }
-    decided_at_assignment_.erase(tp);
-  }
+  queues_.RemoveIf([&](const Queued& q) { return from_gone(q.pos); });
+  // Leases and pending decisions keep their records' positions: a decision
+  // made durable while the partition is away is remembered by the ledger, and
+  // the record is skipped if the partition comes back.
+  ledger_.OnRevoked(partitions);
   for (int p = 0; p < kNumPriorities; ++p) UpdateBackpressure(p);
 }
 
@@ -1420,32 +1296,15 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
     return reasons;
   }
   const Task* found = nullptr;
-  for (const auto& [due, q] : delayed_) {
-    if (q.task.id() == task_id) {
-      found = &q.task;
-      reasons.push_back(absl::StrCat("retry backoff until ",
-                                     absl::FormatTime(due), " (attempt ",
-                                     q.task.attempt(), ")"));
-      break;
-    }
-  }
   const Queued* queued = nullptr;
-  for (int p = 0; p < kNumPriorities && found == nullptr; ++p) {
-    for (const Queued& q : queues_[p]) {
-      if (q.task.id() == task_id) {
-        found = &q.task;
-        queued = &q;
-        break;
-      }
-    }
-  }
-  for (auto it = parked_.begin(); it != parked_.end() && found == nullptr;
-       ++it) {
-    for (const Queued& q : it->second) {
-      if (q.task.id() == task_id) {
-        found = &q.task;
-        break;
-      }
+  if (auto f = queues_.Find(task_id)) {
+    found = &f->q->task;
+    if (f->where == TaskQueues::Where::kDelayed) {
+      reasons.push_back(absl::StrCat("retry backoff until ",
+                                     absl::FormatTime(f->due), " (attempt ",
+                                     found->attempt(), ")"));
+    } else if (f->where == TaskQueues::Where::kReady) {
+      queued = f->q;
     }
   }
   if (found == nullptr) return reasons;
@@ -1482,7 +1341,8 @@ std::vector<std::string> SchedulerCore::Explain(const std::string& task_id,
     reasons.push_back("every eligible worker is busy (no free slots)");
   }
   size_t higher = 0;
-  for (int p = found->priority() + 1; p < kNumPriorities; ++p) higher += buffered(p);
+  for (int p = found->priority() + 1; p < kNumPriorities; ++p)
+    higher += buffered(p);
   if (higher > 0) {
     reasons.push_back(
         absl::StrCat("behind ", higher, " higher-priority tasks"));

@@ -19,13 +19,13 @@
 #include "server/api/priorities.h"
 #include "server/api/topics.h"
 #include "server/core/control_state.h"
-#include "server/core/offset_tracker.h"
+#include "server/core/effects.h"
+#include "server/core/partition_ledger.h"
+#include "server/core/pending_decisions.h"
+#include "server/core/task_queues.h"
 #include "server/util/clock.h"
 
 namespace kwq::scheduler {
-
-// Identifies one worker stream (assigned by the shell, never reused).
-using ConnId = uint64_t;
 
 struct SchedulerOptions {
   std::string scheduler_id = "sched";
@@ -43,6 +43,9 @@ struct SchedulerOptions {
   // priority's partitions are paused; resumed below half of it.
   int max_buffered_per_priority = 2000;
   size_t max_result_bytes = 1 << 20;
+  // The largest record the producer and the topics accept (message.max.bytes,
+  // max.message.bytes): dead letters are cut to fit it.
+  size_t max_record_bytes = 1'000'000;
   // Soft affinity: a task with affinity keys waits at most this long for a free
   // worker holding one of its keys (when a connected worker holds one), then
   // goes to any worker. Zero: prefer a matching free worker, never wait.
@@ -68,65 +71,6 @@ struct SchedulerOptions {
   // stage (a short task: 2 events instead of 4). Zero: every stage is written
   // at once as its own event.
   absl::Duration event_fold_window = absl::Milliseconds(20);
-};
-
-// Where a task record came from.
-struct RecordPosition {
-  std::string topic;
-  int32_t partition = 0;
-  int64_t offset = 0;
-};
-
-// A record to write to Kafka.
-struct OutRecord {
-  std::string topic;
-  std::string key;
-  std::string value;
-};
-
-// What the core decided; the shell carries it out. Filled by every On* call and
-// drained by TakeEffects().
-struct Effects {
-  struct Send {
-    ConnId conn;
-    kwq::v1::SchedulerMessage msg;
-  };
-  // Records to produce. When cookie != 0 the shell calls OnDurable(cookie, ok)
-  // once all records of the batch were acknowledged (or one failed).
-  struct Produce {
-    std::vector<OutRecord> records;
-    uint64_t cookie = 0;
-  };
-  struct Commit {
-    std::string topic;
-    int32_t partition;
-    int64_t next_offset;
-    // The records decided above next_offset
-    // (OffsetTracker::DecidedAboveMetadata): committed with the offset so that
-    // a restart skips them.
-    std::string metadata;
-  };
-  struct PausePriority {
-    int priority;
-    bool paused;
-  };
-  // Close a worker stream (protocol violation).
-  struct Close {
-    ConnId conn;
-    std::string reason;
-  };
-  std::vector<Send> sends;
-  std::vector<Produce> produces;
-  std::vector<Commit> commits;
-  std::vector<PausePriority> pauses;
-  std::vector<Close> closes;
-  // A job resumed or was cancelled: its tasks in the parked topic should go
-  // back (ParkedReplayer::RequestPass).
-  bool replay_parked = false;
-  bool empty() const {
-    return sends.empty() && produces.empty() && commits.empty() &&
-           pauses.empty() && closes.empty();
-  }
 };
 
 struct SchedulerMetrics {
@@ -168,6 +112,11 @@ struct SchedulerMetrics {
   // Heartbeat messages received from workers (about one per worker per
   // heartbeat period; more means a worker sends them for other reasons).
   int64_t heartbeats = 0;
+  // Records of tasks whose decision is on its way (the partition was taken
+  // away and given back meanwhile): left to that decision.
+  int64_t redelivered_running = 0;
+  // Records of a task running here already (its id produced twice).
+  int64_t duplicate_records = 0;
   // Records of the control topic ignored: an unknown key, or a value that is
   // not a ControlRecord matching its key.
   int64_t bad_control_records = 0;
@@ -218,12 +167,7 @@ class SchedulerCore {
   // Partitions assigned to this instance, with what the group committed for
   // them:
   // records the commit metadata names as decided are skipped when they arrive.
-  struct AssignedPartition {
-    std::string topic;
-    int32_t partition = 0;
-    int64_t committed = -1;  // -1: nothing committed
-    std::string metadata;
-  };
+  using AssignedPartition = PartitionLedger::Assigned;
   void OnPartitionsAssigned(const std::vector<AssignedPartition>& partitions);
   // This instance no longer owns these partitions: drop what it buffered from
   // them (another instance will receive those records). Tasks running on
@@ -291,16 +235,7 @@ class SchedulerCore {
   void OnJobSeen(const std::string& job_id) { control_.RememberJob(job_id); }
 
  private:
-  struct Queued {
-    RecordPosition pos;
-    kwq::v1::Task task;
-    // When dispatch first passed it over to wait for a worker holding one of
-    // its
-    // affinity keys (the wait is counted from there); InfiniteFuture: not yet.
-    absl::Time hold_start = absl::InfiniteFuture();
-    // A PENDING event saying why it cannot run was written (ReportWaiting).
-    bool waiting_reported = false;
-  };
+  using Queued = QueuedTask;
   struct Lease {
     RecordPosition pos;
     kwq::v1::Task task;
@@ -343,14 +278,6 @@ class SchedulerCore {
     // (the worker keeps it unacknowledged meanwhile).
     std::optional<kwq::v1::TaskUpdate> final_update;
   };
-  // A decision waiting for its records to be durable.
-  struct PendingDecision {
-    RecordPosition pos;
-    std::string task_id;
-    ConnId ack_conn = 0;  // 0: no ack to send
-    kwq::v1::FencingToken ack_token;
-    bool completed = false;
-  };
 
   void Dispatch();
   bool Eligible(const Worker& w, const kwq::v1::Task& task) const;
@@ -370,10 +297,6 @@ class SchedulerCore {
   // Holds a task of a paused job: in memory up to the cap, else in the parked
   // topic (its record is decided once the copy is durable).
   void Park(Queued q);
-  void ParkInMemory(Queued q);
-  // Removes the parked tasks for which `drop` (which may act on them) returns
-  // true.
-  void DropParked(const std::function<bool(const Queued&)>& drop);
   void Assign(ConnId conn, Worker& w, Queued q);
   // Turns a running attempt reported by a reconnected worker into a lease of
   // this instance (no assignment is sent; the worker runs it already).
@@ -403,8 +326,6 @@ class SchedulerCore {
   void EndAttempt(Lease lease, const std::string& error,
                   const std::string& reason, bool infra, bool retryable,
                   ConnId ack_conn);
-  void Decide(const RecordPosition& pos);
-  bool MarkReceived(const RecordPosition& pos);
   void UpdateBackpressure(int priority);
   void SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
                const std::string& message);
@@ -425,6 +346,10 @@ class SchedulerCore {
   void WriteHeldEvents(absl::Time now);
   absl::Duration Backoff(int retry);
   uint64_t NextRandom();
+  // Produces a decision's final records (a dead letter, a cancel).
+  void ProduceFinal(Decision d, std::vector<OutRecord> records);
+  // The largest payload, result or raw record a dead letter can carry.
+  size_t MaxPayloadBytes() const;
   void DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
                      const std::string& reason);
 
@@ -435,40 +360,16 @@ class SchedulerCore {
   uint64_t rng_;
   bool leasing_ = true;
   uint64_t next_lease_ = 1;
-  uint64_t next_cookie_ = 1;
-  std::array<std::deque<Queued>, api::kNumPriorities> queues_;
-  std::multimap<absl::Time, Queued> delayed_;  // retry backoff
-  std::array<int, api::kNumPriorities> delayed_count_{};
-  std::array<bool, api::kNumPriorities> paused_{};
+  TaskQueues queues_;  // ready, delayed and parked tasks; backpressure
   std::map<ConnId, Worker> workers_;
   absl::flat_hash_map<std::string, Lease> leases_;  // by task id
   // (task id, lease id) of leases holding a stage event, oldest first (the
   // window is the same for all, so this is deadline order).
   std::deque<std::pair<std::string, std::string>> held_order_;
-  std::map<std::pair<std::string, int32_t>, OffsetTracker> offsets_;
-  // What this instance had decided in partitions taken from it (a session
-  // time-out under load revokes and then gives back the same partitions, with
-  // commits that failed meanwhile): if one comes back, its decided records are
-  // skipped, not run again. Kept until the next assignment.
-  struct Remembered {
-    int64_t committable = -1;
-    std::string decided_above;  // DecidedAboveMetadata
-  };
-  std::map<std::pair<std::string, int32_t>, Remembered> revoked_decided_;
-  std::map<std::pair<std::string, int32_t>, std::set<int64_t>>
-      decided_at_assignment_;
-  std::set<std::pair<std::string, int32_t>> commit_due_;  // see FlushCommits
-  absl::flat_hash_map<uint64_t, PendingDecision> pending_;
-  absl::flat_hash_map<uint64_t, kwq::v1::Task> retry_tasks_;  // by cookie
-  // Tasks being written to the parked topic, by cookie (kept in memory again
-  // if the write fails).
-  absl::flat_hash_map<uint64_t, Queued> parking_;
+  PartitionLedger ledger_;    // owned partitions, decided records, commits
+  PendingDecisions pending_;  // decisions waiting for Kafka, by cookie
   SchedulerMetrics metrics_;
   Effects effects_;
-  // Tasks of paused jobs, out of the queues (Dispatch does not scan them) but
-  // counted as buffered, so backpressure still bounds memory.
-  std::map<std::string, std::deque<Queued>> parked_;
-  std::array<int, api::kNumPriorities> parked_count_{};
   absl::flat_hash_map<std::string, Claim> claims_;  // by task id
   absl::Time next_waiting_scan_ = absl::InfinitePast();
 };

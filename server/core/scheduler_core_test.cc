@@ -817,6 +817,84 @@ TEST_F(SchedulerCoreTest, PartitionsGivenBackAfterARevokeDoNotRunDecidedTasks) {
   EXPECT_EQ(core_->metrics().dispatched, 10);
 }
 
+// Issue 16, point 1: a rebalance takes the partition away and gives it back
+// while its task runs here. The record comes again; deciding it at once would
+// commit past a task still running, and a kill -9 of this instance would then
+// lose it (nobody reads the record again). It stays open until the attempt
+// ends.
+TEST_F(SchedulerCoreTest,
+       ARunningTasksRecordGivenBackIsNotCommittedUntilItEnds) {
+  const std::string topic = core_->topics().ForPriority(4);
+  core_->OnPartitionsAssigned({{topic, 0, -1, ""}});
+  Connect(1, 4);
+  Record(MakeTask("long", 4), 0, 0);
+  Record(MakeTask("short", 4), 0, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 2u);
+  core_->OnPartitionsRevoked({{topic, 0}});
+  core_->OnPartitionsAssigned({{topic, 0, 0, ""}});  // nothing committed
+  Record(MakeTask("long", 4), 0, 0);
+  Record(MakeTask("short", 4), 0, 1);
+  EXPECT_TRUE(TakeAssignments(1).empty());  // both still run here
+  EXPECT_EQ(core_->metrics().redelivered_running, 2);
+  for (const auto& c : commits_) {
+    EXPECT_LE(c.next_offset, 0) << "committed past a running task";
+  }
+  const auto& short_token =
+      got[0].task().id() == "short" ? got[0].token() : got[1].token();
+  const auto& long_token =
+      got[0].task().id() == "long" ? got[0].token() : got[1].token();
+  Update(1, short_token, kwq::v1::COMPLETED);
+  MakeDurable();
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 0);  // "long" holds the prefix
+  EXPECT_EQ(commits_.back().metadata, "v1:1");
+  Update(1, long_token, kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(commits_.back().next_offset, 2);
+}
+
+// Issue 16, point 2: a completion made durable while its partition was away is
+// not run again when the partition comes back to this instance.
+TEST_F(SchedulerCoreTest, ACompletionDurableWhileThePartitionWasAwayIsKept) {
+  const std::string topic = core_->topics().ForPriority(4);
+  core_->OnPartitionsAssigned({{topic, 0, -1, ""}});
+  Connect(1, 4);
+  Record(MakeTask("t", 4), 0, 0);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  core_->OnPartitionsRevoked({{topic, 0}});
+  MakeDurable();  // durable while the partition is away
+  EXPECT_EQ(core_->metrics().completed, 1);
+  core_->OnPartitionsAssigned({{topic, 0, 0, ""}});
+  Record(MakeTask("t", 4), 0, 0);
+  EXPECT_TRUE(TakeAssignments(1).empty()) << "a durable completion ran again";
+  EXPECT_EQ(core_->metrics().skipped_decided, 1);
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 1);
+}
+
+// A record that comes again while the retry of its failed attempt is being
+// handed off is left to that hand-off (not queued a second time).
+TEST_F(SchedulerCoreTest, ARecordGivenBackWhileItsRetryIsInFlightIsNotQueued) {
+  const std::string topic = core_->topics().ForPriority(4);
+  core_->OnPartitionsAssigned({{topic, 0, -1, ""}});
+  Connect(1, 4);
+  Record(MakeTask("t", 4), 0, 0);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  Update(1, got[0].token(), kwq::v1::ERROR);  // retry record on its way
+  core_->OnPartitionsRevoked({{topic, 0}});
+  core_->OnPartitionsAssigned({{topic, 0, 0, ""}});
+  Record(MakeTask("t", 4), 0, 0);
+  EXPECT_EQ(core_->buffered(), 0u);
+  EXPECT_TRUE(TakeAssignments(1).empty());
+  MakeDurable();
+  ASSERT_FALSE(commits_.empty());
+  EXPECT_EQ(commits_.back().next_offset, 1);
+}
+
 TEST_F(SchedulerCoreTest, ARewoundConsumerDoesNotQueueATaskTwice) {
   Record(MakeTask("a", 1), 0, 0);
   Record(MakeTask("b", 1), 0, 1);
@@ -1091,7 +1169,8 @@ TEST_F(SchedulerCoreTest, NoWaitWhenNoConnectedWorkerHoldsTheKey) {
 }
 
 TEST_F(SchedulerCoreTest, PausedJobsAndPrioritiesWaitAndResumeWhereTheyWere) {
-  core_->OnControlRecord("pause/job/j-paused", Control("pause/job/j-paused", true));
+  core_->OnControlRecord("pause/job/j-paused",
+                         Control("pause/job/j-paused", true));
   core_->OnControlRecord("pause/p7", Control("pause/p7", true));
   Collect();
   Task a = MakeTask("a", 5);
@@ -1167,7 +1246,8 @@ TEST_F(SchedulerCoreTest,
   Task queued = MakeTask("q", 5);
   queued.set_job_id("doomed");
   Record(queued, 0, 1);
-  core_->OnControlRecord("cancel/job/doomed", Control("cancel/job/doomed", true, "alice"));
+  core_->OnControlRecord("cancel/job/doomed",
+                         Control("cancel/job/doomed", true, "alice"));
   Collect();
   // The queued one is CANCELLED at once; the worker is told to stop the other.
   auto cancelled = Events(kwq::v1::CANCELLED);
@@ -1218,7 +1298,8 @@ TEST_F(SchedulerCoreTest,
 
 TEST_F(SchedulerCoreTest, RecordsTheCommitMetadataNamesAsDecidedAreSkipped) {
   // An earlier owner committed offset 100 with 101 and 103 decided above it.
-  core_->OnPartitionsAssigned({{core_->topics().ForPriority(4), 0, 100, "v1:1,3"}});
+  core_->OnPartitionsAssigned(
+      {{core_->topics().ForPriority(4), 0, 100, "v1:1,3"}});
   Connect(1, 4);
   for (int i = 0; i < 4; ++i) {
     Record(MakeTask(absl::StrCat("m", i), 4), 0, 100 + i);
