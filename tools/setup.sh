@@ -11,7 +11,7 @@ DEB_PACKAGES=(
   bazel-bootstrap bazel-rules-proto pkg-config g++ clang-format
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
   librdkafka-dev libabsl-dev libgoogle-glog-dev libgflags-dev
-  libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
+  libgtest-dev libgmock-dev libssl-dev libbenchmark-dev librocksdb-dev
   prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libjemalloc-dev
   openjdk-17-jre-headless maven redis-server python3-venv openssl
 )

@@ -1,6 +1,7 @@
 #include "server/core/scheduler_core.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -36,6 +37,8 @@ SchedulerCore::SchedulerCore(SchedulerOptions options, const Clock* clock,
     : options_(std::move(options)),
       topics_(options_.topic_prefix),
       control_(options_.known_jobs),
+      signer_(options_.lease_key),
+      group_lease_key_(!options_.lease_key.empty()),
       clock_(clock),
       rng_(random_seed | 1) {}
 
@@ -391,6 +394,19 @@ void SchedulerCore::CancelRecord(const RecordPosition& pos, const Task& task,
 
 void SchedulerCore::OnControlRecord(const std::string& key,
                                     const std::string& value) {
+  if (key == kLeaseKeyRecord) {
+    if (value.size() < 16 || value.size() > 1024) {
+      ++metrics_.bad_control_records;
+      LOG(WARNING) << "ignoring a lease key of " << value.size()
+                   << " bytes (16-1024)";
+      return;
+    }
+    if (!options_.lease_key.empty()) return;  // --lease_key_file wins
+    signer_.SetKey(value);
+    group_lease_key_ = true;
+    LOG(INFO) << "using the group's lease key";
+    return;
+  }
   absl::StatusOr<ControlChange> change = ControlState::Decode(key, value);
   if (!change.ok()) {
     // Never read as a tombstone: a garbage value must not lift a pause.
@@ -591,6 +607,7 @@ void SchedulerCore::Adopt(ConnId conn, Worker& w,
   lease.pos = std::move(pos);
   lease.conn = conn;
   lease.token = token;
+  lease.worker_id = w.hello.worker_id();
   lease.deadline = clock_->Now() + options_.lease_period;
   lease.running_reported = true;  // its RUNNING event was written before
   lease.task = std::move(task);
@@ -663,6 +680,16 @@ void SchedulerCore::ReportWaiting() {
   }
 }
 
+void SchedulerCore::GiveSlotBack(ConnId conn) {
+  // The scheduler ended the attempt itself (timeout, expired lease): the
+  // worker's own answer will be stale and free nothing, so the slot comes
+  // back now (capped by the capacity, so a worker that also sends a credit
+  // for it gets no more than its slots).
+  if (auto w = workers_.find(conn); w != workers_.end()) {
+    FreeSlot(w->second, "");
+  }
+}
+
 void SchedulerCore::FreeSlot(Worker& w, const std::string& freed) {
   w.credits =
       std::min(w.credits + 1, std::max(0, Capacity(w) - BusySlots(w, freed)));
@@ -726,8 +753,10 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   lease.deadline = clock_->Now() + options_.lease_period;
   lease.token.set_task_id(q.task.id());
   lease.token.set_attempt(q.task.attempt());
-  lease.token.set_lease_id(
-      absl::StrCat(options_.scheduler_id, "-", next_lease_++));
+  lease.worker_id = w.hello.worker_id();
+  lease.token.set_lease_id(signer_.Issue(options_.scheduler_id, next_lease_++,
+                                         q.task.id(), q.task.attempt(),
+                                         lease.worker_id));
   lease.task = std::move(q.task);
   // A worker that prefetches may queue the task: its timeout then starts
   // with its RUNNING update (Started).
@@ -753,20 +782,80 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   leases_.emplace(std::move(id), std::move(lease));
 }
 
-void SchedulerCore::OnWorkerConnected(ConnId conn,
-                                      const kwq::v1::Hello& hello) {
+namespace {
+
+bool ValidKeys(const google::protobuf::RepeatedPtrField<std::string>& keys,
+               int max_count) {
+  if (keys.size() > max_count) return false;
+  for (const std::string& k : keys) {
+    if (k.empty() || k.size() > api::kMaxKeyBytes) return false;
+  }
+  return true;
+}
+
+bool ValidToken(const kwq::v1::FencingToken& t) {
+  return api::IsValidId(t.task_id()) && api::IsValidId(t.lease_id()) &&
+         t.attempt() >= 1;
+}
+
+}  // namespace
+
+std::string SchedulerCore::CheckHello(const kwq::v1::Hello& hello) const {
   if (!api::IsValidId(hello.worker_id())) {
-    effects_.closes.push_back(
-        {conn, "hello.worker_id must be 1-128 characters of [A-Za-z0-9._:-]"});
-    return;
+    return "hello.worker_id must be 1-128 characters of [A-Za-z0-9._:-]";
   }
   if (hello.slots() < 1 || hello.slots() > 4096) {
-    effects_.closes.push_back({conn, "hello.slots must be 1-4096"});
-    return;
+    return "hello.slots must be 1-4096";
   }
   if (hello.prefetch() < 0 || hello.prefetch() > 4096) {
-    effects_.closes.push_back({conn, "hello.prefetch must be 0-4096"});
+    return "hello.prefetch must be 0-4096";
+  }
+  if (!ValidKeys(hello.labels(), api::kMaxWorkerLabels)) {
+    return absl::StrCat("hello.labels: at most ", api::kMaxWorkerLabels,
+                        " labels of 1-", api::kMaxKeyBytes, " bytes");
+  }
+  if (!ValidKeys(hello.affinity_keys(), api::kMaxWorkerAffinityKeys)) {
+    return absl::StrCat("hello.affinity_keys: at most ",
+                        api::kMaxWorkerAffinityKeys, " keys of 1-",
+                        api::kMaxKeyBytes, " bytes");
+  }
+  if (hello.in_flight_size() > hello.slots() + hello.prefetch()) {
+    return "hello.in_flight lists more tasks than slots + prefetch";
+  }
+  std::set<std::string> seen;
+  for (const auto& token : hello.in_flight()) {
+    if (!ValidToken(token)) {
+      return "hello.in_flight: every token needs a valid task_id and lease_id "
+             "(1-128 characters of [A-Za-z0-9._:-]) and attempt >= 1";
+    }
+    if (!seen.insert(token.task_id()).second) {
+      return "hello.in_flight names a task twice";
+    }
+  }
+  return "";
+}
+
+void SchedulerCore::Reject(ConnId conn, const std::string& why) {
+  ++metrics_.rejected_worker_messages;
+  effects_.closes.push_back({conn, why});
+}
+
+void SchedulerCore::OnWorkerConnected(ConnId conn,
+                                      const kwq::v1::Hello& hello) {
+  if (std::string why = CheckHello(hello); !why.empty()) {
+    Reject(conn, why);
     return;
+  }
+  // One live stream per worker id: a new one replaces the old (a worker that
+  // reconnects before its broken stream is noticed). The old stream's leases
+  // wait for the new hello, which adopts them.
+  if (auto old = conn_of_worker_.find(hello.worker_id());
+      old != conn_of_worker_.end() && old->second != conn) {
+    const ConnId old_conn = old->second;
+    ++metrics_.streams_replaced;
+    effects_.closes.push_back(
+        {old_conn, "replaced by a newer stream of the same worker_id"});
+    OnWorkerDisconnected(old_conn, "replaced by a newer stream");
   }
   Worker w;
   w.hello = hello;
@@ -779,14 +868,23 @@ void SchedulerCore::OnWorkerConnected(ConnId conn,
   *welcome->mutable_lease_period() = ToProto(options_.lease_period);
   *welcome->mutable_heartbeat_period() = ToProto(options_.heartbeat_period);
   Worker& wr = workers_[conn] = std::move(w);
+  conn_of_worker_[hello.worker_id()] = conn;
   // Adopt the tasks this worker still runs: under a lease of this instance,
   // from a record queued here, or (claimed) from a record that comes later.
+  // Only leases issued to this worker id: a lease id names its worker
+  // (LeaseSigner), so another worker's lease, a made-up one or one for a task
+  // never leased is refused.
   for (const auto& token : hello.in_flight()) {
+    if (!signer_.Verify(token, hello.worker_id())) {
+      ++metrics_.forged_claims;
+      *welcome->add_rejected() = token;
+      continue;
+    }
     auto it = leases_.find(token.task_id());
     if (it != leases_.end()) {
       if (it->second.token.lease_id() == token.lease_id() &&
           it->second.token.attempt() == token.attempt() &&
-          !it->second.deciding) {
+          it->second.worker_id == hello.worker_id() && !it->second.deciding) {
         if (auto old = workers_.find(it->second.conn); old != workers_.end()) {
           old->second.task_ids.erase(token.task_id());
         }
@@ -851,13 +949,33 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
     case kwq::v1::WorkerMessage::kCredits: {
       // Slots still busy from the worker's point of view: leases whose
       // completion is being made durable are done there already.
-      w.credits = std::clamp(w.credits + msg.credits().add(), 0,
-                             std::max(0, Capacity(w) - BusySlots(w)));
+      // 64-bit and clamped: a huge or negative add cannot overflow.
+      const int64_t want =
+          static_cast<int64_t>(w.credits) + msg.credits().add();
+      w.credits = static_cast<int>(std::clamp<int64_t>(
+          want, 0, std::max(0, Capacity(w) - BusySlots(w))));
       break;
     }
     case kwq::v1::WorkerMessage::kHeartbeat: {
       ++metrics_.heartbeats;
-      w.last_heartbeat = clock_->Now();
+      const absl::Time now = clock_->Now();
+      w.last_heartbeat = now;
+      if (msg.heartbeat().affinity_changed() &&
+          !ValidKeys(msg.heartbeat().affinity_keys(),
+                     api::kMaxWorkerAffinityKeys)) {
+        Reject(conn, absl::StrCat("heartbeat.affinity_keys: at most ",
+                                  api::kMaxWorkerAffinityKeys, " keys of 1-",
+                                  api::kMaxKeyBytes, " bytes"));
+        return false;
+      }
+      // Renewing every lease costs a walk over them: at most ten times a
+      // heartbeat period (a flood of heartbeats is absorbed, not applied).
+      if (!msg.heartbeat().affinity_changed() &&
+          now - w.last_heartbeat_applied < options_.heartbeat_period / 10) {
+        ++metrics_.heartbeats_dropped;
+        break;
+      }
+      w.last_heartbeat_applied = now;
       for (const std::string& id : w.task_ids) {
         auto l = leases_.find(id);
         if (l != leases_.end())
@@ -871,6 +989,13 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
       break;
     }
     case kwq::v1::WorkerMessage::kUpdate:
+      if (!ValidToken(msg.update().token())) {
+        // Never echoed back: an id may be megabytes long.
+        Reject(conn,
+               "update.token needs a valid task_id and lease_id (1-128 "
+               "characters of [A-Za-z0-9._:-]) and attempt >= 1");
+        return false;
+      }
       HandleUpdate(conn, msg.update());
       break;
     case kwq::v1::WorkerMessage::kDrain:
@@ -936,7 +1061,9 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       // The first RUNNING is the stage event; later ones are progress reports:
       // they renew the lease and are kept for Explain, not written as events.
       lease.deadline = clock_->Now() + options_.lease_period;
-      lease.progress = std::clamp(update.progress(), 0.0, 1.0);
+      lease.progress = std::isfinite(update.progress())
+                           ? std::clamp(update.progress(), 0.0, 1.0)
+                           : 0.0;
       if (!lease.running_reported) Started(lease, w, /*completing=*/false);
       return;
     }
@@ -946,13 +1073,16 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       // arrived together).
       if (!lease.running_reported) Started(lease, w, /*completing=*/true);
       if (update.result().size() > options_.max_result_bytes) {
+        // The worker learns at once that this result will never be taken
+        // (code 3, not a resend-forever 14); the task fails.
+        const std::string why = absl::StrCat(
+            "result of ", update.result().size(),
+            " bytes exceeds --max_result_bytes=", options_.max_result_bytes);
+        SendAck(conn, update.token(), kAckInvalidArgument, why);
         Lease l = std::move(lease);
         leases_.erase(it);
-        EndAttempt(std::move(l),
-                   absl::StrCat("result of ", update.result().size(),
-                                " bytes exceeds --max_result_bytes=",
-                                options_.max_result_bytes),
-                   "task_error", /*infra=*/false, /*retryable=*/false, conn);
+        EndAttempt(std::move(l), why, "task_error", /*infra=*/false,
+                   /*retryable=*/false, /*ack_conn=*/0);
         return;
       }
       lease.deciding = true;
@@ -1182,6 +1312,10 @@ void SchedulerCore::OnWorkerDisconnected(ConnId conn,
     auto l = leases_.find(id);
     if (l != leases_.end() && l->second.conn == conn) l->second.conn = 0;
   }
+  if (auto c = conn_of_worker_.find(it->second.hello.worker_id());
+      c != conn_of_worker_.end() && c->second == conn) {
+    conn_of_worker_.erase(c);
+  }
   VLOG(1) << "worker " << it->second.hello.worker_id() << " disconnected ("
           << reason << ") with " << it->second.task_ids.size() << " leases";
   workers_.erase(it);
@@ -1215,9 +1349,11 @@ void SchedulerCore::OnTick() {
     *cancel.mutable_cancel()->mutable_token() = lease.token;
     cancel.mutable_cancel()->set_reason(why);
     effects_.sends.push_back({lease.conn, std::move(cancel)});
+    const ConnId conn = lease.conn;
     // A task error: the task-error retry budget applies.
     EndAttempt(std::move(lease), why, "timeout", /*infra=*/false,
                /*retryable=*/true, 0);
+    GiveSlotBack(conn);
   }
   for (const std::string& id : expired) {
     auto l = leases_.find(id);
@@ -1234,9 +1370,11 @@ void SchedulerCore::OnTick() {
     *cancel.mutable_cancel()->mutable_token() = lease.token;
     cancel.mutable_cancel()->set_reason("lease expired");
     effects_.sends.push_back({lease.conn, std::move(cancel)});
+    const ConnId conn = lease.conn;
     EndAttempt(std::move(lease), "lease expired (no heartbeat)",
                "lease_expired",
                /*infra=*/true, /*retryable=*/true, 0);
+    GiveSlotBack(conn);
   }
   queues_.ReleaseDue(now);
   Dispatch();

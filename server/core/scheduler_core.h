@@ -20,6 +20,7 @@
 #include "server/api/topics.h"
 #include "server/core/control_state.h"
 #include "server/core/effects.h"
+#include "server/core/lease_signer.h"
 #include "server/core/partition_ledger.h"
 #include "server/core/pending_decisions.h"
 #include "server/core/task_queues.h"
@@ -71,6 +72,10 @@ struct SchedulerOptions {
   // stage (a short task: 2 events instead of 4). Zero: every stage is written
   // at once as its own event.
   absl::Duration event_fold_window = absl::Milliseconds(20);
+  // The key of lease ids (LeaseSigner), shared by the instances of a group so
+  // that a worker failing over keeps its running tasks. Empty: until the
+  // group's key arrives (control record "lease-key"), a random one.
+  std::string lease_key;
 };
 
 struct SchedulerMetrics {
@@ -112,6 +117,14 @@ struct SchedulerMetrics {
   // Heartbeat messages received from workers (about one per worker per
   // heartbeat period; more means a worker sends them for other reasons).
   int64_t heartbeats = 0;
+  // Worker input refused: streams closed for a malformed or oversized
+  // message, reconnect claims whose lease was not issued to that worker,
+  // heartbeats beyond the rate limit (ignored).
+  int64_t rejected_worker_messages = 0;
+  int64_t forged_claims = 0;
+  int64_t heartbeats_dropped = 0;
+  // Streams replaced by a newer stream of the same worker id.
+  int64_t streams_replaced = 0;
   // Records of tasks whose decision is on its way (the partition was taken
   // away and given back meanwhile): left to that decision.
   int64_t redelivered_running = 0;
@@ -137,6 +150,9 @@ struct SchedulerMetrics {
   int64_t start_latency_count = 0;
   double start_latency_sum_seconds = 0;
 };
+
+// The key of the control record that holds the group's lease key.
+inline constexpr char kLeaseKeyRecord[] = "lease-key";
 
 struct WorkerView {
   ConnId conn;
@@ -195,6 +211,8 @@ class SchedulerCore {
   // Writes every held stage event now (see event_fold_window), e.g. before a
   // shutdown.
   void FlushHeldEvents() { WriteHeldEvents(absl::InfiniteFuture()); }
+  // Whether the group's lease key arrived (control record "lease-key").
+  bool has_group_lease_key() const { return group_lease_key_; }
   // Stop assigning (drain): nothing new goes out; in-flight work may finish.
   void StopLeasing() { leasing_ = false; }
 
@@ -241,6 +259,7 @@ class SchedulerCore {
     kwq::v1::Task task;
     kwq::v1::FencingToken token;
     ConnId conn;
+    std::string worker_id;  // the worker the lease was issued to
     absl::Time deadline;
     bool deciding = false;          // a decision is being made durable
     bool running_reported = false;  // the RUNNING event was written
@@ -264,6 +283,7 @@ class SchedulerCore {
     std::set<std::string> claimed;  // running here, waiting for the record
     absl::Time connected_at;
     absl::Time last_heartbeat;
+    absl::Time last_heartbeat_applied = absl::InfinitePast();
     int64_t completed = 0;
     int64_t errors = 0;
     bool draining = false;
@@ -318,7 +338,13 @@ class SchedulerCore {
   // One more credit for `w`, capped by its capacity minus the busy slots
   // (`freed`: the task whose slot this frees).
   void FreeSlot(Worker& w, const std::string& freed);
+  // A slot of the worker on `conn` (if still connected) is free again.
+  void GiveSlotBack(ConnId conn);
   void Enqueue(Queued q);
+  // Why a hello cannot be accepted, or empty.
+  std::string CheckHello(const kwq::v1::Hello& hello) const;
+  // Closes a worker's stream for bad input (counted).
+  void Reject(ConnId conn, const std::string& why);
   // false: the stream was closed (stop handling its messages).
   bool ApplyWorkerMessage(ConnId conn, const kwq::v1::WorkerMessage& msg);
   void HandleUpdate(ConnId conn, const kwq::v1::TaskUpdate& update);
@@ -356,6 +382,10 @@ class SchedulerCore {
   SchedulerOptions options_;
   api::Topics topics_;
   ControlState control_;  // pauses, cancels, known jobs
+  LeaseSigner signer_;    // lease ids that cannot be forged
+  bool group_lease_key_ = false;
+  // The stream of each connected worker id (one live stream per worker).
+  std::map<std::string, ConnId> conn_of_worker_;
   const Clock* clock_;
   uint64_t rng_;
   bool leasing_ = true;
