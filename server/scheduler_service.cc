@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "server/api/limits.h"
 #include "server/util/time_util.h"
 #include "server/worker_stream.h"
 
@@ -62,9 +65,7 @@ absl::Status SchedulerService::Start() {
   topics.push_back({topics_.Events(), options_.partitions, {}});
   topics.push_back({topics_.Results(), options_.partitions, {}});
   topics.push_back({topics_.Dlq(), 1, {}});
-  topics.push_back({topics_.Control(),
-                    1,
-                    {{"cleanup.policy", "compact"}}});
+  topics.push_back({topics_.Control(), 1, {{"cleanup.policy", "compact"}}});
   // Every submitted job, keyed by job id, so that each instance knows the
   // jobs submitted through the others (NOT_FOUND answers); kept a week.
   topics.push_back(
@@ -73,9 +74,8 @@ absl::Status SchedulerService::Start() {
        {{"cleanup.policy", "compact,delete"}, {"retention.ms", "604800000"}}});
   // Tasks of paused jobs beyond the memory cap, keyed by task id: compaction
   // keeps the newest copy of each (see ParkedReplayer).
-  topics.push_back({topics_.Parked(),
-                    options_.partitions,
-                    {{"cleanup.policy", "compact"}}});
+  topics.push_back(
+      {topics_.Parked(), options_.partitions, {{"cleanup.policy", "compact"}}});
   if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30));
       !s.ok())
     return s;
@@ -140,10 +140,50 @@ absl::Status SchedulerService::Start() {
                          priority_topics, std::move(callbacks));
   if (!log.ok()) return log.status();
   log_ = std::move(log).value();
+  if (absl::Status s = EnsureGroupLeaseKey(); !s.ok()) return s;
   std::vector<std::string> produced_to = priority_topics;
   for (const auto& t : topics) produced_to.push_back(t.name);
   log_->WarmUp(produced_to);
   log_->Start();
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerService::EnsureGroupLeaseKey() {
+  auto has_key = [this] {
+    bool has = false;
+    loop_->RunSync([&] { has = core_->has_group_lease_key(); });
+    return has;
+  };
+  if (has_key()) return absl::OkStatus();  // --lease_key_file, or the topic
+  // The first instance of a group writes a random key to the control topic;
+  // every instance (this one too) takes the last key the topic holds, so two
+  // that start at once agree once both have read both records.
+  std::random_device rd;
+  std::string key(32, '\0');
+  for (char& c : key) c = static_cast<char>(rd() & 0xff);
+  absl::Notification written;
+  bool ok = false;
+  std::string error;
+  log_->Produce({{topics_.Control(), kLeaseKeyRecord, key, /*urgent=*/true}},
+                [&](const TaskLog::ProduceResult& r) {
+                  ok = r.ok();
+                  error = std::string(r.status.message());
+                  written.Notify();
+                });
+  if (!written.WaitForNotificationWithTimeout(absl::Seconds(30)) || !ok) {
+    return absl::UnavailableError(
+        absl::StrCat("could not write the group's lease key to ",
+                     topics_.Control(), ": ", error));
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!has_key()) {
+    if (absl::Now() > deadline) {
+      return absl::UnavailableError(absl::StrCat("the lease key written to ",
+                                                 topics_.Control(),
+                                                 " did not come back"));
+    }
+    absl::SleepFor(absl::Milliseconds(5));  // the control reader follows
+  }
   return absl::OkStatus();
 }
 
@@ -201,8 +241,9 @@ void SchedulerService::Execute(Effects effects) {
     }
     const uint64_t cookie = produce.cookie;
     log_->Produce(std::move(records),
-                  [this, cookie](bool ok, const std::string& error) {
-                    if (!ok) LOG(WARNING) << "produce failed: " << error;
+                  [this, cookie](const TaskLog::ProduceResult& r) {
+                    const bool ok = r.ok();
+                    if (!ok) LOG(WARNING) << "produce failed: " << r.status;
                     if (cookie == 0) return;
                     WithCore([cookie, ok](SchedulerCore& core) {
                       core.OnDurable(cookie, ok);
@@ -264,7 +305,8 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     return reactor;
   }
   for (int i = 0; i < request->tasks_size(); ++i) {
-    if (absl::Status s = api::ValidateTask(request->tasks(i), i, options_.limits);
+    if (absl::Status s =
+            api::ValidateTask(request->tasks(i), i, options_.limits);
         !s.ok()) {
       reactor->Finish(ToGrpc(s));
       return reactor;
@@ -273,6 +315,8 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
   std::vector<LogRecord> records;
   auto ids = std::make_shared<std::vector<std::string>>();
   auto new_jobs = std::make_shared<std::vector<std::string>>();
+  // The index in `records` of each id's task record.
+  auto task_record = std::make_shared<std::vector<size_t>>();
   const auto now = ToProto(clock_->Now());
   for (const kwq::v1::Task& in : request->tasks()) {
     if (FirstSubmitOfJob(in.job_id())) {
@@ -315,30 +359,47 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     // Urgent: the caller waits for both. A large Submit goes batched: its
     // caller waits for all of it, and sending each record at once would cost
     // the broker dozens of small requests per Submit.
+    task_record->push_back(records.size());
     records.push_back({topics_.ForPriority(task.priority()), task.id(),
                        task.SerializeAsString(), /*urgent=*/true, batched});
-    records.push_back({topics_.Events(), task.job_id(),
-                       ev.SerializeAsString(), /*urgent=*/true, batched});
+    records.push_back({topics_.Events(), task.job_id(), ev.SerializeAsString(),
+                       /*urgent=*/true, batched});
   }
-  log_->Produce(std::move(records), [this, reactor, ids, new_jobs](
-                                        bool ok, const std::string& error) {
-    if (ok) {
+  log_->Produce(std::move(records), [this, reactor, ids, new_jobs, task_record](
+                                        const TaskLog::ProduceResult& r) {
+    if (r.ok()) {
       reactor->Finish(grpc::Status::OK);
       return;
     }
-    // Let a retried Submit with the same ids queue them again.
+    // The tasks whose record is not durable: a retried Submit with the same
+    // ids must queue them again.
+    std::set<size_t> failed(r.failed.begin(), r.failed.end());
+    std::vector<std::string> again;
+    for (size_t i = 0; i < ids->size(); ++i) {
+      if (failed.count((*task_record)[i])) again.push_back((*ids)[i]);
+    }
     {
       absl::MutexLock lock(&dedup_mu_);
-      for (const auto& id : *ids) dedup_set_.erase(id);
+      for (const auto& id : again) dedup_set_.erase(id);
     }
     for (const auto& job : *new_jobs) ForgetJobRegistration(job);
+    // Bounded: 10,000 ids would not fit in a status message.
+    constexpr size_t kListed = 20;
+    std::string listed = absl::StrJoin(
+        again.begin(), again.begin() + std::min(again.size(), kListed), ",");
+    if (again.size() > kListed) {
+      absl::StrAppend(&listed, " and ", again.size() - kListed, " more");
+    }
     reactor->Finish(grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
-        absl::StrCat("Kafka did not acknowledge the batch (", error,
-                     "); these tasks may not be durable, submit them again "
-                     "with the same "
-                     "ids: ",
-                     absl::StrJoin(*ids, ","))));
+        api::Truncated(
+            absl::StrCat("Kafka did not acknowledge ", r.failed.size(), " of ",
+                         "the batch's records (", r.status.message(), "); ",
+                         again.size(),
+                         " tasks may not be durable, submit "
+                         "them again with the same ids: ",
+                         listed),
+            4096)));
   });
   return reactor;
 }
@@ -447,7 +508,8 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     reactor->Finish(grpc::Status(code, msg));
     return reactor;
   };
-  if (absl::Status s = ControlState::ValidateRequest(scope, cancel, requested_by);
+  if (absl::Status s =
+          ControlState::ValidateRequest(scope, cancel, requested_by);
       !s.ok()) {
     return fail(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
   }
@@ -482,8 +544,9 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
   }
   log_->Produce(
       {{topics_.Control(), key, value, /*urgent=*/true}},
-      [this, reactor, key, value](bool ok, const std::string& error) {
-        if (!ok) {
+      [this, reactor, key, value](const TaskLog::ProduceResult& r) {
+        if (!r.ok()) {
+          const std::string error(r.status.message());
           reactor->Finish(grpc::Status(
               grpc::StatusCode::UNAVAILABLE,
               absl::StrCat("the control record is not durable: ", error)));

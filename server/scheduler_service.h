@@ -10,10 +10,10 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
-#include "server/core/scheduler_core.h"
 #include "server/api/priorities.h"
 #include "server/api/task_validation.h"
 #include "server/api/topics.h"
+#include "server/core/scheduler_core.h"
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
@@ -86,6 +86,10 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   void StreamClosed(uint64_t conn, const std::string& reason);
 
  private:
+  // The key lease ids are signed with, the same in every instance of the
+  // group: from --lease_key_file, or the control topic (written there by the
+  // first instance).
+  absl::Status EnsureGroupLeaseKey();
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);

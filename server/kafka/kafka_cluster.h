@@ -46,6 +46,9 @@ class KafkaCluster {
 
   const std::string& bootstrap_servers() const { return bootstrap_; }
   bool embedded() const { return mock_ != nullptr; }
+  // The mock cluster (embedded only, else null): tests inject broker errors
+  // with rdkafka_mock.h.
+  rd_kafka_mock_cluster_s* mock_cluster() const { return mock_; }
 
   // Creates the topics that do not exist yet (existing ones are left as they
   // are).

@@ -13,35 +13,51 @@
 namespace kwq {
 
 struct KafkaTaskLog::Batch {
+  // One per record: the delivery report's opaque, naming the record.
+  struct Ref {
+    Batch* batch;
+    size_t index;
+  };
+  std::vector<Ref> refs;
   std::atomic<int> remaining{0};
-  std::atomic<bool> failed{false};
   absl::Mutex mu;
-  std::string error;
+  std::string error;           // the first
+  std::vector<size_t> failed;  // records not durable
   DoneFn done;
+
+  void Fail(size_t index, std::string why) {
+    absl::MutexLock lock(&mu);
+    if (failed.empty()) error = std::move(why);
+    failed.push_back(index);
+  }
+  // The last record reported: hands the outcome over and deletes the batch.
+  void Finish() {
+    ProduceResult result;
+    {
+      absl::MutexLock lock(&mu);
+      if (!failed.empty()) {
+        result.status = absl::UnavailableError(error);
+        result.failed = std::move(failed);
+      }
+    }
+    done(result);
+    delete this;
+  }
 };
 
 class KafkaTaskLog::DeliveryReporter : public RdKafka::DeliveryReportCb {
  public:
   explicit DeliveryReporter(KafkaTaskLog* log) : log_(log) {}
   void dr_cb(RdKafka::Message& msg) override {
-    auto* batch = static_cast<Batch*>(msg.msg_opaque());
-    if (batch == nullptr) return;
+    auto* ref = static_cast<Batch::Ref*>(msg.msg_opaque());
+    if (ref == nullptr) return;
+    Batch* batch = ref->batch;
     if (msg.err() != RdKafka::ERR_NO_ERROR) {
       ++log_->produce_errors_;
-      absl::MutexLock lock(&batch->mu);
-      if (!batch->failed.exchange(true)) {
-        batch->error = absl::StrCat(msg.topic_name(), ": ", msg.errstr());
-      }
+      batch->Fail(ref->index,
+                  absl::StrCat(msg.topic_name(), ": ", msg.errstr()));
     }
-    if (--batch->remaining == 0) {
-      std::string error;
-      {
-        absl::MutexLock lock(&batch->mu);
-        error = batch->error;
-      }
-      batch->done(!batch->failed, error);
-      delete batch;
-    }
+    if (--batch->remaining == 0) batch->Finish();
   }
 
  private:
@@ -67,7 +83,11 @@ class KafkaTaskLog::CommitReporter : public RdKafka::OffsetCommitCb {
       for (auto* tp : offsets) {
         if (log_->owned_.count({tp->topic(), tp->partition()}) &&
             tp->offset() >= 0) {
-          log_->Commit(tp->topic(), tp->partition(), tp->offset());
+          // With the metadata it was sent with: the records decided above
+          // the offset must not run again after a crash.
+          log_->Commit(
+              tp->topic(), tp->partition(), tp->offset(),
+              log_->SentMetadata(tp->topic(), tp->partition(), tp->offset()));
         }
       }
     }
@@ -341,13 +361,16 @@ void KafkaTaskLog::PollProducerLoop(RdKafka::Producer* producer) {
 
 void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   if (records.empty()) {
-    done(true, "");
+    done(ProduceResult{});
     return;
   }
   auto* batch = new Batch();
   batch->remaining = static_cast<int>(records.size());
   batch->done = std::move(done);
-  for (LogRecord& r : records) {
+  batch->refs.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) batch->refs.push_back({batch, i});
+  for (size_t i = 0; i < records.size(); ++i) {
+    LogRecord& r = records[i];
     RdKafka::Producer* producer =
         !r.batched && (r.urgent || consumed_topics_.count(r.topic))
             ? producer_.get()
@@ -358,23 +381,15 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
       err = producer->produce(
           r.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
           r.value.empty() ? nullptr : const_cast<char*>(r.value.data()),
-          r.value.size(), r.key.data(), r.key.size(), 0, batch);
+          r.value.size(), r.key.data(), r.key.size(), 0, &batch->refs[i]);
       if (err != RdKafka::ERR__QUEUE_FULL) break;
       producer->poll(10);  // the local queue is full: wait for deliveries
     }
     if (err != RdKafka::ERR_NO_ERROR) {
       // Not enqueued: report it as a failed delivery of this record.
       ++produce_errors_;
-      {
-        absl::MutexLock lock(&batch->mu);
-        if (!batch->failed.exchange(true)) {
-          batch->error = absl::StrCat(r.topic, ": ", RdKafka::err2str(err));
-        }
-      }
-      if (--batch->remaining == 0) {
-        batch->done(false, batch->error);
-        delete batch;
-      }
+      batch->Fail(i, absl::StrCat(r.topic, ": ", RdKafka::err2str(err)));
+      if (--batch->remaining == 0) batch->Finish();
     }
   }
 }
@@ -390,6 +405,15 @@ void KafkaTaskLog::Commit(const std::string& topic, int32_t partition,
   }
 }
 
+std::string KafkaTaskLog::SentMetadata(const std::string& topic,
+                                       int32_t partition, int64_t offset) {
+  absl::MutexLock lock(&mu_);
+  auto it = sent_metadata_.find({topic, partition});
+  return it != sent_metadata_.end() && it->second.first == offset
+             ? it->second.second
+             : "";
+}
+
 void KafkaTaskLog::FlushCommits(bool sync) {
   std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
       pending;
@@ -398,6 +422,10 @@ void KafkaTaskLog::FlushCommits(bool sync) {
     pending.swap(to_commit_);
   }
   if (pending.empty()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tp, value] : pending) sent_metadata_[tp] = value;
+  }
   // The C API: the C++ one has no commit metadata in this librdkafka.
   rd_kafka_topic_partition_list_t* list =
       rd_kafka_topic_partition_list_new(static_cast<int>(pending.size()));

@@ -39,7 +39,7 @@ class KafkaTaskLog final : public TaskLog {
   // `next_offset` of (topic, partition) may be committed (committed in the
   // background).
   void Commit(const std::string& topic, int32_t partition, int64_t next_offset,
-              const std::string& metadata = "") override;
+              const std::string& metadata) override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
   void SetTopicPaused(const std::string& topic, bool paused) override;
   // Fetches producer metadata for `topics` (measured: the first record to a
@@ -66,6 +66,10 @@ class KafkaTaskLog final : public TaskLog {
   void ConsumeLoop();
   void PollProducerLoop(RdKafka::Producer* producer);
   void FlushCommits(bool sync);
+  // The metadata last sent with `offset` of a partition ("" if another
+  // offset was sent since): a failed async commit is retried with it.
+  std::string SentMetadata(const std::string& topic, int32_t partition,
+                           int64_t offset);
   void ApplyPauses();
   void LagLoop();
 
@@ -99,6 +103,9 @@ class KafkaTaskLog final : public TaskLog {
   // Offset and metadata to commit per partition.
   std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
       to_commit_ ABSL_GUARDED_BY(mu_);
+  // The last offset and metadata sent per partition.
+  std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
+      sent_metadata_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> paused_topics_ ABSL_GUARDED_BY(mu_);
   // Partitions assigned now; read and written only on the consume thread
   // (rebalance and commit callbacks run there).

@@ -90,18 +90,20 @@ void MemoryTaskLog::Stop(absl::Duration) {
 }
 
 void MemoryTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
-  std::string error;
-  for (const LogRecord& r : records) {
-    auto at = broker_->Append(r);
-    if (!at.ok() && error.empty()) error = std::string(at.status().message());
+  ProduceResult result;
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto at = broker_->Append(records[i]);
+    if (at.ok()) continue;
+    if (result.failed.empty()) result.status = at.status();
+    result.failed.push_back(i);
   }
   absl::MutexLock lock(&mu_);
-  done_queue_.emplace_back(std::move(done), std::move(error));
+  done_queue_.emplace_back(std::move(done), std::move(result));
 }
 
 void MemoryTaskLog::DoneLoop() {
   while (true) {
-    std::pair<DoneFn, std::string> next;
+    std::pair<DoneFn, ProduceResult> next;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -113,7 +115,7 @@ void MemoryTaskLog::DoneLoop() {
       next = std::move(done_queue_.front());
       done_queue_.pop_front();
     }
-    next.first(next.second.empty(), next.second);
+    next.first(next.second);
   }
 }
 

@@ -60,7 +60,7 @@ class MemoryTaskLog final : public TaskLog {
   void Stop(absl::Duration timeout) override;
   void Produce(std::vector<LogRecord> records, DoneFn done) override;
   void Commit(const std::string& topic, int32_t partition, int64_t next_offset,
-              const std::string& metadata = "") override;
+              const std::string& metadata) override;
   void SetTopicPaused(const std::string& topic, bool paused) override;
 
  private:
@@ -75,7 +75,7 @@ class MemoryTaskLog final : public TaskLog {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::set<std::string> paused_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::pair<DoneFn, std::string>> done_queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<DoneFn, ProduceResult>> done_queue_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kwq

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace kwq {
@@ -56,8 +57,15 @@ class TaskLog {
     // come.
     std::function<void(const std::vector<CommittedPosition>&)> on_assigned;
   };
-  // Called once per Produce batch: ok, or the first error.
-  using DoneFn = std::function<void(bool ok, const std::string& error)>;
+  // How a Produce batch ended: OK when every record is durable; otherwise the
+  // first error, and which records (indexes into the batch) are not.
+  struct ProduceResult {
+    absl::Status status;
+    std::vector<size_t> failed;
+    bool ok() const { return status.ok(); }
+  };
+  // Called once per Produce batch, on one of the log's threads.
+  using DoneFn = std::function<void(const ProduceResult&)>;
 
   virtual ~TaskLog() = default;
   // Starts consuming.
@@ -69,8 +77,7 @@ class TaskLog {
   // `next_offset` of (topic, partition) may be committed (in the background).
   // `metadata` rides with the offset (Kafka's offset commit metadata, < 4 KiB).
   virtual void Commit(const std::string& topic, int32_t partition,
-                      int64_t next_offset,
-                      const std::string& metadata = "") = 0;
+                      int64_t next_offset, const std::string& metadata) = 0;
   // Pauses or resumes delivery from every partition of `topic`.
   virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
   // Gets ready to produce to `topics` (so that the first record to each does

@@ -140,8 +140,9 @@ class TaskLogContractTest : public ::testing::TestWithParam<Impl> {
     absl::Notification done;
     std::atomic<int> calls{0};
     std::atomic<bool> ok{false};
-    log.Produce(std::move(batch), [&](bool good, const std::string&) {
-      ok = good;
+    log.Produce(std::move(batch), [&](const TaskLog::ProduceResult& r) {
+      ok = r.ok();
+      EXPECT_TRUE(r.failed.empty());
       if (++calls == 1) done.Notify();
     });
     ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
