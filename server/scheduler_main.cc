@@ -1,9 +1,12 @@
 // kwq_scheduler: dispatches tasks from the per-priority Kafka topics to worker
 // streams.
 #include <csignal>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -18,6 +21,8 @@
 #include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
 #include "server/util/mutex_mode.h"
+#include "server/api/limits.h"
+#include "server/util/grpc_server.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
               "gRPC address to listen on (host:port; port 0 picks a free port, "
@@ -48,8 +53,21 @@ DEFINE_int32(retry_backoff_ms, 100,
              "base retry backoff; doubles per retry, with jitter");
 DEFINE_int32(max_buffered_per_priority, 2000,
              "tasks buffered per priority before its partitions are paused");
-DEFINE_int64(max_payload_bytes, 1 << 20, "largest task payload Submit accepts");
-DEFINE_int64(max_result_bytes, 1 << 20, "largest result a worker may return");
+DEFINE_int64(max_record_bytes, 0,
+             "largest Kafka record kwq writes; 0: the client's "
+             "message.max.bytes from --kafka_config, else 1000000 "
+             "(librdkafka's default). Keep it at or below the topics' "
+             "max.message.bytes");
+DEFINE_int64(max_payload_bytes, 0,
+             "largest task payload Submit accepts; 0: --max_record_bytes "
+             "minus 64 KiB for the task's other fields (the most a record "
+             "can carry)");
+DEFINE_int64(max_result_bytes, 0,
+             "largest result a worker may return; 0: as --max_payload_bytes");
+DEFINE_string(lease_key_file, "",
+              "file holding the key (16-1024 bytes) lease ids are signed with, "
+              "the same for every instance of the group; empty: the first "
+              "instance writes a random key to <prefix>.control and all use it");
 DEFINE_int64(
     dedup_window_ids, 1000000,
     "client-given task ids remembered per instance to make a retried Submit "
@@ -101,8 +119,12 @@ bool ValidateFlags(std::string* error) {
     *error = "--max_task_errors and --max_infra_failures must be at least 1";
   } else if (FLAGS_max_buffered_per_priority < 2) {
     *error = "--max_buffered_per_priority must be at least 2";
-  } else if (FLAGS_max_payload_bytes < 1 || FLAGS_max_result_bytes < 0) {
-    *error = "--max_payload_bytes must be positive";
+  } else if (FLAGS_max_record_bytes < 0 ||
+             (FLAGS_max_record_bytes > 0 &&
+              FLAGS_max_record_bytes < 2 * 64 * 1024)) {
+    *error = "--max_record_bytes must be 0 (derived) or at least 131072";
+  } else if (FLAGS_max_payload_bytes < 0 || FLAGS_max_result_bytes < 0) {
+    *error = "--max_payload_bytes and --max_result_bytes must not be negative";
   } else if (FLAGS_affinity_wait_ms < 0) {
     *error = "--affinity_wait_ms must not be negative";
   } else if (FLAGS_adoption_wait_ms < 0) {
@@ -165,12 +187,49 @@ int main(int argc, char** argv) {
   options.core.max_infra_failures = FLAGS_max_infra_failures;
   options.core.retry_backoff_base = absl::Milliseconds(FLAGS_retry_backoff_ms);
   options.core.max_buffered_per_priority = FLAGS_max_buffered_per_priority;
-  options.core.max_result_bytes = static_cast<size_t>(FLAGS_max_result_bytes);
+  // Whatever kwq accepts it can store: payloads and results fit in a record.
+  size_t record = static_cast<size_t>(FLAGS_max_record_bytes);
+  if (record == 0) {
+    const auto config = cluster->ClientConfig();
+    auto it = config.find("message.max.bytes");
+    int64_t configured = 0;
+    record = it != config.end() && absl::SimpleAtoi(it->second, &configured) &&
+                     configured > 0
+                 ? static_cast<size_t>(configured)
+                 : kwq::api::kDefaultMaxRecordBytes;
+  }
+  const size_t room = record - kwq::api::kRecordOverheadBytes;
+  const size_t payload = FLAGS_max_payload_bytes > 0
+                             ? static_cast<size_t>(FLAGS_max_payload_bytes)
+                             : room;
+  const size_t result = FLAGS_max_result_bytes > 0
+                            ? static_cast<size_t>(FLAGS_max_result_bytes)
+                            : room;
+  if (payload > room || result > room) {
+    std::cerr << "kwq_scheduler: --max_payload_bytes and --max_result_bytes "
+                 "must be at most "
+              << room << " (--max_record_bytes " << record
+              << " minus 64 KiB for a task's other fields): larger ones could "
+                 "not be stored in Kafka\n";
+    return 2;
+  }
+  options.core.max_record_bytes = record;
+  options.core.max_result_bytes = result;
+  if (!FLAGS_lease_key_file.empty()) {
+    std::ifstream in(FLAGS_lease_key_file, std::ios::binary);
+    std::stringstream key;
+    key << in.rdbuf();
+    if (!in || key.str().size() < 16 || key.str().size() > 1024) {
+      std::cerr << "kwq_scheduler: --lease_key_file=" << FLAGS_lease_key_file
+                << " must be a readable file of 16-1024 bytes\n";
+      return 2;
+    }
+    options.core.lease_key = key.str();
+  }
   options.core.affinity_wait = absl::Milliseconds(FLAGS_affinity_wait_ms);
   options.core.adoption_wait = absl::Milliseconds(FLAGS_adoption_wait_ms);
   options.core.event_fold_window = absl::Milliseconds(FLAGS_event_fold_ms);
-  options.limits.max_payload_bytes =
-      static_cast<size_t>(FLAGS_max_payload_bytes);
+  options.limits.max_payload_bytes = payload;
   options.partitions = FLAGS_partitions;
   options.dedup_window_ids = static_cast<size_t>(FLAGS_dedup_window_ids);
 
@@ -183,13 +242,13 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
                            &port);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  kwq::ApplyServerSettings(builder);
   service = std::make_unique<kwq::scheduler::SchedulerService>(options,
                                                                cluster.get());
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::cerr << "kwq_scheduler: cannot listen on " << FLAGS_listen << "\n";
+    std::cerr << "kwq_scheduler: " << kwq::CannotListen(FLAGS_listen) << "\n";
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(false);

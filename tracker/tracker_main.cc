@@ -24,6 +24,7 @@
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 #include "tracker/tracker_service.h"
+#include "server/util/grpc_server.h"
 
 DEFINE_string(listen, "127.0.0.1:50052",
               "gRPC address to listen on (host:port; port 0 picks a free port, "
@@ -150,10 +151,11 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
                            &port);
+  kwq::ApplyServerSettings(builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::cerr << "kwq_tracker: cannot listen on " << FLAGS_listen << "\n";
+    std::cerr << "kwq_tracker: " << kwq::CannotListen(FLAGS_listen) << "\n";
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(true);

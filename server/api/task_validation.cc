@@ -1,15 +1,32 @@
 #include "server/api/task_validation.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/api/priorities.h"
 
 namespace kwq::api {
 namespace {
 
+// Input quoted in an error message: escaped and cut, never echoed whole (a
+// megabyte id would not fit in a status message).
+std::string Quote(const std::string& s) {
+  constexpr size_t kMax = 64;
+  std::string out = absl::CHexEscape(s.substr(0, kMax));
+  if (s.size() > kMax) absl::StrAppend(&out, "...(", s.size(), " bytes)");
+  return absl::StrCat("\"", out, "\"");
+}
+
 std::string Where(const kwq::v1::Task& task, int index) {
-  return task.id().empty()
+  return task.id().empty() || !IsValidId(task.id())
              ? absl::StrCat("tasks[", index, "]")
              : absl::StrCat("tasks[", index, "] (id \"", task.id(), "\")");
+}
+
+// A Timestamp a clock can hold: seconds within years 1-9999, nanos 0-999999999
+// (protobuf's own rules for Timestamp).
+bool ValidTimestamp(const google::protobuf::Timestamp& t) {
+  return t.seconds() >= -62135596800 && t.seconds() <= 253402300799 &&
+         t.nanos() >= 0 && t.nanos() <= 999999999;
 }
 
 absl::Status CheckKeys(
@@ -24,7 +41,7 @@ absl::Status CheckKeys(
   for (const std::string& k : keys) {
     if (k.empty() || k.size() > limits.max_key_bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": ", field, " entry \"", k, "\" must be 1-",
+          absl::StrCat(where, ": ", field, " entry ", Quote(k), " must be 1-",
                        limits.max_key_bytes, " bytes"));
     }
   }
@@ -76,12 +93,12 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
   for (const auto& [k, v] : task.tags()) {
     if (k.empty() || k.size() > limits.max_tag_key_bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": tag key \"", k, "\" must be 1-",
+          absl::StrCat(where, ": tag key ", Quote(k), " must be 1-",
                        limits.max_tag_key_bytes, " bytes"));
     }
     if (v.size() > limits.max_tag_value_bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": tag \"", k, "\" value is longer than ",
+          absl::StrCat(where, ": tag ", Quote(k), " value is longer than ",
                        limits.max_tag_value_bytes, " bytes"));
     }
   }
@@ -100,9 +117,20 @@ absl::Status ValidateTask(const kwq::v1::Task& task, int index,
                      " is outside 0-", limits.max_attempts));
   }
   if (task.has_timeout() &&
-      (task.timeout().seconds() < 0 || task.timeout().nanos() < 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": timeout is negative"));
+      (task.timeout().seconds() < 0 || task.timeout().nanos() < 0 ||
+       task.timeout().nanos() > 999999999 ||
+       task.timeout().seconds() > 315576000000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": timeout must be a non-negative Duration (nanos 0-999999999)"));
+  }
+  if (task.has_submit_time() && !ValidTimestamp(task.submit_time())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": submit_time is not a valid Timestamp (nanos 0-999999999)"));
+  }
+  if (task.has_not_before() && !ValidTimestamp(task.not_before())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": not_before is not a valid Timestamp (nanos 0-999999999)"));
   }
   if (task.attempt() < 0 || task.infra_failures() < 0 ||
       task.task_errors() < 0) {

@@ -66,5 +66,37 @@ TEST(TaskValidationTest, RejectsBadFieldsNamingTheTaskAndTheField) {
   }
 }
 
+// Issue 18: a megabyte id or key is never echoed whole into the error, and
+// Timestamps with negative nanos are refused.
+TEST(TaskValidationTest, HugeInputIsNotEchoedAndBadTimestampsAreRefused) {
+  ValidationLimits limits;
+  kwq::v1::Task t = Good();
+  t.set_id(std::string(1 << 20, 'x'));
+  absl::Status s = ValidateTask(t, 0, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 300u);
+  t = Good();
+  t.add_affinity_keys(std::string(1 << 20, 'k'));
+  s = ValidateTask(t, 0, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 300u);
+  t = Good();
+  (*t.mutable_tags())[std::string(1 << 20, 't')] = "v";
+  s = ValidateTask(t, 0, limits);
+  EXPECT_LT(s.message().size(), 300u);
+  t = Good();
+  t.mutable_submit_time()->set_nanos(-5);
+  EXPECT_EQ(ValidateTask(t, 0, limits).code(),
+            absl::StatusCode::kInvalidArgument);
+  t = Good();
+  t.mutable_not_before()->set_seconds(1LL << 60);
+  EXPECT_EQ(ValidateTask(t, 0, limits).code(),
+            absl::StatusCode::kInvalidArgument);
+  t = Good();
+  t.mutable_timeout()->set_nanos(2000000000);
+  EXPECT_EQ(ValidateTask(t, 0, limits).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kwq::api

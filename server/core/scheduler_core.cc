@@ -235,6 +235,9 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     DeadLetterRaw(pos, value, "task has no id");
     return;
   }
+  // The topic a record is in decides its priority (a direct producer may
+  // leave the field unset or contradict it); its retries stay there.
+  if (auto p = topics_.PriorityOf(pos.topic)) task.set_priority(*p);
   if (absl::Status s = api::ValidateTask(task, 0, limits); !s.ok()) {
     DeadLetterRaw(pos, value, std::string(s.message()));
     return;

@@ -300,5 +300,34 @@ TEST_F(HostileInputTest, ALeaseKeyRecordTooShortIsIgnored) {
   EXPECT_EQ(core_->metrics().bad_control_records, 1);
 }
 
+// Issue 17, point 2: the topic a record is in decides its priority.
+TEST_F(HostileInputTest, TheTopicDecidesAPriorityNotTheField) {
+  Record(MakeTask("p1-task", 1), 0, 0);
+  Task unset = MakeTask("direct", 0);  // priority field unset
+  core_->OnTaskRecord({core_->topics().ForPriority(9), 0, 0},
+                      unset.SerializeAsString());
+  Task liar = MakeTask("liar", 9);  // says 9, produced into p0
+  core_->OnTaskRecord({core_->topics().ForPriority(0), 0, 0},
+                      liar.SerializeAsString());
+  Collect();
+  Connect(1, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "direct");
+  EXPECT_EQ(got[0].task().priority(), 9);
+  Update(1, got[0].token(), kwq::v1::ERROR);  // its retry stays in p9
+  MakeDurable();
+  ASSERT_EQ(Requeued().size(), 1u);
+  EXPECT_EQ(Requeued()[0].priority(), 9);
+  bool to_p9 = false;
+  for (const auto& r : records_)
+    to_p9 |= r.topic == core_->topics().ForPriority(9);
+  EXPECT_TRUE(to_p9);
+  Credits(1, 1);
+  got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].task().id(), "p1-task") << "p1 before the p0 record";
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

@@ -6,6 +6,7 @@
 #include "kwq/v1/task.pb.h"
 #include "librdkafka/rdkafka.h"
 #include "server/util/time_util.h"
+#include "server/util/grpc_server.h"
 
 namespace kwq::devgrid {
 
@@ -18,10 +19,11 @@ absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  ApplyServerSettings(builder);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+    return absl::UnavailableError(CannotListen(listen));
   }
   s->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   if (absl::Status st = s->service_->Start(); !st.ok()) return st;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/topics.h"
+#include "server/util/grpc_server.h"
 
 namespace kwq::devgrid {
 
@@ -23,10 +24,11 @@ absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  ApplyServerSettings(builder);
   builder.RegisterService(t->service_.get());
   t->server_ = builder.BuildAndStart();
   if (!t->server_ || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+    return absl::UnavailableError(CannotListen(listen));
   }
   t->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   return t;

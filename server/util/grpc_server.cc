@@ -1,0 +1,18 @@
+#include "server/util/grpc_server.h"
+
+namespace kwq {
+
+void ApplyServerSettings(grpc::ServerBuilder& builder, int max_message_bytes) {
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             kMaxConcurrentStreams);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+}
+
+std::string CannotListen(const std::string& address) {
+  return "cannot listen on " + address +
+         " (is the port in use by another process, or the address not "
+         "local?)";
+}
+
+}  // namespace kwq
