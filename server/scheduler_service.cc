@@ -23,6 +23,10 @@ namespace {
 // broker most of its requests for them.
 constexpr int kBatchedSubmitTasks = 64;
 
+// How long a revoke waits for the decisions on their way about records of the
+// partitions it gives up (see on_revoked).
+constexpr absl::Duration kRevokeWait = absl::Seconds(3);
+
 grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
                       std::string(s.message()));
@@ -117,7 +121,19 @@ absl::Status SchedulerService::Start() {
   };
   callbacks.on_revoked =
       [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
+        // What a revoke keeps: decisions on their way to Kafka are waited for
+        // (a few ms; at most kRevokeWait) and committed by this owner, so the
+        // next owner does not run those tasks again. Running attempts keep
+        // running; their decisions are remembered if the partitions come back.
+        const absl::Time deadline = absl::Now() + kRevokeWait;
+        while (true) {
+          size_t pending = 0;
+          loop_->RunSync([&] { pending = core_->PendingIn(parts); });
+          if (pending == 0 || absl::Now() > deadline) break;
+          absl::SleepFor(absl::Milliseconds(2));
+        }
         loop_->RunSync([&] {
+          core_->FlushCommits();  // before the ledger lets the partitions go
           core_->OnPartitionsRevoked(parts);
           Execute(core_->TakeEffects());
         });
@@ -145,6 +161,7 @@ absl::Status SchedulerService::Start() {
   for (const auto& t : topics) produced_to.push_back(t.name);
   log_->WarmUp(produced_to);
   log_->Start();
+  ready_ = true;
   return absl::OkStatus();
 }
 
@@ -406,12 +423,19 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
 
 grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
 SchedulerService::Connect(grpc::CallbackServerContext* ctx) {
-  return new WorkerReactor(this, next_conn_++, ctx->peer());
+  return new WorkerReactor(this, ctx, next_conn_++);
 }
 
 void SchedulerService::StreamHello(uint64_t conn,
                                    std::shared_ptr<WorkerStream> stream,
                                    const kwq::v1::Hello& hello) {
+  if (!ready_) {
+    // Not before the pauses, cancels and the group's lease key are known: a
+    // reconnecting worker's leases could not be verified yet.
+    stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "the scheduler is starting; connect again"));
+    return;
+  }
   loop_->Post([this, conn, stream = std::move(stream), hello] {
     streams_[conn] = stream;
     LOG(INFO) << "worker " << hello.worker_id() << " connected from "

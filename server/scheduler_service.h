@@ -124,6 +124,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   std::vector<Effects::Send> outbox_;    // loop thread only
   std::vector<Effects::Close> closing_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};
+  std::atomic<bool> ready_{false};  // Start() finished: streams are taken
   std::atomic<uint64_t> next_id_{0};
 
   absl::Mutex dedup_mu_;

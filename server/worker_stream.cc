@@ -16,14 +16,32 @@ void WorkerStream::Send(kwq::v1::SchedulerMessage msg) {
 void WorkerStream::Send(std::vector<kwq::v1::SchedulerMessage> msgs) {
   if (msgs.empty()) return;
   WorkerReactor* reactor = nullptr;
+  bool overflow = false;
   {
     absl::MutexLock lock(&mu_);
     if (reactor_ == nullptr || finished_) return;
-    for (auto& msg : msgs) pending_.push_back(std::move(msg));
-    if (writing_) return;  // OnWriteDone takes it, with whatever else queued
-    writing_ = true;
-    TakeNextLocked();
     reactor = reactor_;
+    if (pending_.size() + msgs.size() > kMaxPending) {
+      // A worker that does not read its stream: drop what waits and end the
+      // call. Memory stays bounded by the one write in flight (the status
+      // follows it if the worker ever reads; its own end frees it).
+      overflow = true;
+      pending_.clear();
+    } else {
+      for (auto& msg : msgs) pending_.push_back(std::move(msg));
+      if (writing_) return;  // OnWriteDone takes it, with whatever else queued
+      writing_ = true;
+      TakeNextLocked();
+    }
+  }
+  if (overflow) {
+    LOG(WARNING) << "worker at " << peer_
+                 << " does not read its stream; closing it";
+    reactor->FinishOnce(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "the worker does not read its stream: more than 10000 messages waited "
+        "for it"));
+    return;
   }
   reactor->StartWrite(&in_write_);
 }
@@ -54,13 +72,14 @@ void WorkerStream::Close(const grpc::Status& status) {
   if (reactor != nullptr) reactor->FinishOnce(status);
 }
 
-WorkerReactor::WorkerReactor(SchedulerService* service, uint64_t conn,
-                             std::string peer)
+WorkerReactor::WorkerReactor(SchedulerService* service,
+                             grpc::CallbackServerContext* ctx, uint64_t conn)
     : service_(service),
+      ctx_(ctx),
       conn_(conn),
       handle_(std::make_shared<WorkerStream>()) {
   handle_->reactor_ = this;
-  handle_->peer_ = std::move(peer);
+  handle_->peer_ = ctx->peer();
   StartRead(&in_);
 }
 

@@ -34,6 +34,14 @@ class WorkerStream {
   void TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static constexpr size_t kMaxBatch = 256;
 
+ public:
+  // Messages queued for a worker that does not read its stream, at most: past
+  // it the stream is cancelled (RESOURCE_EXHAUSTED), so a client that never
+  // reads cannot grow the scheduler's memory. A worker that reads is far
+  // below it (its assignments are bounded by its credits).
+  static constexpr size_t kMaxPending = 10000;
+
+ private:
   class WorkerReactor* reactor_ = nullptr;  // guarded by mu_
   absl::Mutex mu_;
   std::deque<kwq::v1::SchedulerMessage> pending_;  // not yet being written
@@ -53,7 +61,8 @@ class WorkerReactor
     : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
                                      kwq::v1::SchedulerMessage> {
  public:
-  WorkerReactor(SchedulerService* service, uint64_t conn, std::string peer);
+  WorkerReactor(SchedulerService* service, grpc::CallbackServerContext* ctx,
+                uint64_t conn);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -65,6 +74,7 @@ class WorkerReactor
   void FinishOnce(const grpc::Status& status);
 
   SchedulerService* service_;
+  grpc::CallbackServerContext* ctx_;
   uint64_t conn_;
   std::shared_ptr<WorkerStream> handle_;
   kwq::v1::WorkerMessage in_;

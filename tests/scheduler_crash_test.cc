@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -210,6 +211,99 @@ TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
             << (*events)->duplicates();
   for (auto& w : workers) w->Stop(absl::Seconds(1));
   for (auto& t : runners) t.join();
+  b->Kill(SIGTERM);
+}
+
+// Issue 16, point 1: instance a runs 8 long tasks; b joins and the group
+// rebalances (some of a's partitions stay with a, or go and come back); a is
+// killed -9 right after. a must not have committed past its running tasks'
+// records: b gets them and they run to completion (here on b's worker, as
+// a's worker cannot reach b). Before the fix the records given back to a were
+// decided at once, committed, and the tasks lost.
+TEST(SchedulerCrashTest, AKillRightAfterARebalanceLosesNoRunningTask) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqrebal");
+  auto a = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
+  ASSERT_FALSE(a->address().empty()) << "instance a did not start";
+  auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
+  ASSERT_TRUE(events.ok()) << events.status();
+
+  std::atomic<int> long_running{0}, ran_on_b{0};
+  absl::Notification release;
+  worker::WorkerOptions wa;
+  wa.scheduler_address = a->address();
+  wa.worker_id = "only-on-a";
+  wa.slots = 8;
+  worker::Worker on_a(wa, [&](worker::TaskContext& ctx) {
+    ++long_running;
+    while (!release.HasBeenNotified() && !ctx.cancelled()) {
+      absl::SleepFor(absl::Milliseconds(5));  // a long task, until released
+    }
+    return worker::Outcome::Success();
+  });
+  std::thread run_a([&] { on_a.Run(); });
+  auto submit = [](const std::string& address, const std::string& id_prefix,
+                   int n) {
+    auto stub = kwq::v1::Scheduler::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    kwq::v1::SubmitRequest req;
+    for (int i = 0; i < n; ++i) {
+      auto* t = req.add_tasks();
+      t->set_id(absl::StrCat(id_prefix, i));
+      t->set_job_id("rebalance-job");
+      t->set_priority(i % 4);  // 4 topics x 2 partitions
+    }
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    return stub->Submit(&ctx, req, &resp).ok();
+  };
+  constexpr int kLong = 8;
+  ASSERT_TRUE(submit(a->address(), "long-", kLong));
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (long_running < kLong && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));  // polling the handler's counter
+  }
+  ASSERT_EQ(long_running.load(), kLong);
+
+  // b joins; its worker runs whatever b gets.
+  auto b = StartScheduler(cluster->bootstrap_servers(), prefix, 0);
+  ASSERT_FALSE(b->address().empty()) << "instance b did not start";
+  worker::WorkerOptions wb;
+  wb.scheduler_address = b->address();
+  wb.worker_id = "on-b";
+  wb.slots = 8;
+  worker::Worker on_b(wb, [&](worker::TaskContext&) {
+    ++ran_on_b;
+    return worker::Outcome::Success();
+  });
+  std::thread run_b([&] { on_b.Run(); });
+  // The rebalance is done once b runs tasks of its own partitions.
+  constexpr int kProbes = 40;
+  ASSERT_TRUE(submit(b->address(), "probe-", kProbes));
+  while (ran_on_b == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GT(ran_on_b.load(), 0) << "b got no partitions";
+  // A window for a's commits of the meantime (the bug committed the given-back
+  // records within a 10 ms tick): not waiting for an event, but letting a
+  // wrong commit land if a would make one. Then a dies.
+  absl::SleepFor(absl::Milliseconds(500));
+  a->Kill(SIGKILL);
+  // Every task completes: b gets a's partitions after the session timeout,
+  // from offsets that do not pass the long tasks' records.
+  EXPECT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kLong + kProbes;
+      },
+      absl::Seconds(90)))
+      << (*events)->completed_tasks() << " of " << kLong + kProbes
+      << " completed; unfinished: "
+      << absl::StrJoin((*events)->Unfinished(), ",", absl::PairFormatter("="));
+  release.Notify();
+  on_a.Stop(absl::Seconds(1));
+  on_b.Stop(absl::Seconds(1));
+  run_a.join();
+  run_b.join();
   b->Kill(SIGTERM);
 }
 

@@ -19,4 +19,18 @@ std::optional<Decision> PendingDecisions::Take(uint64_t cookie) {
   return d;
 }
 
+size_t PendingDecisions::CountIn(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) const {
+  size_t n = 0;
+  for (const auto& [key, count] : positions_) {
+    for (const auto& [topic, partition] : partitions) {
+      if (std::get<1>(key) == partition && std::get<0>(key) == topic) {
+        n += static_cast<size_t>(count);
+        break;
+      }
+    }
+  }
+  return n;
+}
+
 }  // namespace kwq::scheduler

@@ -57,6 +57,9 @@ class PendingDecisions {
     return positions_.contains(Key(pos));
   }
   size_t size() const { return by_cookie_.size(); }
+  // Decisions in flight about records of these partitions.
+  size_t CountIn(
+      const std::vector<std::pair<std::string, int32_t>>& partitions) const;
 
  private:
   using PosKey = std::tuple<std::string, int32_t, int64_t>;

@@ -822,8 +822,13 @@ std::string SchedulerCore::CheckHello(const kwq::v1::Hello& hello) const {
                         api::kMaxWorkerAffinityKeys, " keys of 1-",
                         api::kMaxKeyBytes, " bytes");
   }
-  if (hello.in_flight_size() > hello.slots() + hello.prefetch()) {
-    return "hello.in_flight lists more tasks than slots + prefetch";
+  // What a worker still runs (at most its capacity) plus the completions it
+  // holds unacknowledged (a few per slot while the scheduler was away).
+  const int max_in_flight = 4 * (hello.slots() + hello.prefetch()) + 64;
+  if (hello.in_flight_size() > max_in_flight) {
+    return absl::StrCat(
+        "hello.in_flight lists ", hello.in_flight_size(),
+        " tasks; at most 4 x (slots + prefetch) + 64 = ", max_in_flight);
   }
   std::set<std::string> seen;
   for (const auto& token : hello.in_flight()) {

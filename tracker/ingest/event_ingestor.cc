@@ -137,6 +137,37 @@ int64_t EventIngestor::BrokerLag() {
   return lag;
 }
 
+bool EventIngestor::AtEndOffsets() {
+  std::vector<RdKafka::TopicPartition*> parts;
+  for (int32_t p : partitions_) {
+    parts.push_back(RdKafka::TopicPartition::create(options_.topic, p));
+  }
+  bool at_end =
+      !parts.empty() && consumer_->position(parts) == RdKafka::ERR_NO_ERROR;
+  const auto stored =
+      at_end ? store_->Offsets(options_.topic) : std::map<int32_t, int64_t>();
+  for (auto* tp : parts) {
+    if (!at_end) break;
+    int64_t low = 0, high = 0;
+    // Asked of the broker (one ListOffsets per partition): the client's
+    // cached watermarks are stale after a broker restart.
+    if (consumer_->query_watermark_offsets(options_.topic, tp->partition(),
+                                           &low, &high,
+                                           1000) != RdKafka::ERR_NO_ERROR) {
+      at_end = false;
+      break;
+    }
+    int64_t pos = tp->offset();
+    if (pos < 0) {  // nothing consumed from it yet: where the store is
+      auto it = stored.find(tp->partition());
+      pos = it != stored.end() ? it->second : low;
+    }
+    if (pos < high) at_end = false;
+  }
+  RdKafka::TopicPartition::destroy(parts);
+  return at_end;
+}
+
 absl::Status EventIngestor::status() const {
   absl::MutexLock lock(&mu_);
   return status_;
@@ -147,6 +178,7 @@ void EventIngestor::Loop() {
   batch.reserve(static_cast<size_t>(options_.max_batch_events));
   absl::Time batch_start = absl::Now();
   absl::Time next_lag = absl::Now();
+  absl::Time next_current_check = absl::Now();
   absl::Time next_partition_check =
       absl::Now() + options_.partition_check_period;
   while (!stop_) {
@@ -190,6 +222,10 @@ void EventIngestor::Loop() {
     if (absl::Now() >= next_lag) {
       next_lag = absl::Now() + absl::Milliseconds(200);
       lag_ = static_cast<int64_t>(batch.size()) + BrokerLag();
+    }
+    if (absl::Now() >= next_current_check) {
+      next_current_check = absl::Now() + absl::Milliseconds(500);
+      store_->SetViewCurrent(batch.empty() && AtEndOffsets());
     }
     if (absl::Now() >= next_partition_check) {
       // Partitions added to the topic since (an operator raised its count):

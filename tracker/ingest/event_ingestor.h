@@ -56,6 +56,9 @@ class EventIngestor {
   // offset or its start; waits up to `wait` for the topic's metadata.
   absl::Status AssignNewPartitions(absl::Duration wait);
   int64_t BrokerLag();
+  // Whether every partition's position reached its end offset (asked of the
+  // broker now): the store's view is current (TrackerStore::SetViewCurrent).
+  bool AtEndOffsets();
   std::vector<int32_t> partitions_;  // assigned (all of the topic's)
 
   TrackerStore* store_ = nullptr;

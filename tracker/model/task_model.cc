@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/api/limits.h"
+
 namespace kwq::tracker {
 
 using kwq::v1::AttemptStatus;
@@ -180,8 +182,10 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
   if (!ev.scheduler_id().empty()) a->set_scheduler_id(ev.scheduler_id());
   if (s == kwq::v1::COMPLETED) a->set_result_size(ev.result_size());
   if (!ev.error().empty()) {
-    a->set_error(ev.error());
-    task->set_last_error(ev.error());
+    // Bounded whatever a producer wrote into the events topic.
+    const std::string error = api::Truncated(ev.error(), api::kMaxErrorBytes);
+    a->set_error(error);
+    task->set_last_error(error);
   }
   if (s == kwq::v1::ERROR) a->set_retryable(ev.retryable());
   if (StageRank(s) > StageRank(a->state())) {

@@ -165,7 +165,7 @@ absl::StatusOr<kwq::v1::JobSummary> TrackerStore::Summarize(
   for (const auto& e : agg.recent_errors()) out.add_recent_errors(e);
   const auto& c = agg.counts();
   const int64_t finished = c.completed() + c.failed() + c.cancelled();
-  out.set_done(c.total() > 0 && finished == c.total());
+  out.set_done(view_current_ && c.total() > 0 && finished == c.total());
   const int64_t window_start = absl::ToUnixSeconds(now - kRateWindow);
   int64_t recent = 0;
   for (const auto& sc : agg.recent()) {

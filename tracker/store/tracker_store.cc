@@ -12,6 +12,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/options_util.h"
+#include "server/api/limits.h"
 #include "server/util/time_util.h"
 #include "tracker/model/task_model.h"
 #include "tracker/store/keys.h"
@@ -25,6 +26,9 @@ using kwq::v1::TaskState;
 using kwq::v1::TaskStatus;
 
 namespace {
+
+// The longest error text of a job summary's recent errors.
+constexpr size_t kMaxSummaryErrorBytes = 1024;
 
 constexpr int kRecentErrors = 10;
 constexpr int kRecentSeconds = 16;
@@ -397,8 +401,11 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
     }
     if (o.attempt_errored && !ev.error().empty()) {
       auto* errors = agg->mutable_recent_errors();
-      errors->Add(
-          absl::StrCat(id, " (attempt ", ev.attempt(), "): ", ev.error()));
+      // Cut: a summary (and a page of ListJobs) stays small whatever the
+      // workers wrote; the whole text is on the task.
+      errors->Add(api::Truncated(
+          absl::StrCat(id, " (attempt ", ev.attempt(), "): ", ev.error()),
+          kMaxSummaryErrorBytes));
       for (int i = errors->size() - 1; i > 0; --i)
         errors->SwapElements(i, i - 1);
       while (errors->size() > kRecentErrors) errors->RemoveLast();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -78,6 +79,14 @@ class TrackerStore {
   absl::StatusOr<kwq::v1::ThroughputStats> GetThroughput(
       const kwq::v1::GetThroughputRequest& request, absl::Time now) const;
 
+  // Whether the model has applied the events topic up to its end offsets (as
+  // the ingest last checked them with the broker, at most ~1 s ago). While it
+  // has not, no job is reported done: a view behind the topic may be missing
+  // tasks (after a restart, a broker outage). Starts false for the ingest to
+  // set; a store used without ingest (tests, tools) calls it once.
+  void SetViewCurrent(bool current) { view_current_ = current; }
+  bool view_current() const { return view_current_; }
+
   // RocksDB's estimate of live data bytes on disk, and of its memory use.
   uint64_t DiskBytes() const;
   uint64_t MemoryBytes() const;
@@ -90,6 +99,7 @@ class TrackerStore {
                                                 int max_tags,
                                                 absl::Time now) const;
 
+  std::atomic<bool> view_current_{false};
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Cache> cache_;
   StoreOptions options_;

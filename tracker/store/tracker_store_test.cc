@@ -30,6 +30,7 @@ class TrackerStoreTest : public ::testing::Test {
     auto s = TrackerStore::Open(dir_, options, wipe);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+    store_->SetViewCurrent(true);  // no ingest here: the batches are all
   }
 
   static TaskEvent Ev(const std::string& task, const std::string& job,
@@ -181,6 +182,11 @@ TEST_F(TrackerStoreTest, StateAndOffsetsSurviveAReopen) {
   auto s = store_->GetJobSummary("j1", 0, absl::FromUnixSeconds(12));
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(s->done());
+  // Issue 16: a view behind the events topic never says done.
+  store_->SetViewCurrent(false);
+  EXPECT_FALSE(
+      store_->GetJobSummary("j1", 0, absl::FromUnixSeconds(12))->done());
+  store_->SetViewCurrent(true);
   // Jobs newest first, paged.
   kwq::v1::ListJobsRequest req;
   req.set_page_size(1);
@@ -253,6 +259,27 @@ TEST_F(TrackerStoreTest, TheRecentRecordCacheNeverChangesWhatIsStored) {
     for (const auto& e : events) Apply({e});
     EXPECT_EQ(snapshot(), expected) << "cache of " << cache;
   }
+}
+
+// Issue 18: 12 errors of 900 KB made a job summary 9.2 MB (and ListJobs 14.6
+// MB): stored errors are cut, so answers stay small.
+TEST_F(TrackerStoreTest, HugeErrorsKeepSummariesSmall) {
+  std::vector<TaskEvent> events;
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = absl::StrCat("e", i);
+    events.push_back(Ev(id, "errs", kwq::v1::PENDING, 1, 10));
+    TaskEvent err = Ev(id, "errs", kwq::v1::ERROR, 1, 11);
+    err.set_error(std::string(900 * 1000, 'x'));
+    events.push_back(err);
+  }
+  Apply(events);
+  auto s = store_->GetJobSummary("errs", 0, absl::FromUnixSeconds(12));
+  ASSERT_TRUE(s.ok());
+  EXPECT_FALSE(s->recent_errors().empty());
+  EXPECT_LT(s->ByteSizeLong(), 64u * 1024) << "a summary of errors";
+  auto t = store_->GetTask("e0");
+  ASSERT_TRUE(t.ok());
+  EXPECT_LE(t->last_error().size(), 16u * 1024);
 }
 
 }  // namespace
