@@ -14,8 +14,11 @@
 #   KWQ_KAFKA_TLS_CLIENT_CERT=DIR/tls/client.crt  certificate signed by the same CA;
 #   KWQ_KAFKA_TLS_CLIENT_KEY=DIR/tls/client.key   this one is)
 #   KWQ_KAFKA_STATE=DIR
-# and writes DIR/pid, DIR/bootstrap, DIR/broker.log (DIR defaults to a new mktemp dir,
-# printed on stderr). Stop it with tools/kafka/stop.sh DIR.
+# and writes DIR/pid, DIR/bootstrap, DIR/broker.log (stdout) and DIR/server.log (the
+# broker's log) (DIR defaults to a new mktemp dir, printed on stderr). Stop it with
+# tools/kafka/stop.sh DIR (--keep keeps DIR). Given a DIR a broker ran in before,
+# start.sh restarts that broker on its own data, ports and certificates (a broker
+# restart in a fault test); a 3-broker cluster is tools/kafka/cluster.sh.
 set -euo pipefail
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LIBS="$DIR/.libs"
@@ -38,13 +41,22 @@ fi
 [ -n "$STATE" ] || STATE="$(mktemp -d /tmp/kwq-kafka.XXXXXX)"
 mkdir -p "$STATE"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-[ "$PORT" != 0 ] || PORT="$(free_port)"
-CPORT="$(free_port)"
-SPORT="$(free_port)"
-TPORT="$(free_port)"
-MPORT="$(free_port)"
-# A throwaway CA and a certificate for 127.0.0.1, for the TLS listener.
+REUSE=0
+if [ -f "$STATE/server.properties" ] && [ -f "$STATE/ports" ] &&
+   [ -f "$STATE/data/meta.properties" ]; then
+  REUSE=1  # a restart on its own data
+  read -r PORT CPORT SPORT TPORT MPORT < "$STATE/ports"
+else
+  [ "$PORT" != 0 ] || PORT="$(free_port)"
+  CPORT="$(free_port)"
+  SPORT="$(free_port)"
+  TPORT="$(free_port)"
+  MPORT="$(free_port)"
+  echo "$PORT $CPORT $SPORT $TPORT $MPORT" > "$STATE/ports"
+fi
 TLS="$STATE/tls"
+if [ "$REUSE" = 0 ]; then
+# A throwaway CA and a certificate for 127.0.0.1, for the TLS listener.
 mkdir -p "$TLS"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=kwq test CA" \
   -keyout "$TLS/ca.key" -out "$TLS/ca.pem" >"$TLS/openssl.log" 2>&1 &&
@@ -114,17 +126,20 @@ logger.kafka.level = info
 logger.state.name = state.change.logger
 logger.state.level = warn
 PROPS
+fi  # REUSE = 0: certificates, properties
 JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
   "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$STATE/log4j2.properties")
 # Extra JVM options for the broker only, e.g. JMX for tools/bench/broker_requests.sh.
 read -r -a EXTRA_BROKER_OPTS <<<"${KWQ_KAFKA_BROKER_JAVA_OPTS:-}"
 CP="$LIBS/*"
+if [ "$REUSE" = 0 ]; then
 CLUSTER_ID="$(java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
 java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID" \
   -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 || {
   echo "start.sh: formatting the storage dir failed:" >&2; cat "$STATE/format.log" >&2; exit 1; }
+fi
 nohup java -cp "$CP" "${JAVA_OPTS[@]}" ${EXTRA_BROKER_OPTS[@]+"${EXTRA_BROKER_OPTS[@]}"} kafka.Kafka "$STATE/server.properties" \
-  >"$STATE/broker.log" 2>&1 </dev/null &
+  >>"$STATE/broker.log" 2>&1 </dev/null &
 PID=$!
 echo "$PID" > "$STATE/pid"
 BOOT="127.0.0.1:$PORT"

@@ -5,11 +5,13 @@
 //   bazel-bin/worker_sdk/examples/simulated_worker --scheduler=127.0.0.1:50051
 //   --slots=16
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <random>
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gflags/gflags.h"
@@ -27,9 +29,42 @@ DEFINE_int32(jitter_ms, 50, "uniform extra compute time in [0, jitter_ms]");
 DEFINE_double(error_rate, 0.0, "probability that an attempt fails (retryable)");
 DEFINE_string(affinity, "", "comma-separated affinity keys this worker holds");
 DEFINE_int32(grace_ms, 10000, "on SIGTERM, how long running tasks may finish");
+DEFINE_string(execution_log, "",
+              "append one line per execution to this file: `start <unix_ms> "
+              "<worker> <task> <attempt>` when a task starts and `end ...` "
+              "with the outcome when it ends (what tools/chaos/run checks "
+              "against Kafka and the tracker)");
 
 namespace {
 absl::Notification* g_stop = nullptr;
+
+// The execution log: one line per start and end, flushed at once (a kill -9
+// keeps every line written before it).
+class ExecutionLog {
+ public:
+  explicit ExecutionLog(const std::string& path) {
+    if (!path.empty()) file_ = std::fopen(path.c_str(), "a");
+  }
+  ~ExecutionLog() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  bool ok(const std::string& path) const {
+    return path.empty() || file_ != nullptr;
+  }
+  void Line(const char* what, const std::string& worker,
+            const kwq::v1::Task& task, const char* outcome = "") {
+    if (file_ == nullptr) return;
+    absl::MutexLock lock(&mu_);
+    std::fprintf(file_, "%s %lld %s %s %d %s\n", what,
+                 static_cast<long long>(absl::ToUnixMillis(absl::Now())),
+                 worker.c_str(), task.id().c_str(), task.attempt(), outcome);
+    std::fflush(file_);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::FILE* file_ = nullptr;
+};
 void OnSignal(int) {
   if (g_stop && !g_stop->HasBeenNotified()) g_stop->Notify();
 }
@@ -57,7 +92,20 @@ int main(int argc, char** argv) {
     options.affinity_keys =
         absl::StrSplit(FLAGS_affinity, ',', absl::SkipEmpty());
   }
-  kwq::worker::Worker worker(options, [](kwq::worker::TaskContext& ctx) {
+  ExecutionLog log(FLAGS_execution_log);
+  if (!log.ok(FLAGS_execution_log)) {
+    std::cerr << "simulated_worker: cannot append to --execution_log="
+              << FLAGS_execution_log << "\n";
+    return 2;
+  }
+  const std::string me = options.worker_id;
+  kwq::worker::Worker worker(options, [&log,
+                                       &me](kwq::worker::TaskContext& ctx) {
+    log.Line("start", me, ctx.task());
+    auto outcome = [&](kwq::worker::Outcome o, const char* what) {
+      log.Line("end", me, ctx.task(), what);
+      return o;
+    };
     thread_local std::mt19937_64 rng(std::random_device{}());
     const int ms =
         FLAGS_duration_ms +
@@ -65,15 +113,17 @@ int main(int argc, char** argv) {
                              : 0);
     const absl::Time start = absl::Now(), end = start + absl::Milliseconds(ms);
     while (absl::Now() < end) {
-      if (ctx.cancelled()) return kwq::worker::Outcome::Error("cancelled");
+      if (ctx.cancelled()) {
+        return outcome(kwq::worker::Outcome::Error("cancelled"), "cancelled");
+      }
       ctx.ReportProgress(absl::ToDoubleMilliseconds(absl::Now() - start) / ms);
       absl::SleepFor(
           std::min(absl::Milliseconds(20), end - absl::Now()));  // the "work"
     }
     if (std::uniform_real_distribution<double>(0, 1)(rng) < FLAGS_error_rate) {
-      return kwq::worker::Outcome::Error("simulated error");
+      return outcome(kwq::worker::Outcome::Error("simulated error"), "error");
     }
-    return kwq::worker::Outcome::Success("done");
+    return outcome(kwq::worker::Outcome::Success("done"), "ok");
   });
   absl::Notification stop;
   g_stop = &stop;
