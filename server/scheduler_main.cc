@@ -2,8 +2,8 @@
 // streams.
 #include <csignal>
 #include <fstream>
-#include <sstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -16,13 +16,13 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/api/limits.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
 #include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
-#include "server/util/mutex_mode.h"
-#include "server/api/limits.h"
 #include "server/util/grpc_server.h"
+#include "server/util/mutex_mode.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
               "gRPC address to listen on (host:port; port 0 picks a free port, "
@@ -64,10 +64,16 @@ DEFINE_int64(max_payload_bytes, 0,
              "can carry)");
 DEFINE_int64(max_result_bytes, 0,
              "largest result a worker may return; 0: as --max_payload_bytes");
-DEFINE_string(lease_key_file, "",
-              "file holding the key (16-1024 bytes) lease ids are signed with, "
-              "the same for every instance of the group; empty: the first "
-              "instance writes a random key to <prefix>.control and all use it");
+DEFINE_int32(release_partitions_after_ms, 5000,
+             "an instance with no connected worker for this long leaves the "
+             "consumer group, so that its partitions go to instances that have "
+             "workers (it joins when a worker connects, and starts out of the "
+             "group until one does); 0: always take a share");
+DEFINE_string(
+    lease_key_file, "",
+    "file holding the key (16-1024 bytes) lease ids are signed with, "
+    "the same for every instance of the group; empty: the first "
+    "instance writes a random key to <prefix>.control and all use it");
 DEFINE_int64(
     dedup_window_ids, 1000000,
     "client-given task ids remembered per instance to make a retried Submit "
@@ -127,6 +133,8 @@ bool ValidateFlags(std::string* error) {
     *error = "--max_payload_bytes and --max_result_bytes must not be negative";
   } else if (FLAGS_affinity_wait_ms < 0) {
     *error = "--affinity_wait_ms must not be negative";
+  } else if (FLAGS_release_partitions_after_ms < 0) {
+    *error = "--release_partitions_after_ms must not be negative";
   } else if (FLAGS_adoption_wait_ms < 0) {
     *error = "--adoption_wait_ms must not be negative";
   } else if (FLAGS_event_fold_ms < 0 || FLAGS_event_fold_ms > 10000) {
@@ -232,6 +240,8 @@ int main(int argc, char** argv) {
   options.limits.max_payload_bytes = payload;
   options.partitions = FLAGS_partitions;
   options.dedup_window_ids = static_cast<size_t>(FLAGS_dedup_window_ids);
+  options.release_partitions_after =
+      absl::Milliseconds(FLAGS_release_partitions_after_ms);
 
   // gRPC first (health NOT_SERVING) so that probes see us while Kafka is
   // awaited.

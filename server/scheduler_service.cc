@@ -48,6 +48,7 @@ SchedulerService::SchedulerService(ServiceOptions options,
       [this] {
         core_->OnTick();
         Execute(core_->TakeEffects());
+        UpdateGroupMembership();
       },
       absl::Milliseconds(10), [this] { FlushOutbox(); });
 }
@@ -160,9 +161,36 @@ absl::Status SchedulerService::Start() {
   std::vector<std::string> produced_to = priority_topics;
   for (const auto& t : topics) produced_to.push_back(t.name);
   log_->WarmUp(produced_to);
+  group_member_ = options_.release_partitions_after <= absl::ZeroDuration();
+  log_->SetGroupMember(group_member_);
   log_->Start();
   ready_ = true;
   return absl::OkStatus();
+}
+
+void SchedulerService::UpdateGroupMembership() {
+  if (!ready_ || options_.release_partitions_after <= absl::ZeroDuration()) {
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  if (core_->serving_workers() > 0) {
+    no_workers_since_ = absl::InfiniteFuture();
+    if (!group_member_) {
+      group_member_ = true;
+      LOG(INFO) << "a worker connected: taking a share of the partitions";
+      log_->SetGroupMember(true);
+    }
+    return;
+  }
+  if (no_workers_since_ == absl::InfiniteFuture()) no_workers_since_ = now;
+  if (group_member_ &&
+      now - no_workers_since_ >= options_.release_partitions_after) {
+    group_member_ = false;
+    LOG(INFO) << "no worker for "
+              << absl::FormatDuration(options_.release_partitions_after)
+              << ": giving the partitions to instances that have workers";
+    log_->SetGroupMember(false);
+  }
 }
 
 absl::Status SchedulerService::EnsureGroupLeaseKey() {

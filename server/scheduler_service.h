@@ -32,6 +32,12 @@ struct ServiceOptions {
   // instance).
   size_t dedup_window_ids = 1'000'000;
   absl::Duration submit_timeout = absl::Seconds(30);
+  // An instance with no connected worker for this long leaves the consumer
+  // group, so its partitions go to instances that have workers (and it joins
+  // again when a worker connects; it starts out of the group until then).
+  // Zero (the in-process default; kwq_scheduler's flag is 5 s): always a
+  // member.
+  absl::Duration release_partitions_after = absl::ZeroDuration();
 };
 
 class WorkerStream;
@@ -125,6 +131,11 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   std::vector<Effects::Close> closing_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};
   std::atomic<bool> ready_{false};  // Start() finished: streams are taken
+  // Group membership follows the workers (see release_partitions_after);
+  // loop thread only.
+  void UpdateGroupMembership();
+  bool group_member_ = false;
+  absl::Time no_workers_since_ = absl::InfiniteFuture();
   std::atomic<uint64_t> next_id_{0};
 
   absl::Mutex dedup_mu_;

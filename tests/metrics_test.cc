@@ -22,7 +22,10 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
   testing::ChildProcess sched;
   ASSERT_TRUE(sched.Start("server/kwq_scheduler",
                           {"--kafka=embedded", "--listen=127.0.0.1:0",
-                           "--partitions=1", "--metrics_listen=127.0.0.1:0"}));
+                           "--partitions=1", "--metrics_listen=127.0.0.1:0",
+                           // Counts tasks queued while no worker is connected:
+                           // this instance must keep its partitions meanwhile.
+                           "--release_partitions_after_ms=0"}));
   const testing::MetricsScrape metrics(sched.line());
   ASSERT_NE(metrics.port(), 0) << sched.line();
   auto Sample = [](const std::string& text, const std::string& series) {

@@ -237,6 +237,12 @@ class SchedulerCore {
   size_t buffered() const;
   size_t buffered(int priority) const;
   size_t leases() const { return leases_.size(); }
+  // Connected workers that are not draining.
+  size_t serving_workers() const {
+    size_t n = 0;
+    for (const auto& [conn, w] : workers_) n += w.draining ? 0 : 1;
+    return n;
+  }
   size_t pending_decisions() const { return pending_.size(); }
   // Decisions on their way to Kafka about records of these partitions (a
   // revoke waits for them, so that this owner commits them).

@@ -287,8 +287,6 @@ KafkaTaskLog::~KafkaTaskLog() { Stop(absl::Seconds(10)); }
 
 void KafkaTaskLog::Start() {
   if (consume_thread_.joinable() || topics_.empty()) return;
-  RdKafka::ErrorCode err = consumer_->subscribe(topics_);
-  CHECK_EQ(err, RdKafka::ERR_NO_ERROR) << RdKafka::err2str(err);
   consume_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kwq-consume");
     ConsumeLoop();
@@ -355,6 +353,19 @@ void KafkaTaskLog::Stop(absl::Duration timeout) {
 void KafkaTaskLog::ConsumeLoop() {
   absl::Time next_commit = absl::Now() + absl::Milliseconds(100);
   while (!stopping_) {
+    if (want_member_ != member_) {
+      const RdKafka::ErrorCode err = want_member_
+                                         ? consumer_->subscribe(topics_)
+                                         : consumer_->unsubscribe();
+      if (err == RdKafka::ERR_NO_ERROR) {
+        member_ = want_member_;
+        LOG(INFO) << (member_ ? "joined" : "left") << " the consumer group";
+      } else {
+        LOG_EVERY_N(WARNING, 100)
+            << (want_member_ ? "subscribe" : "unsubscribe")
+            << " failed: " << RdKafka::err2str(err);
+      }
+    }
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
     switch (msg->err()) {
       case RdKafka::ERR_NO_ERROR:

@@ -42,6 +42,9 @@ class KafkaTaskLog final : public TaskLog {
               const std::string& metadata) override;
   // Pauses or resumes every assigned partition of `topic` (polling continues).
   void SetTopicPaused(const std::string& topic, bool paused) override;
+  // Joins (subscribes) or leaves (unsubscribes: the partitions are revoked
+  // and go to the other members) the group, on the consume thread.
+  void SetGroupMember(bool member) override { want_member_ = member; }
   // Fetches producer metadata for `topics` (measured: the first record to a
   // topic the producer had not seen waited about a second, the p99 of idle
   // submit-to-start).
@@ -85,6 +88,8 @@ class KafkaTaskLog final : public TaskLog {
   std::unique_ptr<RdKafka::Producer> bulk_producer_;
   std::set<std::string> consumed_topics_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> want_member_{true};
+  bool member_ = false;  // consume thread only
   std::atomic<int64_t> produce_errors_{0};
   std::atomic<int64_t> commits_ok_{0};
   std::atomic<int64_t> commit_errors_{0};

@@ -80,6 +80,10 @@ class TaskLog {
                       int64_t next_offset, const std::string& metadata) = 0;
   // Pauses or resumes delivery from every partition of `topic`.
   virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
+  // Whether this log is a member of its consumer group (takes partitions):
+  // an instance with no workers gives its partitions to instances that have
+  // some. A member by default; may be called before Start().
+  virtual void SetGroupMember(bool member) {}
   // Gets ready to produce to `topics` (so that the first record to each does
   // not wait for metadata). Optional.
   virtual void WarmUp(const std::vector<std::string>& topics) {}

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 
 import grpc  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
-from kwq_client._gen import (  # noqa: E402
+import kwq_client._gen  # noqa: E402,F401  (puts tools/python/gen on the path)
+from kwq.v1 import (  # noqa: E402
     scheduler_pb2, scheduler_pb2_grpc, task_pb2, tracker_pb2, tracker_pb2_grpc)
 
 BIN = os.path.join(ROOT, "bazel-bin")
@@ -69,15 +70,15 @@ class Proc:
             time.sleep(0.05)  # polling another process's output
         raise RuntimeError(f"{self.name}: no /{pattern}/ within {timeout}s")
 
-    def signal(self, sig):
+    def send(self, sig):
         if self.p and self.p.poll() is None:
             os.kill(self.p.pid, sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if not self.p or self.p.poll() is not None:
             return
-        self.signal(signal.SIGCONT)
-        self.signal(sig)
+        self.send(signal.SIGCONT)
+        self.send(sig)
         try:
             self.p.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -331,7 +332,7 @@ def main():
         grid.start_scheduler(joiner)
         grid.schedulers[joiner][0].wait_line(r"assigned [1-9]\d* partitions", 60)
         victim, vaddr = names[0], grid.schedulers[names[0]][1]
-        grid.schedulers[victim][0].signal(signal.SIGKILL)
+        grid.schedulers[victim][0].send(signal.SIGKILL)
         faults.append((time.time(), "instance_killed_after_rebalance", victim))
         log(f"killed {victim} -9 right after {joiner} joined")
         at(10)
@@ -340,18 +341,18 @@ def main():
         # 2. A worker is killed -9 (its running tasks re-run elsewhere).
         at(13)
         wname = sorted(grid.workers)[1]
-        grid.workers[wname][0].signal(signal.SIGKILL)
+        grid.workers[wname][0].send(signal.SIGKILL)
         faults.append((time.time(), "worker_killed", wname))
         log(f"killed worker {wname} -9")
         grid.start_worker(grid.workers[wname][1])
         # 3. A worker stalls past its lease (SIGSTOP), then goes on.
         at(16)
         sname = sorted(grid.workers)[2]
-        grid.workers[sname][0].signal(signal.SIGSTOP)
+        grid.workers[sname][0].send(signal.SIGSTOP)
         faults.append((time.time(), "worker_stalled", sname))
         log(f"stopped worker {sname} for {LEASE_MS / 1000 + 2:.0f}s")
         at(16 + LEASE_MS / 1000 + 2)
-        grid.workers[sname][0].signal(signal.SIGCONT)
+        grid.workers[sname][0].send(signal.SIGCONT)
         if not args.quick:
             # 4. The broker stalls for 10 s (SIGSTOP), then a broker is killed -9
             #    and restarted on its own data.
@@ -371,7 +372,7 @@ def main():
             # 5. Another instance killed -9 mid-run.
             at(52)
             v2 = names[1]
-            grid.schedulers[v2][0].signal(signal.SIGKILL)
+            grid.schedulers[v2][0].send(signal.SIGKILL)
             faults.append((time.time(), "instance_killed", v2))
             log(f"killed {v2} -9")
 

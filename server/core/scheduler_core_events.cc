@@ -1,0 +1,117 @@
+// SchedulerCore, stage events: building them and folding an attempt's stages
+// into one (see event_fold_window).
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "server/api/ack_codes.h"
+#include "server/api/limits.h"
+#include "server/api/task_validation.h"
+#include "server/core/scheduler_core.h"
+#include "server/util/time_util.h"
+
+namespace kwq::scheduler {
+
+using kwq::v1::SchedulerMessage;
+using kwq::v1::Task;
+using kwq::v1::TaskEvent;
+using kwq::v1::TaskState;
+
+namespace {
+using api::kAckFailedPrecondition;
+using api::kAckInvalidArgument;
+using api::kAckOk;
+using api::kAckUnavailable;
+using api::kMaxPriority;
+using api::kNumPriorities;
+constexpr int kInversionScan = 16;
+// Tasks from the head of a priority queue that soft affinity looks through.
+constexpr size_t kAffinityScan = 1024;
+}  // namespace
+
+TaskEvent SchedulerCore::MakeEvent(const Task& task, TaskState state) const {
+  TaskEvent ev;
+  ev.set_task_id(task.id());
+  ev.set_job_id(task.job_id());
+  ev.set_attempt(std::max(1, task.attempt()));
+  ev.set_state(state);
+  *ev.mutable_time() = ToProto(clock_->Now());
+  ev.set_scheduler_id(options_.scheduler_id);
+  return ev;
+}
+
+OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
+  return {topics_.Events(), ev.job_id(), ev.SerializeAsString()};
+}
+
+void SchedulerCore::WriteHeldEvent(Lease& lease) {
+  if (!lease.held_event) return;
+  metrics_.events_folded += lease.held_event->has_allocated_time();
+  effects_.produces.push_back({{EventRecord(*lease.held_event)}, 0});
+  lease.held_event.reset();
+}
+
+void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
+  lease.running_reported = true;
+  if (lease.run_deadline == absl::InfiniteFuture()) StartTimeout(lease);
+  if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
+    const double secs = absl::ToDoubleSeconds(
+        clock_->Now() - FromProto(lease.task.submit_time()));
+    ++metrics_.start_latency_count;
+    metrics_.start_latency_sum_seconds += std::max(0.0, secs);
+    for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size(); ++b) {
+      if (secs <= SchedulerMetrics::kStartLatencyBounds[b]) {
+        ++metrics_.start_latency_buckets[b];
+      }
+    }
+  }
+  TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
+  ev.set_worker_id(w.hello.worker_id());
+  if (lease.held_event) {
+    // Held in its place, carrying the ALLOCATED time.
+    *ev.mutable_allocated_time() = lease.held_event->time();
+    lease.held_event = std::move(ev);
+  } else if (completing) {
+    // Held for the completion to carry (written on its own if that
+    // completion is not durable and the lease then ends otherwise).
+    Hold(lease, std::move(ev));
+  } else {
+    effects_.produces.push_back({{EventRecord(ev)}, 0});
+  }
+}
+
+void SchedulerCore::StartTimeout(Lease& lease) const {
+  const Task& t = lease.task;
+  if (t.has_timeout() && FromProto(t.timeout()) > absl::ZeroDuration()) {
+    lease.run_deadline = clock_->Now() + FromProto(t.timeout());
+  }
+}
+
+void SchedulerCore::Hold(Lease& lease, TaskEvent ev) {
+  lease.held_event = std::move(ev);
+  lease.held_until = clock_->Now() + options_.event_fold_window;
+  held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
+}
+
+void SchedulerCore::WriteHeldEvents(absl::Time now) {
+  while (!held_order_.empty()) {
+    const auto& [task_id, lease_id] = held_order_.front();
+    auto it = leases_.find(task_id);
+    if (it != leases_.end() && it->second.held_event &&
+        it->second.token.lease_id() == lease_id) {
+      Lease& lease = it->second;
+      if (lease.held_until > now) break;
+      // A lease whose COMPLETED is being made durable: that event carries the
+      // held stages (if it fails, the worker sends it again, or the lease
+      // ends in EndAttempt, which writes the held event).
+      if (!lease.deciding) WriteHeldEvent(lease);
+    }
+    held_order_.pop_front();
+  }
+}
+
+}  // namespace kwq::scheduler
