@@ -122,15 +122,20 @@ absl::Status SchedulerService::Start() {
   };
   callbacks.on_revoked =
       [this](const std::vector<std::pair<std::string, int32_t>>& parts) {
-        // What a revoke keeps: decisions on their way to Kafka are waited for
-        // (a few ms; at most kRevokeWait) and committed by this owner, so the
-        // next owner does not run those tasks again. Running attempts keep
-        // running; their decisions are remembered if the partitions come back.
+        // What a revoke keeps: nothing more of these partitions is dispatched;
+        // attempts running and decisions on their way to Kafka are waited for
+        // (at most kRevokeWait) and committed by this owner, so the next owner
+        // does not run those tasks again. Longer attempts keep running; their
+        // decisions are remembered if the partitions come back.
         const absl::Time deadline = absl::Now() + kRevokeWait;
+        loop_->RunSync([&] {
+          core_->StopDispatchingFrom(parts);
+          Execute(core_->TakeEffects());
+        });
         while (true) {
-          size_t pending = 0;
-          loop_->RunSync([&] { pending = core_->PendingIn(parts); });
-          if (pending == 0 || absl::Now() > deadline) break;
+          size_t in_flight = 0;
+          loop_->RunSync([&] { in_flight = core_->InFlightIn(parts); });
+          if (in_flight == 0 || absl::Now() > deadline) break;
           absl::SleepFor(absl::Milliseconds(2));
         }
         loop_->RunSync([&] {

@@ -485,6 +485,29 @@ void SchedulerCore::OnTick() {
   Dispatch();
 }
 
+void SchedulerCore::StopDispatchingFrom(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) {
+  std::set<std::pair<std::string, int32_t>> gone(partitions.begin(),
+                                                 partitions.end());
+  queues_.RemoveIf([&](const Queued& q) {
+    return gone.count({q.pos.topic, q.pos.partition}) > 0;
+  });
+  for (int p = 0; p < kNumPriorities; ++p) UpdateBackpressure(p);
+}
+
+size_t SchedulerCore::InFlightIn(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) const {
+  std::set<std::pair<std::string, int32_t>> in(partitions.begin(),
+                                               partitions.end());
+  size_t n = pending_.CountIn(partitions);
+  for (const auto& [id, lease] : leases_) {
+    if (!lease.deciding && in.count({lease.pos.topic, lease.pos.partition})) {
+      ++n;
+    }
+  }
+  return n;
+}
+
 void SchedulerCore::OnPartitionsRevoked(
     const std::vector<std::pair<std::string, int32_t>>& partitions) {
   std::set<std::pair<std::string, int32_t>> gone(partitions.begin(),

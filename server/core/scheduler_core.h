@@ -244,12 +244,16 @@ class SchedulerCore {
     return n;
   }
   size_t pending_decisions() const { return pending_.size(); }
-  // Decisions on their way to Kafka about records of these partitions (a
-  // revoke waits for them, so that this owner commits them).
-  size_t PendingIn(
-      const std::vector<std::pair<std::string, int32_t>>& partitions) const {
-    return pending_.CountIn(partitions);
-  }
+  // A revoke is coming for these partitions: their queued tasks are dropped
+  // (the next owner reads them) so that nothing more of them is dispatched
+  // here while the running ones finish.
+  void StopDispatchingFrom(
+      const std::vector<std::pair<std::string, int32_t>>& partitions);
+  // Attempts running here and decisions on their way to Kafka about records
+  // of these partitions: a revoke waits (bounded) for them to end and be
+  // committed by this owner, so that the next owner does not run them again.
+  size_t InFlightIn(
+      const std::vector<std::pair<std::string, int32_t>>& partitions) const;
   std::vector<WorkerView> Workers() const;
   // Why a task is held, or empty when this instance does not hold it.
   std::vector<std::string> Explain(const std::string& task_id,

@@ -146,7 +146,8 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       LOG(INFO) << "assigned " << partitions.size() << " partitions"
-                << (cooperative ? " (incremental)" : "");
+                << (cooperative ? " (incremental)" : "") << ": "
+                << Names(partitions);
       if (log_->callbacks_.on_assigned && !partitions.empty()) {
         log_->callbacks_.on_assigned(Committed(consumer, partitions));
       }
@@ -172,7 +173,7 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
     } else {
       const bool lost = consumer->assignment_lost();
       LOG(INFO) << (lost ? "lost " : "revoking ") << partitions.size()
-                << " partitions";
+                << " partitions: " << Names(partitions);
       std::vector<std::pair<std::string, int32_t>> revoked;
       for (auto* tp : partitions) {
         revoked.emplace_back(tp->topic(), tp->partition());
@@ -202,6 +203,16 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
   }
 
  private:
+  // "topic/partition topic/partition ..." for the log.
+  static std::string Names(
+      const std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::string out;
+    for (auto* tp : partitions) {
+      absl::StrAppend(&out, out.empty() ? "" : " ", tp->topic(), "/",
+                      tp->partition());
+    }
+    return out;
+  }
   // The lag thread reads its own copy of the owned partitions.
   void PublishOwned() {
     absl::MutexLock lock(&log_->owned_mu_);

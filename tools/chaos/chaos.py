@@ -330,6 +330,7 @@ def main():
         at(4)
         joiner = f"s{args.schedulers}"
         grid.start_scheduler(joiner)
+        grid.start_worker(joiner)  # an instance takes partitions once it has workers
         grid.schedulers[joiner][0].wait_line(r"assigned [1-9]\d* partitions", 60)
         victim, vaddr = names[0], grid.schedulers[names[0]][1]
         grid.schedulers[victim][0].send(signal.SIGKILL)
@@ -422,22 +423,35 @@ def main():
             stuck = max(0, not_final) + max(0, len(acked) - c.total)
         else:
             stuck = len(acked)
-        # Failover: kill -9 of an instance to the first (incremental) assignment
-        # of partitions at a surviving instance, from their logs.
+        # Failover: kill -9 of an instance to the first assignment of one of
+        # its partitions at a surviving instance (from their logs).
         failovers = []
+        rx = re.compile(r"(assigned|revoking|lost) \d+ partitions[^:]*: (.*)$")
+
+        def partition_lines(path):
+            with open(path, errors="replace") as f:
+                for line in f:
+                    m = rx.search(line.rstrip())
+                    t = glog_time(line)
+                    if m and t:
+                        yield t, m.group(1), set(m.group(2).split())
+
         for ft, kind, victim in faults:
             if not kind.startswith("instance_killed"):
                 continue
+            owned = set()
+            for t, what, parts in partition_lines(grid.schedulers[victim][0].out):
+                if t > ft:
+                    break
+                owned = owned | parts if what == "assigned" else owned - parts
             first = None
             for name, (p, _) in grid.schedulers.items():
                 if name == victim:
                     continue
-                with open(p.out, errors="replace") as f:
-                    for line in f:
-                        if "assigned" in line and "partitions" in line:
-                            t = glog_time(line)
-                            if t and t > ft and (first is None or t < first):
-                                first = t
+                for t, what, parts in partition_lines(p.out):
+                    if t > ft and what == "assigned" and parts & owned:
+                        first = t if first is None else min(first, t)
+                        break
             if first:
                 failovers.append(first - ft)
         result = {
