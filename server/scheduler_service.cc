@@ -646,10 +646,9 @@ MetricsSnapshot SchedulerService::Snapshot() {
     s.in_flight = core_->leases();
     s.workers = streams_.size();
   });
-  if (auto* kafka = dynamic_cast<KafkaTaskLog*>(log_.get())) {
-    s.commit_errors = kafka->commit_errors();
-    s.consumer_lag = kafka->consumer_lag();
-  }
+  const TaskLog::Stats stats = log_->GetStats();
+  s.commit_errors = stats.commit_errors;
+  s.consumer_lag = stats.consumer_lag;
   return s;
 }
 

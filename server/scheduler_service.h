@@ -21,6 +21,7 @@
 #include "server/metrics_exporter.h"
 #include "server/util/clock.h"
 #include "server/util/event_loop.h"
+#include "server/worker_stream.h"
 
 namespace kwq::scheduler {
 
@@ -40,12 +41,11 @@ struct ServiceOptions {
   absl::Duration release_partitions_after = absl::ZeroDuration();
 };
 
-class WorkerStream;
-
 // The gRPC adapter of the scheduler: Submit, the worker streams (one callback
 // reactor per worker) and the admin RPCs. Owns the core, which lives on one
 // EventLoop; gRPC and Kafka threads only post into that loop. Thread-safe.
-class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
+class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
+                               public WorkerStreamHandler {
  public:
   SchedulerService(ServiceOptions options, const KafkaCluster* cluster,
                    const Clock* clock = SystemClock::Get());
@@ -85,11 +85,11 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService {
   // Everything /metrics reports, taken on the loop.
   MetricsSnapshot Snapshot();
 
-  // Called by WorkerStream (gRPC threads).
+  // WorkerStreamHandler (gRPC threads).
   void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
-                   const kwq::v1::Hello& hello);
-  void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg);
-  void StreamClosed(uint64_t conn, const std::string& reason);
+                   const kwq::v1::Hello& hello) override;
+  void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg) override;
+  void StreamClosed(uint64_t conn, const std::string& reason) override;
 
  private:
   // The key lease ids are signed with, the same in every instance of the

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "glog/logging.h"
-#include "server/scheduler_service.h"
 
 namespace kwq::scheduler {
 
@@ -72,10 +71,9 @@ void WorkerStream::Close(const grpc::Status& status) {
   if (reactor != nullptr) reactor->FinishOnce(status);
 }
 
-WorkerReactor::WorkerReactor(SchedulerService* service,
+WorkerReactor::WorkerReactor(WorkerStreamHandler* handler,
                              grpc::CallbackServerContext* ctx, uint64_t conn)
-    : service_(service),
-      ctx_(ctx),
+    : service_(handler),
       conn_(conn),
       handle_(std::make_shared<WorkerStream>()) {
   handle_->reactor_ = this;

@@ -12,7 +12,20 @@
 
 namespace kwq::scheduler {
 
-class SchedulerService;
+class WorkerStream;
+
+// What a worker stream reports to (the scheduler service implements it): the
+// stream knows nothing of the service above it. Called on gRPC threads.
+class WorkerStreamHandler {
+ public:
+  virtual ~WorkerStreamHandler() = default;
+  // The stream's first message, a hello; `stream` is the handle to write to.
+  virtual void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
+                           const kwq::v1::Hello& hello) = 0;
+  virtual void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg) = 0;
+  // Once per stream, when it ended (either side).
+  virtual void StreamClosed(uint64_t conn, const std::string& reason) = 0;
+};
 
 // The handle the scheduler keeps for one worker stream. Send() and Close() are
 // thread-safe and become no-ops once the stream finished; the reactor behind it
@@ -61,7 +74,7 @@ class WorkerReactor
     : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
                                      kwq::v1::SchedulerMessage> {
  public:
-  WorkerReactor(SchedulerService* service, grpc::CallbackServerContext* ctx,
+  WorkerReactor(WorkerStreamHandler* handler, grpc::CallbackServerContext* ctx,
                 uint64_t conn);
 
   void OnReadDone(bool ok) override;
@@ -73,8 +86,7 @@ class WorkerReactor
   friend class WorkerStream;
   void FinishOnce(const grpc::Status& status);
 
-  SchedulerService* service_;
-  grpc::CallbackServerContext* ctx_;
+  WorkerStreamHandler* service_;
   uint64_t conn_;
   std::shared_ptr<WorkerStream> handle_;
   kwq::v1::WorkerMessage in_;

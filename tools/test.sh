@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, starts a real Kafka broker, runs every test (Bazel and
-# pytest) against it and the embedded cluster, stops the broker, and prints
+# pytest) against it and the embedded cluster, and the chaos checker's short form (on
+# its own broker), stops the broker, and prints
 # `N passed, N failed, N skipped`. Exit status 0 only when nothing failed.
 #
 #   tools/test.sh [bazel test target patterns...]   (default //...)
@@ -41,8 +42,26 @@ bazel_rc=$?
 tools/python/.venv/bin/python -m pytest -q tools/python/tests \
   --junitxml="$RESULTS/pytest.xml" -p no:cacheprovider
 
+# The chaos checker's short form (tools/chaos/README.md: 3 instances, a tracker, 6
+# workers as processes on its own broker; an instance killed -9 right after a
+# rebalance, a worker killed, a worker stalled past its lease), as one test case.
+CHAOS_JUNIT=()
+if [ "${TARGETS[*]}" = "//..." ]; then
+  CHAOS_JUNIT=(--junit "$RESULTS/chaos.xml")
+  if tools/chaos/run --quick --json >"$RESULTS/chaos.out" 2>"$RESULTS/chaos.err"; then
+    failure=""
+  else
+    failure="<failure message=\"tools/chaos/run --quick failed\"/>"
+    tail -40 "$RESULTS/chaos.err" >&2
+  fi
+  cat "$RESULTS/chaos.out"
+  printf '<testsuite name="chaos"><testcase name="chaos_quick">%s</testcase></testsuite>\n' \
+    "$failure" > "$RESULTS/chaos.xml"
+fi
+
 python3 tools/test_summary.py --bazel-targets "$RESULTS/targets" \
-  --testlogs "$(bazel info bazel-testlogs 2>/dev/null)" --junit "$RESULTS/pytest.xml"
+  --testlogs "$(bazel info bazel-testlogs 2>/dev/null)" --junit "$RESULTS/pytest.xml" \
+  ${CHAOS_JUNIT[@]+"${CHAOS_JUNIT[@]}"}
 rc=$?
 rm -rf "$RESULTS"
 [ "$bazel_rc" = 0 ] || rc=1

@@ -50,6 +50,9 @@ class KafkaTaskLog final : public TaskLog {
   // submit-to-start).
   void WarmUp(const std::vector<std::string>& topics) override;
 
+  Stats GetStats() const override {
+    return {produce_errors_, commit_errors_, consumer_lag_};
+  }
   int64_t produce_errors() const { return produce_errors_; }
   int64_t commits_ok() const { return commits_ok_; }
   int64_t commit_errors() const { return commit_errors_; }

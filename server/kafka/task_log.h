@@ -80,6 +80,15 @@ class TaskLog {
                       int64_t next_offset, const std::string& metadata) = 0;
   // Pauses or resumes delivery from every partition of `topic`.
   virtual void SetTopicPaused(const std::string& topic, bool paused) = 0;
+  // Counters for metrics.
+  struct Stats {
+    int64_t produce_errors = 0;
+    int64_t commit_errors = 0;
+    // Records in this member's partitions past the group's committed offsets;
+    // -1: unknown.
+    int64_t consumer_lag = -1;
+  };
+  virtual Stats GetStats() const { return {}; }
   // Whether this log is a member of its consumer group (takes partitions):
   // an instance with no workers gives its partitions to instances that have
   // some. A member by default; may be called before Start().
