@@ -136,10 +136,9 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
     rd_kafka_topic_partition_list_destroy(list);
     return out;
   }
-  // Cooperative (incremental) rebalancing: a member joining or leaving moves
-  // only the partitions that change owner; the others keep being consumed
-  // (their in-flight tasks are never handed to another instance). The eager
-  // protocol (another assignor in --kafka_config) still works.
+  // Both protocols: eager (the default, see Open) revokes every partition at
+  // each rebalance; cooperative (cooperative-sticky in --kafka_config, on a
+  // librdkafka without bug #4059) moves only the partitions that change owner.
   void rebalance_cb(
       RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
       std::vector<RdKafka::TopicPartition*>& partitions) override {
@@ -157,6 +156,7 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       }
       PublishOwned();
       if (cooperative) {
+        log_->commits_held_until_ = absl::InfinitePast();  // rebalance done
         if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
           LOG(ERROR) << "incremental assign failed: " << e->str();
           delete e;
@@ -181,7 +181,14 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
       // The owner makes what it decided durable and commits it before the
       // partitions go (on_revoked returns once they are dropped).
       if (log_->callbacks_.on_revoked) log_->callbacks_.on_revoked(revoked);
-      if (!lost) log_->FlushCommits(/*sync=*/true);
+      if (!lost) {
+        // The last commit sent for each partition is sent again, synchronously:
+        // an async one still in flight may be refused once the partition is
+        // revoked (the generation changes), and the next owner would run what
+        // it covered again.
+        log_->RecommitLastSent(revoked);
+        log_->FlushCommits(/*sync=*/true);
+      }
       for (const auto& tp : revoked) {
         log_->owned_.erase(tp);
         log_->applied_paused_.erase(tp);
@@ -192,6 +199,12 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
         for (auto& tp : revoked) log_->to_commit_.erase(tp);
       }
       if (cooperative) {
+        // A second join follows a cooperative revoke; a commit sent during
+        // it can make librdkafka 2.0 drop the whole assignment on
+        // ILLEGAL_GENERATION (confluentinc/librdkafka#4059, fixed in 2.6.1),
+        // which re-runs every running task of it elsewhere. Background commits
+        // wait for the assignment that ends the rebalance (at most 10 s).
+        log_->commits_held_until_ = absl::Now() + absl::Seconds(10);
         if (RdKafka::Error* e = consumer->incremental_unassign(partitions)) {
           LOG(ERROR) << "incremental unassign failed: " << e->str();
           delete e;
@@ -242,7 +255,14 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
                    // cost +0.25 ms p50 in an earlier run. Under load 100 ms
                    // was within noise (-4%?) of 5 ms.
                    {"fetch.wait.max.ms", "100"},
-                   {"partition.assignment.strategy", "cooperative-sticky"}}));
+                   // Eager, not cooperative-sticky: librdkafka 2.0 (Debian
+                   // 12) drops a cooperative member's whole assignment when a
+                   // commit meets the second join of a rebalance
+                   // (confluentinc/librdkafka#4059, fixed in 2.6.1); the
+                   // chaos checker saw 133-507 re-runs per instance kill with
+                   // it, 0-9 with eager rebalancing and the revoke's wait for
+                   // what runs (server/README.md).
+                   {"partition.assignment.strategy", "roundrobin"}}));
   if (!cconf.ok()) return cconf.status();
   std::string err;
   if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) !=
@@ -391,7 +411,7 @@ void KafkaTaskLog::ConsumeLoop() {
         LOG_EVERY_N(WARNING, 100) << "consume: " << msg->errstr();
     }
     ApplyPauses();
-    if (absl::Now() >= next_commit) {
+    if (absl::Now() >= next_commit && absl::Now() >= commits_held_until_) {
       FlushCommits(/*sync=*/false);
       next_commit = absl::Now() + absl::Milliseconds(100);
     }
@@ -452,6 +472,16 @@ void KafkaTaskLog::Commit(const std::string& topic, int32_t partition,
   if (!fresh && next_offset >= it->second.first) {
     it->second = {next_offset,
                   metadata};  // the latest decision of this partition
+  }
+}
+
+void KafkaTaskLog::RecommitLastSent(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& tp : partitions) {
+    auto sent = sent_metadata_.find(tp);
+    if (sent == sent_metadata_.end()) continue;
+    to_commit_.try_emplace(tp, sent->second);  // a newer one queued wins
   }
 }
 

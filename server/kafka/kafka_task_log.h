@@ -76,6 +76,10 @@ class KafkaTaskLog final : public TaskLog {
   // offset was sent since): a failed async commit is retried with it.
   std::string SentMetadata(const std::string& topic, int32_t partition,
                            int64_t offset);
+  // Queues the last commit sent for each of `partitions` again (see the
+  // revoke).
+  void RecommitLastSent(
+      const std::vector<std::pair<std::string, int32_t>>& partitions);
   void ApplyPauses();
   void LagLoop();
 
@@ -93,6 +97,9 @@ class KafkaTaskLog final : public TaskLog {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> want_member_{true};
   bool member_ = false;  // consume thread only
+  // Background commits wait until then (a cooperative rebalance in progress;
+  // consume thread only).
+  absl::Time commits_held_until_ = absl::InfinitePast();
   std::atomic<int64_t> produce_errors_{0};
   std::atomic<int64_t> commits_ok_{0};
   std::atomic<int64_t> commit_errors_{0};
