@@ -168,23 +168,38 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
   if (task.attempt() <= 0) task.set_attempt(1);
   if (auto c = claims_.find(task.id());
       c != claims_.end() && c->second.token.attempt() == task.attempt()) {
-    // A reconnected worker runs this attempt already: adopt it.
+    // A reconnected worker runs this attempt already: adopt it, unless
+    // another attempt of the task holds a lease here (two live records of
+    // one task, e.g. a retry record and a redelivered original): then the
+    // claim loses and the worker is told to stop.
     Claim claim = std::move(c->second);
     claims_.erase(c);
     auto w = workers_.find(claim.conn);  // claims end with their stream
-    w->second.claimed.erase(task.id());
-    const bool cancelled = control_.IsCancelled(task);
-    Adopt(claim.conn, w->second, claim.token, pos, std::move(task));
-    if (claim.final_update) {
-      HandleUpdate(claim.conn, *claim.final_update);
-    } else if (cancelled) {
-      SchedulerMessage cancel;
-      *cancel.mutable_cancel()->mutable_token() = claim.token;
-      cancel.mutable_cancel()->set_reason("cancelled");
-      effects_.sends.push_back({claim.conn, std::move(cancel)});
+    if (w != workers_.end()) w->second.claimed.erase(task.id());
+    if (w == workers_.end() || leases_.contains(task.id())) {
+      if (w != workers_.end()) {
+        SchedulerMessage cancel;
+        *cancel.mutable_cancel()->mutable_token() = claim.token;
+        cancel.mutable_cancel()->set_reason(
+            "another attempt of the task runs on this scheduler");
+        effects_.sends.push_back({claim.conn, std::move(cancel)});
+        FreeSlot(w->second, "");
+      }
+      // The record goes on as any other (below).
+    } else {
+      const bool cancelled = control_.IsCancelled(task);
+      Adopt(claim.conn, w->second, claim.token, pos, std::move(task));
+      if (claim.final_update) {
+        HandleUpdate(claim.conn, *claim.final_update);
+      } else if (cancelled) {
+        SchedulerMessage cancel;
+        *cancel.mutable_cancel()->mutable_token() = claim.token;
+        cancel.mutable_cancel()->set_reason("cancelled");
+        effects_.sends.push_back({claim.conn, std::move(cancel)});
+      }
+      Dispatch();
+      return;
     }
-    Dispatch();
-    return;
   }
   if (control_.IsCancelled(task)) {
     CancelRecord(pos, task, "cancelled before it ran");

@@ -229,6 +229,14 @@ void SchedulerCore::ReportWaiting() {
 }
 
 void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
+  if (leases_.contains(q.task.id())) {
+    // Another record of a task that runs here already (its id produced
+    // twice, or a retry record next to a redelivered original): never two
+    // leases of one task; the running attempt decides for the task.
+    ++metrics_.duplicate_records;
+    ledger_.Decide(q.pos);
+    return;
+  }
   const int p = q.task.priority();
   // Measure, not assume: a higher-priority task this worker could run is still
   // waiting.

@@ -329,5 +329,22 @@ TEST_F(HostileInputTest, TheTopicDecidesAPriorityNotTheField) {
   EXPECT_EQ(got[0].task().id(), "p1-task") << "p1 before the p0 record";
 }
 
+// Found by the worker_session fuzzer: two records of one task id queued before
+// a worker connects were both assigned, the second lease silently dropped (a
+// slot then stayed busy forever: BusySlots' check failed). Issue 17 point 3:
+// the same id produced twice.
+TEST_F(HostileInputTest, TwoRecordsOfOneIdQueuedTogetherRunOnce) {
+  Record(MakeTask("twice", 3), 0, 0);
+  Record(MakeTask("twice", 3), 1, 0);
+  core_->OnWorkerConnected(1, HelloOf("w1", 4));  // implicit credits
+  Collect();
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(core_->metrics().duplicate_records, 1);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  EXPECT_EQ(core_->Workers()[0].credits, 4) << "every slot free again";
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

@@ -36,6 +36,8 @@ constexpr size_t kAffinityScan = 1024;
 void SchedulerCore::Adopt(ConnId conn, Worker& w,
                           const kwq::v1::FencingToken& token,
                           RecordPosition pos, Task task) {
+  if (leases_.contains(token.task_id()))
+    return;  // never two leases of one task
   Lease lease;
   lease.pos = std::move(pos);
   lease.conn = conn;
@@ -188,6 +190,12 @@ void SchedulerCore::Reject(ConnId conn, const std::string& why) {
 
 void SchedulerCore::OnWorkerConnected(ConnId conn,
                                       const kwq::v1::Hello& hello) {
+  if (workers_.count(conn)) {
+    // A stream says hello once (the shell passes later ones as messages);
+    // taking a second would orphan the first one's leases.
+    Reject(conn, "hello sent twice on one stream");
+    return;
+  }
   if (std::string why = CheckHello(hello); !why.empty()) {
     Reject(conn, why);
     return;

@@ -18,9 +18,8 @@ namespace {
 std::vector<std::string> Corpus(const std::string& target) {
   std::vector<std::string> out;
   const char* root = std::getenv("TEST_SRCDIR");
-  const std::filesystem::path dir =
-      std::filesystem::path(root ? root : ".") / "kwq/tests/fuzz/corpus" /
-      target;
+  const std::filesystem::path dir = std::filesystem::path(root ? root : ".") /
+                                    "kwq/tests/fuzz/corpus" / target;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::stringstream s;

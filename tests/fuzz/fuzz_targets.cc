@@ -76,9 +76,8 @@ int TaskRecord(const uint8_t* data, size_t size) {
   FakeClock clock;
   scheduler::SchedulerCore core(FuzzOptions(), &clock, 1);
   std::vector<uint64_t> cookies;
-  core.OnTaskRecord({core.topics().ForPriority(static_cast<int>(size % 10)), 0,
-                     0},
-                    value);
+  core.OnTaskRecord(
+      {core.topics().ForPriority(static_cast<int>(size % 10)), 0, 0}, value);
   Drain(core, &cookies);
   for (uint64_t c : cookies) core.OnDurable(c, size % 2 == 0);
   Drain(core, &cookies);
@@ -98,7 +97,8 @@ int WorkerSession(const uint8_t* data, size_t size) {
     switch (op % 8) {
       case 0: {  // a hello: parsed from the bytes
         kwq::v1::Hello hello;
-        if (hello.ParseFromString(in.Chunk())) core.OnWorkerConnected(conn, hello);
+        if (hello.ParseFromString(in.Chunk()))
+          core.OnWorkerConnected(conn, hello);
         break;
       }
       case 1: {  // any worker message
