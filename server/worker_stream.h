@@ -66,10 +66,9 @@ class WorkerStream {
   std::string peer_;
 };
 
-// One callback reactor per Connect call: reads worker messages and posts them
-// to the service; writes one message (or batch) at a time from the handle's
-// queue;
-// finishes exactly once.
+// One callback reactor per Connect call: reads worker messages and hands them
+// to the handler; writes one message (or batch) at a time from the handle's
+// queue; finishes exactly once.
 class WorkerReactor
     : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
                                      kwq::v1::SchedulerMessage> {

@@ -181,13 +181,13 @@ class SchedulerCore {
   // topic.
   void OnTaskRecord(const RecordPosition& pos, const std::string& value);
   // Partitions assigned to this instance, with what the group committed for
-  // them:
-  // records the commit metadata names as decided are skipped when they arrive.
+  // them: records the commit metadata names as decided are skipped when they
+  // arrive.
   using AssignedPartition = PartitionLedger::Assigned;
   void OnPartitionsAssigned(const std::vector<AssignedPartition>& partitions);
   // This instance no longer owns these partitions: drop what it buffered from
   // them (another instance will receive those records). Tasks running on
-  // workers keep running; their decisions are no longer committed here.
+  // workers keep running; their decisions are remembered by the ledger.
   void OnPartitionsRevoked(
       const std::vector<std::pair<std::string, int32_t>>& partitions);
   // A batch produced with a cookie was acknowledged (ok) or failed.
@@ -203,10 +203,9 @@ class SchedulerCore {
   // Expires leases, releases tasks whose backoff passed, dispatches.
   void OnTick();
   // Commits for the partitions whose decided records changed since the last
-  // call:
-  // the prefix and the commit metadata. Called by OnTick, so that the metadata
-  // (a walk over the partition's open records) is built once per tick, not per
-  // decision.
+  // call: the prefix and the commit metadata. Called by OnTick, so that the
+  // metadata (a walk over the partition's open records) is built once per
+  // tick, not per decision.
   void FlushCommits();
   // Writes every held stage event now (see event_fold_window), e.g. before a
   // shutdown.

@@ -7,14 +7,14 @@ namespace kwq::tracker {
 
 // What applying one event did to a task record.
 struct ApplyOutcome {
+  // clang-format off
   enum Kind {
     kApplied,    // the record changed
-    kDuplicate,  // this stage of this attempt was known already: nothing
-                 // changed
-    kStale,      // an older attempt (or a finished task): only its history was
-                 // filled in
+    kDuplicate,  // this stage of this attempt was known already: no change
+    kStale,      // an older attempt (or a finished task): history filled in only
     kConflict,   // a second, different terminal state for an attempt: ignored
   };
+  // clang-format on
   Kind kind = kApplied;
   bool changed = false;   // the record must be written
   bool new_task = false;  // the first event ever seen for this task
@@ -27,20 +27,18 @@ struct ApplyOutcome {
 };
 
 // Applies one status event to a task record, idempotently:
-// - Every stage of every attempt keeps the time it was first reported; a repeat
-// is a
-//   duplicate and changes nothing.
-// - An attempt's state is the furthest stage reached; its first terminal state
-// wins
-//   (COMPLETED, ERROR or CANCELLED; a FAILED after ERROR of the same attempt is
-//   the task-level verdict, not a conflict).
+// - Every stage of every attempt keeps the time it was first reported; a
+//   repeat is a duplicate and changes nothing.
+// - An attempt's state is the furthest stage reached; its first terminal
+//   state wins (COMPLETED, ERROR or CANCELLED; a FAILED after ERROR of the
+//   same attempt is the task-level verdict, not a conflict).
 // - The task's state is its latest attempt's, until the task finishes:
-// COMPLETED, FAILED
-//   and CANCELLED are final, later events only fill in history.
+//   COMPLETED, FAILED and CANCELLED are final, later events only fill in
+//   history.
 // - Events of an attempt older than the latest only fill in that attempt's
-// history. Events may come in any order; the result depends only on the set of
-// events applied, except which of two conflicting terminal states of one
-// attempt came first.
+//   history. Events may come in any order; the result depends only on the set
+//   of events applied, except which of two conflicting terminal states of one
+//   attempt came first.
 ApplyOutcome ApplyEvent(const kwq::v1::TaskEvent& event,
                         kwq::v1::TaskStatus* task);
 

@@ -6,6 +6,7 @@
 
 #include "kwq/v1/task.pb.h"
 
+// clang-format off
 // RocksDB key layout of the tracker. Ids never contain '\0' (they are validated
 // to [A-Za-z0-9._:-] by the scheduler; the tracker rejects others), so '\0'
 // separates parts and a prefix scan over "<kind>\0<job>\0" sees exactly one
@@ -13,14 +14,15 @@
 //
 //   t\0<task>                    kwq.v1.TaskStatus
 //   x\0<job>\0<task>             (empty)  every task of a job
-//   s\0<job>\0<state><task>      (empty)  tasks of a job by current state (one
-//   byte) g\0<job>\0<tag>\0<task>      (empty)  tasks of a job by tag
-//   "key=value" j\0<job>                     Aggregate of the job
+//   s\0<job>\0<state><task>      (empty)  tasks of a job by current state (one byte)
+//   g\0<job>\0<tag>\0<task>      (empty)  tasks of a job by tag "key=value"
+//   j\0<job>                     Aggregate of the job
 //   a\0<job>\0<tag>              Aggregate of (job, tag)
 //   l\0<inverted time><job>      (empty)  jobs, newest first (16 hex digits)
 //   h\0<second>                  ThroughputCount (16 hex digits, event time)
 //   o\0<topic>\0<partition>      next offset to consume (decimal)
 //   c\0                          IngestCounters
+// clang-format on
 namespace kwq::tracker::keys {
 
 std::string Task(std::string_view task);

@@ -184,7 +184,10 @@ absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
   s = store->db_->Get(rocksdb::ReadOptions(), std::string(keys::kCounters),
                       &raw);
   if (s.ok()) {
-    store->counters_.ParseFromString(raw);
+    if (!store->counters_.ParseFromString(raw)) {
+      return absl::DataLossError(
+          "the ingest counters are corrupt: rebuild the store (--rebuild)");
+    }
   } else if (!s.IsNotFound()) {
     return ToStatus(s, "reading the ingest counters");
   }
@@ -274,7 +277,10 @@ class TrackerStore::Batch {
     std::string raw;
     rocksdb::Status s = store_->db_->Get(rocksdb::ReadOptions(), key, &raw);
     if (s.ok()) {
-      a.ParseFromString(raw);
+      if (!a.ParseFromString(raw)) {
+        return absl::DataLossError(absl::StrCat(
+            "aggregate ", key, " is corrupt: rebuild the store (--rebuild)"));
+      }
     } else if (s.IsNotFound()) {
       *created = true;
     } else {
@@ -291,7 +297,11 @@ class TrackerStore::Batch {
     rocksdb::Status s =
         store_->db_->Get(rocksdb::ReadOptions(), keys::Second(second), &raw);
     if (s.ok()) {
-      c.ParseFromString(raw);
+      if (!c.ParseFromString(raw)) {
+        return absl::DataLossError(
+            absl::StrCat("throughput bucket ", second,
+                         " is corrupt: rebuild the store (--rebuild)"));
+      }
     } else if (!s.IsNotFound()) {
       return ToStatus(s, "reading a throughput bucket");
     }
