@@ -222,8 +222,15 @@ def glog_time(line):
     return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-def read_events(bootstrap, topic):
-    """Per task id: the COMPLETED events of the events topic, read to its end."""
+def ts(t):
+    return t.seconds + t.nanos / 1e9
+
+
+def read_events(bootstrap, topic, starts=None, submits=None, priorities=None):
+    """Per task id: the COMPLETED events of the events topic, read to its end.
+
+    Also fills, per task, its first submit (PENDING) time, its priority and its
+    first start (ALLOCATED, or the allocated_time a folded event carries)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"chaos-check-{os.getpid()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     md = c.list_topics(topic, timeout=30)
@@ -246,8 +253,58 @@ def read_events(bootstrap, topic):
                 continue
             if ev.state == task_pb2.COMPLETED:
                 completed[ev.task_id] += 1
+            if starts is None:
+                continue
+            if ev.state == task_pb2.PENDING and ev.attempt <= 1:
+                t = ts(ev.time)
+                if ev.task_id not in submits or t < submits[ev.task_id]:
+                    submits[ev.task_id] = t
+                if ev.HasField("time"):
+                    priorities.setdefault(ev.task_id, ev.priority)
+            start = None
+            if ev.state in (task_pb2.ALLOCATED, task_pb2.RUNNING):
+                start = ts(ev.time)
+            if ev.HasField("allocated_time"):
+                start = ts(ev.allocated_time)
+            if start is not None and ev.attempt <= 1:
+                if ev.task_id not in starts or start < starts[ev.task_id]:
+                    starts[ev.task_id] = start
     c.close()
     return completed
+
+
+def count_inversions(starts, submits, priorities, slack=0.005):
+    """Starts of a task while a higher-priority task waited anywhere in the group
+    (submitted before it by more than `slack`, started after it by more than
+    `slack`): the cross-instance priority inversions of first attempts."""
+    import bisect
+    by_p = collections.defaultdict(list)
+    for t, start in starts.items():
+        if t in submits:
+            by_p[priorities.get(t, 0)].append((submits[t], start))
+    # Per priority: submits sorted, and the latest start among those submitted
+    # up to each point.
+    index = {}
+    for p, rows in by_p.items():
+        rows.sort()
+        subs, latest, m = [], [], float("-inf")
+        for sub, st in rows:
+            m = max(m, st)
+            subs.append(sub)
+            latest.append(m)
+        index[p] = (subs, latest)
+    inversions = 0
+    for p, rows in by_p.items():
+        for _, start in rows:
+            for hp in range(p + 1, 10):
+                if hp not in index:
+                    continue
+                subs, latest = index[hp]
+                i = bisect.bisect_left(subs, start - slack) - 1
+                if i >= 0 and latest[i] > start + slack:
+                    inversions += 1
+                    break
+    return inversions
 
 
 def read_exec_logs(paths):
@@ -398,7 +455,10 @@ def main():
             f"done={summary.done if summary else '?'} after {elapsed:.0f}s")
 
         # The independent count.
-        completed = read_events(kafka.bootstrap, f"{grid.prefix}.events")
+        starts, submits, priorities = {}, {}, {}
+        completed = read_events(kafka.bootstrap, f"{grid.prefix}.events",
+                                starts, submits, priorities)
+        inversions = count_inversions(starts, submits, priorities)
         runs = read_exec_logs(grid.exec_logs)
         acked, submitted = submitter.acked, submitter.submitted
         lost = sorted(acked - set(completed))
@@ -463,12 +523,13 @@ def main():
             "tracker_completed": tracker_completed,
             "failover_seconds": [round(f, 2) for f in failovers],
             "failover_seconds_max": round(max(failovers), 2) if failovers else None,
+            "priority_inversions": inversions,
             "faults": [k for _, k, _ in faults],
             "brokers": 3 if args.cluster else 1,
         }
         print(f"{'check':<26}{'value':>10}")
         for k in ("tasks", "acknowledged", "lost", "duplicated", "double_counted",
-                  "unexpected", "stuck", "failover_seconds_max"):
+                  "unexpected", "stuck", "failover_seconds_max", "priority_inversions"):
             print(f"{k:<26}{str(result[k]):>10}")
         print(f"duplicated by cause: {dict(causes)}")
         if lost:
