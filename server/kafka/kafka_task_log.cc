@@ -187,7 +187,13 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
         // revoked (the generation changes), and the next owner would run what
         // it covered again.
         log_->RecommitLastSent(revoked);
-        log_->FlushCommits(/*sync=*/true);
+        // A commit that fails here (the group coordinator moving after a
+        // broker died) is tried again for up to 3 s: once the partitions
+        // move, what it covers would run again at the next owner.
+        const absl::Time until = absl::Now() + absl::Seconds(3);
+        while (!log_->FlushCommits(/*sync=*/true) && absl::Now() < until) {
+          absl::SleepFor(absl::Milliseconds(200));
+        }
       }
       for (const auto& tp : revoked) {
         log_->owned_.erase(tp);
@@ -494,14 +500,14 @@ std::string KafkaTaskLog::SentMetadata(const std::string& topic,
              : "";
 }
 
-void KafkaTaskLog::FlushCommits(bool sync) {
+bool KafkaTaskLog::FlushCommits(bool sync) {
   std::map<std::pair<std::string, int32_t>, std::pair<int64_t, std::string>>
       pending;
   {
     absl::MutexLock lock(&mu_);
     pending.swap(to_commit_);
   }
-  if (pending.empty()) return;
+  if (pending.empty()) return true;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [tp, value] : pending) sent_metadata_[tp] = value;
@@ -519,8 +525,16 @@ void KafkaTaskLog::FlushCommits(bool sync) {
       p->metadata_size = value.second.size();
     }
   }
-  const rd_kafka_resp_err_t err =
+  rd_kafka_resp_err_t err =
       rd_kafka_commit(consumer_->c_ptr(), list, sync ? 0 : 1);
+  if (sync && err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i) {  // a partition may fail alone
+      if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        err = list->elems[i].err;
+        break;
+      }
+    }
+  }
   rd_kafka_topic_partition_list_destroy(list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     LOG(WARNING) << "commit failed: " << rd_kafka_err2str(err)
@@ -530,7 +544,9 @@ void KafkaTaskLog::FlushCommits(bool sync) {
       auto [it, fresh] = to_commit_.try_emplace(tp, value);
       if (!fresh && value.first > it->second.first) it->second = value;
     }
+    return false;
   }
+  return true;
 }
 
 void KafkaTaskLog::WarmUp(const std::vector<std::string>& topics) {

@@ -71,7 +71,9 @@ class KafkaTaskLog final : public TaskLog {
   KafkaTaskLog() = default;
   void ConsumeLoop();
   void PollProducerLoop(RdKafka::Producer* producer);
-  void FlushCommits(bool sync);
+  // Sends the queued commits; false (and queued again) when they failed
+  // (`sync`: known at once; async: reported to the CommitReporter).
+  bool FlushCommits(bool sync);
   // The metadata last sent with `offset` of a partition ("" if another
   // offset was sent since): a failed async commit is retried with it.
   std::string SentMetadata(const std::string& topic, int32_t partition,
