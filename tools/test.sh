@@ -42,6 +42,22 @@ bazel_rc=$?
 tools/python/.venv/bin/python -m pytest -q tools/python/tests \
   --junitxml="$RESULTS/pytest.xml" -p no:cacheprovider
 
+# The unit tests of the input paths under ASan + UBSan (.bazelrc --config=asan), as
+# one test case: the core, the API rules, the tracker's model and the fuzz replay.
+ASAN_JUNIT=()
+if [ "${TARGETS[*]}" = "//..." ]; then
+  ASAN_JUNIT=(--junit "$RESULTS/asan.xml")
+  if bazel test --config=asan //server/core/... //server/api/... \
+       //tracker/model/... //tests:fuzz_replay_test >"$RESULTS/asan.out" 2>&1; then
+    failure=""
+  else
+    failure="<failure message=\"unit tests under ASan/UBSan failed\"/>"
+    tail -60 "$RESULTS/asan.out" >&2
+  fi
+  printf '<testsuite name="asan"><testcase name="asan_ubsan_unit_tests">%s</testcase></testsuite>\n' \
+    "$failure" > "$RESULTS/asan.xml"
+fi
+
 # The chaos checker's short form (tools/chaos/README.md: 3 instances, a tracker, 6
 # workers as processes on its own broker; an instance killed -9 right after a
 # rebalance, a worker killed, a worker stalled past its lease), as one test case.
@@ -61,7 +77,7 @@ fi
 
 python3 tools/test_summary.py --bazel-targets "$RESULTS/targets" \
   --testlogs "$(bazel info bazel-testlogs 2>/dev/null)" --junit "$RESULTS/pytest.xml" \
-  ${CHAOS_JUNIT[@]+"${CHAOS_JUNIT[@]}"}
+  ${CHAOS_JUNIT[@]+"${CHAOS_JUNIT[@]}"} ${ASAN_JUNIT[@]+"${ASAN_JUNIT[@]}"}
 rc=$?
 rm -rf "$RESULTS"
 [ "$bazel_rc" = 0 ] || rc=1
