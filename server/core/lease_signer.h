@@ -19,7 +19,6 @@ class LeaseSigner {
   // here).
   explicit LeaseSigner(std::string key = "");
   void SetKey(std::string key);
-  bool has_key() const { return !key_.empty(); }
 
   // A new lease id for attempt `attempt` of `task_id` run by `worker_id`.
   std::string Issue(const std::string& scheduler_id, uint64_t serial,

@@ -12,22 +12,12 @@
 #include "server/api/limits.h"
 #include "server/api/task_validation.h"
 #include "server/core/scheduler_core.h"
+#include "server/core/scheduler_core_internal.h"
 #include "server/util/time_util.h"
 
 namespace kwq::scheduler {
 
-using kwq::v1::SchedulerMessage;
-using kwq::v1::Task;
-using kwq::v1::TaskEvent;
-using kwq::v1::TaskState;
-
 namespace {
-using api::kAckFailedPrecondition;
-using api::kAckInvalidArgument;
-using api::kAckOk;
-using api::kAckUnavailable;
-using api::kMaxPriority;
-using api::kNumPriorities;
 constexpr int kInversionScan = 16;
 // Tasks from the head of a priority queue that soft affinity looks through.
 constexpr size_t kAffinityScan = 1024;

@@ -50,17 +50,15 @@ class KafkaTaskLog final : public TaskLog {
   // submit-to-start).
   void WarmUp(const std::vector<std::string>& topics) override;
 
+  // The consumer lag is the records in this member's partitions past the
+  // group's committed offsets (tasks not decided yet, whether still in Kafka,
+  // buffered here or running), refreshed every 2 s; -1 before the first
+  // refresh.
   Stats GetStats() const override {
     return {produce_errors_, commit_errors_, consumer_lag_};
   }
-  int64_t produce_errors() const { return produce_errors_; }
   int64_t commits_ok() const { return commits_ok_; }
   int64_t commit_errors() const { return commit_errors_; }
-  // Records in this member's partitions past the group's committed offsets
-  // (Kafka's consumer lag: tasks not decided yet, whether still in Kafka,
-  // buffered here or running), refreshed every 2 s; -1 before the first
-  // refresh.
-  int64_t consumer_lag() const { return consumer_lag_; }
 
  private:
   class Rebalancer;

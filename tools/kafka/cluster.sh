@@ -22,7 +22,7 @@ RF="${KWQ_CLUSTER_RF:-3}"
 MIN_ISR="${KWQ_CLUSTER_MIN_ISR:-2}"
 
 java_opts() {  # $1: node dir
-  echo "-Xms128m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dkafka.logs.dir=$1 -Dlog4j2.configurationFile=$1/log4j2.properties"
+  echo "-Xms128m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dkafka.logs.dir=$1 -Dlog4j2.configurationFile=$HERE/log4j2.properties"
 }
 
 run_node() {  # $1: node index
@@ -104,18 +104,6 @@ unclean.leader.election.enable=false
 log.segment.bytes=67108864
 file.delete.delay.ms=0
 log.retention.hours=24
-PROPS
-      cat > "$d/log4j2.properties" <<'PROPS'
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = ${sys:kafka.logs.dir}/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-logger.state.name = state.change.logger
-logger.state.level = warn
 PROPS
       # shellcheck disable=SC2046
       java -cp "$CP" $(java_opts "$d") kafka.tools.StorageTool format \

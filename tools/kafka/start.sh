@@ -112,23 +112,9 @@ log.retention.hours=24
 PROPS
 # Extra broker properties, one per line (e.g. to try a setting in a benchmark).
 [ -z "${KWQ_KAFKA_EXTRA_PROPS:-}" ] || printf '%s\n' "$KWQ_KAFKA_EXTRA_PROPS" >> "$STATE/server.properties"
-cat > "$STATE/log4j2.properties" <<'PROPS'
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = ${sys:kafka.logs.dir}/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = info
-logger.state.name = state.change.logger
-logger.state.level = warn
-PROPS
 fi  # REUSE = 0: certificates, properties
 JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-  "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$STATE/log4j2.properties")
+  "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$DIR/log4j2.properties")
 # Extra JVM options for the broker only, e.g. JMX for tools/bench/broker_requests.sh.
 read -r -a EXTRA_BROKER_OPTS <<<"${KWQ_KAFKA_BROKER_JAVA_OPTS:-}"
 CP="$LIBS/*"
