@@ -167,7 +167,8 @@ class MetricsExporter::Collector : public prometheus::Collectable {
 };
 
 absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(
-    const std::string& listen, std::function<MetricsSnapshot()> snapshot) {
+    const std::string& listen, std::function<MetricsSnapshot()> snapshot,
+    std::shared_ptr<auth::Authorizer> authorizer) {
   std::unique_ptr<MetricsExporter> e(new MetricsExporter());
   try {
     e->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
@@ -177,6 +178,16 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(
   }
   e->collector_ = std::make_shared<Collector>(std::move(snapshot));
   e->exposer_->RegisterCollectable(e->collector_);
+  if (authorizer != nullptr && !authorizer->open()) {
+    e->exposer_->RegisterAuth(
+        [authorizer](const std::string&, const std::string& password) {
+          return authorizer
+              ->Authorize(absl::string_view(password), std::nullopt,
+                          auth::Role::kView)
+              .ok();
+        },
+        "kwq");
+  }
   const auto ports = e->exposer_->GetListeningPorts();
   e->port_ = ports.empty() ? 0 : ports.front();
   return e;

@@ -9,6 +9,8 @@
 #include "server/api/priorities.h"
 #include "server/core/scheduler_core.h"
 
+#include "server/auth/authorizer.h"
+
 namespace prometheus {
 class Exposer;
 }
@@ -27,11 +29,14 @@ struct MetricsSnapshot {
 
 // Prometheus text format at http://<listen>/metrics (prometheus-cpp's exposer);
 // every scrape calls `snapshot`. Port 0 in `listen` picks a free port (see
-// port()).
+// port()). With an authorizer that is not open, a scrape must give a bearer
+// token whose principal holds the `view` role as the HTTP basic-auth password
+// (any user name; Prometheus: basic_auth.password_file).
 class MetricsExporter {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsExporter>> Start(
-      const std::string& listen, std::function<MetricsSnapshot()> snapshot);
+      const std::string& listen, std::function<MetricsSnapshot()> snapshot,
+      std::shared_ptr<auth::Authorizer> authorizer);
   ~MetricsExporter();
   int port() const { return port_; }
 

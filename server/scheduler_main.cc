@@ -17,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/api/limits.h"
+#include "server/auth/security_flags.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
 #include "server/metrics_exporter.h"
@@ -243,6 +244,25 @@ int main(int argc, char** argv) {
   options.release_partitions_after =
       absl::Milliseconds(FLAGS_release_partitions_after_ms);
 
+  const kwq::auth::ServerSecurityOptions security_options =
+      kwq::auth::ServerSecurityFromFlags();
+  auto security =
+      kwq::auth::MakeServerSecurity(security_options, FLAGS_listen);
+  if (!security.ok()) {
+    std::cerr << "kwq_scheduler: " << security.status().message() << "\n";
+    return 2;
+  }
+  options.authorizer = security->authorizer;
+  if (!FLAGS_metrics_listen.empty() &&
+      !kwq::auth::IsLoopbackAddress(FLAGS_metrics_listen) &&
+      security->authorizer->open() && !security_options.insecure) {
+    std::cerr << "kwq_scheduler: --metrics_listen=" << FLAGS_metrics_listen
+              << " is not loopback and no --identities_file asks scrapers "
+                 "for a token: give one (scrapes then need a view token as "
+                 "the basic-auth password) or --insecure\n";
+    return 2;
+  }
+
   // gRPC first (health NOT_SERVING) so that probes see us while Kafka is
   // awaited.
   grpc::EnableDefaultHealthCheckService(true);
@@ -250,8 +270,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<kwq::scheduler::SchedulerService> service;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(FLAGS_listen, security->credentials, &port);
   kwq::ApplyServerSettings(builder);
   service = std::make_unique<kwq::scheduler::SchedulerService>(options,
                                                                cluster.get());
@@ -273,7 +292,8 @@ int main(int argc, char** argv) {
   std::string metrics_note;
   if (!FLAGS_metrics_listen.empty()) {
     auto m = kwq::scheduler::MetricsExporter::Start(
-        FLAGS_metrics_listen, [&service] { return service->Snapshot(); });
+        FLAGS_metrics_listen, [&service] { return service->Snapshot(); },
+        security->authorizer);
     if (!m.ok()) {
       std::cerr << "kwq_scheduler: " << m.status().message() << "\n";
       server->Shutdown(std::chrono::system_clock::now() +
@@ -289,7 +309,8 @@ int main(int argc, char** argv) {
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
   std::cout << "kwq_scheduler " << options.core.scheduler_id << " listening on "
             << host << ":" << port << " (kafka " << bootstrap << ", prefix "
-            << FLAGS_topic_prefix << metrics_note << ")" << std::endl;
+            << FLAGS_topic_prefix << metrics_note << "; "
+            << security->description << ")" << std::endl;
 
   absl::Notification stop;
   g_stop = &stop;

@@ -6,12 +6,14 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "server/api/limits.h"
+#include "server/auth/server_security.h"
 #include "server/util/time_util.h"
 #include "server/worker_stream.h"
 
@@ -343,10 +345,22 @@ bool SchedulerService::SeenRecently(const std::string& id) {
   return false;
 }
 
+bool SchedulerService::Admit(grpc::CallbackServerContext* ctx,
+                             grpc::ServerUnaryReactor* reactor,
+                             auth::Role role, auth::Identity* who) {
+  grpc::Status s =
+      auth::CheckCall(options_.authorizer.get(), *ctx, role, who);
+  if (s.ok()) return true;
+  reactor->Finish(s);
+  return false;
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Submit(
     grpc::CallbackServerContext* ctx, const kwq::v1::SubmitRequest* request,
     kwq::v1::SubmitResponse* response) {
   auto* reactor = ctx->DefaultReactor();
+  auth::Identity who;
+  if (!Admit(ctx, reactor, auth::Role::kSubmit, &who)) return reactor;
   if (request->tasks_size() == 0 || request->tasks_size() > 10000) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -373,7 +387,9 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
       kwq::v1::ControlRecord reg;
       reg.mutable_scope()->set_job_id(in.job_id());
       *reg.mutable_time() = now;
-      reg.set_requested_by(ctx->peer());
+      reg.set_requested_by(options_.authorizer && !options_.authorizer->open()
+                               ? who.principal
+                               : ctx->peer());
       records.push_back({topics_.Jobs(), in.job_id(), reg.SerializeAsString(),
                          /*urgent=*/true});
       new_jobs->push_back(in.job_id());
@@ -456,18 +472,31 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
 
 grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
 SchedulerService::Connect(grpc::CallbackServerContext* ctx) {
-  return new WorkerReactor(this, ctx, next_conn_++);
+  auth::Identity who;
+  grpc::Status admitted = auth::CheckCall(options_.authorizer.get(), *ctx,
+                                          auth::Role::kWork, &who);
+  return new WorkerReactor(this, ctx, next_conn_++, admitted,
+                           std::move(who.principal));
 }
 
 void SchedulerService::StreamHello(uint64_t conn,
                                    std::shared_ptr<WorkerStream> stream,
-                                   const kwq::v1::Hello& hello) {
+                                   kwq::v1::Hello hello) {
   if (!ready_) {
     // Not before the pauses, cancels and the group's lease key are known: a
     // reconnecting worker's leases could not be verified yet.
     stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "the scheduler is starting; connect again"));
     return;
+  }
+  if (options_.authorizer != nullptr && !options_.authorizer->open()) {
+    // A worker's identity lives under its principal: leases are signed for
+    // "<principal>:<worker_id>", so no principal can take over (or adopt the
+    // leases of) another one's workers by naming them.
+    const std::string prefix = stream->principal() + ":";
+    if (!absl::StartsWith(hello.worker_id(), prefix)) {
+      hello.set_worker_id(prefix + hello.worker_id());
+    }
   }
   loop_->Post([this, conn, stream = std::move(stream), hello] {
     streams_[conn] = stream;
@@ -498,6 +527,7 @@ grpc::ServerUnaryReactor* SchedulerService::ListWorkers(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListWorkersRequest*,
     kwq::v1::ListWorkersResponse* response) {
   auto* reactor = ctx->DefaultReactor();
+  if (!Admit(ctx, reactor, auth::Role::kView)) return reactor;
   loop_->Post([this, reactor, response] {
     response->set_scheduler_id(options_.core.scheduler_id);
     for (const WorkerView& w : core_->Workers()) {
@@ -529,6 +559,7 @@ grpc::ServerUnaryReactor* SchedulerService::ExplainTask(
     const kwq::v1::ExplainTaskRequest* request,
     kwq::v1::ExplainTaskResponse* response) {
   auto* reactor = ctx->DefaultReactor();
+  if (!Admit(ctx, reactor, auth::Role::kView)) return reactor;
   if (!api::IsValidId(request->task_id())) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -561,6 +592,12 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     grpc::CallbackServerContext* ctx, const kwq::v1::Scope& scope, bool cancel,
     bool set, const std::string& requested_by) {
   auto* reactor = ctx->DefaultReactor();
+  auth::Identity who;
+  if (!Admit(ctx, reactor, auth::Role::kOperate, &who)) return reactor;
+  // With identities, who asked is the authenticated principal (the request's
+  // free text is not trusted).
+  const bool authenticated =
+      options_.authorizer != nullptr && !options_.authorizer->open();
   auto fail = [&](grpc::StatusCode code, const std::string& msg) {
     reactor->Finish(grpc::Status(code, msg));
     return reactor;
@@ -596,7 +633,9 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
     rec.set_paused(!cancel);
     rec.set_cancelled(cancel);
     *rec.mutable_time() = ToProto(clock_->Now());
-    rec.set_requested_by(requested_by.empty() ? ctx->peer() : requested_by);
+    rec.set_requested_by(authenticated          ? who.principal
+                         : requested_by.empty() ? ctx->peer()
+                                                : requested_by);
     value = rec.SerializeAsString();
   }
   log_->Produce(

@@ -14,6 +14,7 @@
 #include "server/api/task_validation.h"
 #include "server/api/topics.h"
 #include "server/core/scheduler_core.h"
+#include "server/auth/authorizer.h"
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
@@ -39,6 +40,9 @@ struct ServiceOptions {
   // Zero (the in-process default; kwq_scheduler's flag is 5 s): always a
   // member.
   absl::Duration release_partitions_after = absl::ZeroDuration();
+  // Who may call which RPC (server/auth); null: every caller may do
+  // everything (the loopback dev default).
+  std::shared_ptr<auth::Authorizer> authorizer;
 };
 
 // The gRPC adapter of the scheduler: Submit, the worker streams (one callback
@@ -87,7 +91,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
 
   // WorkerStreamHandler (gRPC threads).
   void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
-                   const kwq::v1::Hello& hello) override;
+                   kwq::v1::Hello hello) override;
   void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg) override;
   void StreamClosed(uint64_t conn, const std::string& reason) override;
 
@@ -96,6 +100,11 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   // group: from --lease_key_file, or the control topic (written there by the
   // first instance).
   absl::Status EnsureGroupLeaseKey();
+  // True when the caller holds `role` (then `who` says who it is); otherwise
+  // finishes `reactor` with UNAUTHENTICATED or PERMISSION_DENIED.
+  bool Admit(grpc::CallbackServerContext* ctx,
+             grpc::ServerUnaryReactor* reactor, auth::Role role,
+             auth::Identity* who = nullptr);
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);

@@ -72,12 +72,20 @@ void WorkerStream::Close(const grpc::Status& status) {
 }
 
 WorkerReactor::WorkerReactor(WorkerStreamHandler* handler,
-                             grpc::CallbackServerContext* ctx, uint64_t conn)
+                             grpc::CallbackServerContext* ctx, uint64_t conn,
+                             const grpc::Status& admitted,
+                             std::string principal)
     : service_(handler),
       conn_(conn),
       handle_(std::make_shared<WorkerStream>()) {
   handle_->reactor_ = this;
   handle_->peer_ = ctx->peer();
+  handle_->principal_ = std::move(principal);
+  if (!admitted.ok()) {
+    close_reported_ = true;  // the handler never heard of it
+    FinishOnce(admitted);
+    return;
+  }
   StartRead(&in_);
 }
 

@@ -21,7 +21,7 @@ class WorkerStreamHandler {
   virtual ~WorkerStreamHandler() = default;
   // The stream's first message, a hello; `stream` is the handle to write to.
   virtual void StreamHello(uint64_t conn, std::shared_ptr<WorkerStream> stream,
-                           const kwq::v1::Hello& hello) = 0;
+                           kwq::v1::Hello hello) = 0;
   virtual void StreamMessage(uint64_t conn, kwq::v1::WorkerMessage msg) = 0;
   // Once per stream, when it ended (either side).
   virtual void StreamClosed(uint64_t conn, const std::string& reason) = 0;
@@ -39,6 +39,8 @@ class WorkerStream {
   void Send(std::vector<kwq::v1::SchedulerMessage> msgs);
   void Close(const grpc::Status& status);
   const std::string& peer() const { return peer_; }
+  // Who the caller authenticated as ("anonymous" on an open server).
+  const std::string& principal() const { return principal_; }
 
  private:
   friend class WorkerReactor;
@@ -64,6 +66,7 @@ class WorkerStream {
   bool finished_ = false;
   std::optional<grpc::Status> finish_after_writes_;
   std::string peer_;
+  std::string principal_;
 };
 
 // One callback reactor per Connect call: reads worker messages and hands them
@@ -73,8 +76,11 @@ class WorkerReactor
     : public grpc::ServerBidiReactor<kwq::v1::WorkerMessage,
                                      kwq::v1::SchedulerMessage> {
  public:
+  // `admitted`: the call's authentication result; a stream that is not
+  // admitted ends at once with that status and reaches no handler.
   WorkerReactor(WorkerStreamHandler* handler, grpc::CallbackServerContext* ctx,
-                uint64_t conn);
+                uint64_t conn, const grpc::Status& admitted,
+                std::string principal);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;

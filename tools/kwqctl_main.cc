@@ -34,6 +34,9 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   task why ID                  what holds a queued task back (scheduler's explanation)
   queue pause|resume           [--priority P] (everything without it)
   worker list                  connected workers, slots, in flight, heartbeats
+  token new --principal P --roles R[,R]
+                               a new bearer token and its identities-file line (roles:
+                               submit, work, operate, view, admin; server/auth/README.md)
   simulate                     a simulated job on SDK workers in this process, with the monitor
                                [--tasks 100000] [--workers 8] [--slots 16] [--prefetch 0]
                                (tasks a worker queues beyond its slots) [--payload-bytes 0]
@@ -53,6 +56,12 @@ Global flags:
   -o table|json|jsonl     output (JSON only on stdout; progress and monitors on stderr
                           unless the monitor is the command's output)
   --timeout-s N           per-RPC deadline, default 10
+  --tls-ca FILE           TLS to the scheduler and tracker, trusting this CA (env KWQ_TLS_CA;
+                          --tls alone: the system roots)
+  --tls-cert FILE, --tls-key FILE
+                          client certificate for mutual TLS (env KWQ_TLS_CERT, KWQ_TLS_KEY)
+  --token TOKEN           bearer token (env KWQ_TOKEN; prefer the env: flags show in ps)
+  --tls-server-name NAME  the name the server certificate holds, when the address is not it
 
 --kafka-config FILE: librdkafka properties (key=value lines, # comments) for every Kafka
 client of the command, e.g. security.protocol=SASL_SSL, ssl.ca.location=/etc/kafka/ca.pem,
@@ -97,6 +106,20 @@ int main(int argc, char** argv) {
         error.empty() ? "--timeout-s must be at least 1" : error);
   }
   c.timeout_s = static_cast<int>(t);
+  c.security = kwq::ClientSecurity::FromEnv();
+  c.security.ca_file = args.Get("tls_ca", c.security.ca_file);
+  c.security.cert_file = args.Get("tls_cert", c.security.cert_file);
+  c.security.key_file = args.Get("tls_key", c.security.key_file);
+  c.security.token = args.Get("token", c.security.token);
+  c.security.server_name =
+      args.Get("tls_server_name", c.security.server_name);
+  if (args.GetBool("tls")) c.security.tls = true;
+  auto credentials = c.security.Credentials();
+  if (!credentials.ok()) {
+    return kwq::ctl::Fail(kwq::ctl::kExitUsage,
+                          std::string(credentials.status().message()));
+  }
+  c.credentials = *credentials;
   const std::string noun = args.word(0);
   if (noun == "dev") return kwq::ctl::RunDev(c);
   if (noun == "submit") return kwq::ctl::RunSubmit(c);
@@ -105,6 +128,7 @@ int main(int argc, char** argv) {
   if (noun == "queue") return kwq::ctl::RunQueue(c);
   if (noun == "worker") return kwq::ctl::RunWorker(c);
   if (noun == "simulate") return kwq::ctl::RunSimulate(c);
+  if (noun == "token") return kwq::ctl::RunToken(c);
   return kwq::ctl::Fail(kwq::ctl::kExitUsage,
                         "unknown command '" + noun + "' (see kwqctl --help)");
 }

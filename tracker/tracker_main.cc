@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/api/topics.h"
+#include "server/auth/security_flags.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
 #include "server/util/mutex_mode.h"
@@ -99,6 +100,12 @@ int main(int argc, char** argv) {
     std::cerr << "kwq_tracker: " << error << " (see --help)\n";
     return 2;
   }
+  auto security = kwq::auth::MakeServerSecurity(
+      kwq::auth::ServerSecurityFromFlags(), FLAGS_listen);
+  if (!security.ok()) {
+    std::cerr << "kwq_tracker: " << security.status().message() << "\n";
+    return 2;
+  }
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
   auto opened = kwq::OpenKafka(FLAGS_kafka, FLAGS_bootstrap_servers,
@@ -146,11 +153,10 @@ int main(int argc, char** argv) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  kwq::tracker::TrackerService service(store->get());
+  kwq::tracker::TrackerService service(store->get(), security->authorizer);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(FLAGS_listen, security->credentials, &port);
   kwq::ApplyServerSettings(builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -162,7 +168,8 @@ int main(int argc, char** argv) {
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
   std::cout << "kwq_tracker listening on " << host << ":" << port << " (kafka "
             << cluster->bootstrap_servers() << ", topic "
-            << ingest_options.topic << ", db " << FLAGS_db << ")" << std::endl;
+            << ingest_options.topic << ", db " << FLAGS_db << "; "
+            << security->description << ")" << std::endl;
 
   absl::Notification stop;
   g_stop = &stop;

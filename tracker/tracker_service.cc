@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "server/auth/server_security.h"
 
 namespace kwq::tracker {
 
@@ -14,10 +15,17 @@ grpc::Status ToGrpc(const absl::Status& s) {
                       std::string(s.message()));
 }
 
-template <typename T, typename Response>
+// Answers with `query()` (a StatusOr) when `allowed`, else with its refusal.
+template <typename Query, typename Response>
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
-                                absl::StatusOr<T> result, Response* response) {
+                                const grpc::Status& allowed, Query query,
+                                Response* response) {
   auto* reactor = ctx->DefaultReactor();
+  if (!allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
+  auto result = query();
   if (result.ok()) *response = std::move(*result);
   reactor->Finish(ToGrpc(result.status()));
   return reactor;
@@ -115,7 +123,9 @@ class JobWatcher : public grpc::ServerWriteReactor<kwq::v1::JobSummary> {
   std::unique_ptr<grpc::Status> pending_finish_;
 };
 
-TrackerService::TrackerService(const TrackerStore* store) : store_(store) {
+TrackerService::TrackerService(const TrackerStore* store,
+                               std::shared_ptr<auth::Authorizer> authorizer)
+    : store_(store), authorizer_(std::move(authorizer)) {
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -157,41 +167,59 @@ void TrackerService::WatchLoop() {
 grpc::ServerUnaryReactor* TrackerService::GetTask(
     grpc::CallbackServerContext* ctx, const kwq::v1::GetTaskRequest* request,
     kwq::v1::TaskStatus* response) {
-  return Reply(ctx, store_->GetTask(request->task_id()), response);
+  return Reply(
+      ctx, CheckView(*ctx), [&] { return store_->GetTask(request->task_id()); }, response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::ListTasks(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListTasksRequest* request,
     kwq::v1::ListTasksResponse* response) {
-  return Reply(ctx, store_->ListTasks(*request), response);
+  return Reply(
+      ctx, CheckView(*ctx), [&] { return store_->ListTasks(*request); }, response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::GetJobSummary(
     grpc::CallbackServerContext* ctx,
     const kwq::v1::GetJobSummaryRequest* request,
     kwq::v1::JobSummary* response) {
-  return Reply(ctx,
-               store_->GetJobSummary(request->job_id(), request->max_tags(),
-                                     absl::Now()),
-               response);
+  return Reply(
+      ctx, CheckView(*ctx),
+      [&] {
+        return store_->GetJobSummary(request->job_id(), request->max_tags(),
+                                     absl::Now());
+      },
+      response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::ListJobs(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListJobsRequest* request,
     kwq::v1::ListJobsResponse* response) {
-  return Reply(ctx, store_->ListJobs(*request, absl::Now()), response);
+  return Reply(
+      ctx, CheckView(*ctx), [&] { return store_->ListJobs(*request, absl::Now()); }, response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::GetThroughput(
     grpc::CallbackServerContext* ctx,
     const kwq::v1::GetThroughputRequest* request,
     kwq::v1::ThroughputStats* response) {
-  return Reply(ctx, store_->GetThroughput(*request, absl::Now()), response);
+  return Reply(
+      ctx, CheckView(*ctx), [&] { return store_->GetThroughput(*request, absl::Now()); }, response);
+}
+
+grpc::Status TrackerService::CheckView(
+    const grpc::CallbackServerContext& ctx) const {
+  return auth::CheckCall(authorizer_.get(), ctx, auth::Role::kView);
 }
 
 grpc::ServerWriteReactor<kwq::v1::JobSummary>* TrackerService::WatchJob(
     grpc::CallbackServerContext* ctx, const kwq::v1::WatchJobRequest* request) {
   auto* watcher = new JobWatcher(this, request->job_id());
+  if (grpc::Status allowed = CheckView(*ctx); !allowed.ok()) {
+    absl::MutexLock lock(&mu_);
+    watchers_.insert(watcher);  // OnDone removes it
+    watcher->FinishFromService(allowed);
+    return watcher;
+  }
   // Validate before streaming anything. A job not known yet is waited for
   // (JobWatcher::kUnknownJobGrace), then NOT_FOUND.
   auto first = store_->GetJobSummary(request->job_id(), 0, absl::Now());

@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "kwq/v1/tracker.grpc.pb.h"
+#include "server/auth/authorizer.h"
 #include "tracker/store/tracker_store.h"
 
 namespace kwq::tracker {
@@ -18,7 +19,9 @@ class JobWatcher;
 // watched job every 200 ms and writes a summary when it changed. Thread-safe.
 class TrackerService final : public kwq::v1::Tracker::CallbackService {
  public:
-  explicit TrackerService(const TrackerStore* store);
+  // `authorizer`: who may read (every RPC needs the view role); null: anyone.
+  TrackerService(const TrackerStore* store,
+                 std::shared_ptr<auth::Authorizer> authorizer);
   ~TrackerService() override;
   // Ends every watch stream (CANCELLED) and stops the watch thread; call before
   // grpc::Server::Shutdown so that shutdown does not wait on open streams.
@@ -50,8 +53,10 @@ class TrackerService final : public kwq::v1::Tracker::CallbackService {
   friend class JobWatcher;
   void WatchLoop();
   void Remove(JobWatcher* w);
+  grpc::Status CheckView(const grpc::CallbackServerContext& ctx) const;
 
   const TrackerStore* store_;
+  const std::shared_ptr<auth::Authorizer> authorizer_;
   absl::Mutex mu_;
   std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -31,15 +31,16 @@ Worker::Worker(WorkerOptions options, Handler handler)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  std::shared_ptr<grpc::ChannelCredentials> creds =
-      grpc::InsecureChannelCredentials();
-  if (options_.tls) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options_.tls_root_certs_pem;
-    creds = grpc::SslCredentials(ssl);
+  if (!options_.security.server_name.empty()) {
+    args.SetSslTargetNameOverride(options_.security.server_name);
+  }
+  auto creds = options_.security.Credentials();
+  if (!creds.ok()) {
+    init_error_ = std::string(creds.status().message());
+    creds = grpc::InsecureChannelCredentials();  // never used: Run() stops
   }
   stub_ = kwq::v1::Scheduler::NewStub(
-      grpc::CreateCustomChannel(options_.scheduler_address, creds, args));
+      grpc::CreateCustomChannel(options_.scheduler_address, *creds, args));
   for (int i = 0; i < options_.slots; ++i)
     slots_.emplace_back([this] {
       pthread_setname_np(pthread_self(), "kwq-slot");
@@ -76,10 +77,7 @@ class Worker::Stream
   // Opens the stream.
   void Start(kwq::v1::Scheduler::Stub* stub, std::shared_ptr<Stream> self) {
     self_ = std::move(self);
-    if (!worker_->options_.auth_token.empty()) {
-      ctx_.AddMetadata("authorization",
-                       "Bearer " + worker_->options_.auth_token);
-    }
+    worker_->options_.security.Apply(&ctx_);
     stub->async()->Connect(&ctx_, this);
     // Writes are started from outside reactions (slot threads): the hold
     // keeps OnDone back until no write can start any more (RemoveHold once
@@ -220,6 +218,10 @@ void Worker::Send(WorkerMessage msg) {
 }
 
 void Worker::Run() {
+  if (!init_error_.empty()) {
+    LOG(ERROR) << "worker not started: " << init_error_;
+    return;
+  }
   std::mt19937_64 rng(static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^
                       getpid());
   absl::Duration backoff = options_.reconnect_min;
@@ -293,6 +295,13 @@ bool Worker::RunOneStream() {
     if (welcomed) {
       LOG(WARNING) << "stream to " << options_.scheduler_address
                    << " ended: " << status.error_message() << "; reconnecting";
+    } else if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+               status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      // Retried too (the server's identities file may be fixed meanwhile),
+      // but said every time: nothing will run until it is.
+      LOG(ERROR) << "the scheduler at " << options_.scheduler_address
+                 << " refused this worker: " << status.error_message()
+                 << " (see WorkerOptions::security / KWQ_TOKEN)";
     } else {
       // Retried with backoff; say so now and then, not on every attempt.
       LOG_EVERY_N(WARNING, 20)

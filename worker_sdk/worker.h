@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
+#include "worker_sdk/client_security.h"
 
 namespace kwq::worker {
 
@@ -34,13 +35,12 @@ struct WorkerOptions {
   // Reconnect backoff: doubles from min to max, with jitter.
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(5);
-  // TLS to the scheduler: on when `tls` is set; `tls_root_certs_pem` empty uses
-  // the system roots. `auth_token` is sent as "authorization: Bearer <token>"
-  // on the stream. (The scheduler does not check tokens yet; see
-  // server/README.md.)
-  bool tls = false;
-  std::string tls_root_certs_pem;
-  std::string auth_token;
+  // TLS (CA, client certificate for mutual TLS) and the bearer token sent on
+  // the stream; default plaintext, no token. ClientSecurity::FromEnv() reads
+  // KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY, KWQ_TOKEN. A secured scheduler
+  // needs the token's (or certificate's) principal to hold the `work` role;
+  // it knows this worker as "<principal>:<worker_id>".
+  ClientSecurity security;
   // Progress reports of one task are sent at most this often.
   absl::Duration progress_interval = absl::Milliseconds(500);
 };
@@ -94,7 +94,8 @@ class Worker {
   Worker(WorkerOptions options, Handler handler);
   ~Worker();
 
-  // Runs until Stop(). Returns after the stream closed cleanly.
+  // Runs until Stop(). Returns after the stream closed cleanly, or at once
+  // (logged) when `security` names a TLS file that cannot be read.
   void Run();
   // Drain: take no more tasks, let running ones finish for up to `grace`, then
   // close.
@@ -129,6 +130,7 @@ class Worker {
   void SendAffinity();
 
   WorkerOptions options_;
+  std::string init_error_;  // a TLS file could not be read
   Handler handler_;
   std::unique_ptr<kwq::v1::Scheduler::Stub> stub_;
 

@@ -107,7 +107,7 @@ absl::StatusOr<Identity> Authorizer::Authorize(
       who = *id;
     } else if (options_.identities_file.empty()) {
       // Mutual TLS without an identities file: the CA vouches for everyone.
-      who = Identity{std::string(certificate_name->substr(0, 128)),
+      who = Identity{std::string(certificate_name->substr(0, kMaxPrincipalBytes)),
                      RoleSet::All()};
     } else {
       return absl::UnauthenticatedError(

@@ -17,9 +17,12 @@ namespace kwq::auth {
 namespace {
 
 bool IsPrincipal(absl::string_view p) {
-  if (p.empty() || p.size() > 128) return false;
+  if (p.empty() || p.size() > kMaxPrincipalBytes) return false;
   for (char c : p) {
-    if (c <= ' ' || c > '~') return false;
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != ':' &&
+        c != '-') {
+      return false;
+    }
   }
   return true;
 }
@@ -68,7 +71,7 @@ absl::StatusOr<IdentityTable> IdentityTable::Parse(absl::string_view text) {
           absl::StrCat("identities line ", line_no, ": ", why));
     };
     if (f.size() != 4) return bad("want KIND CREDENTIAL PRINCIPAL ROLES");
-    if (!IsPrincipal(f[2])) return bad("principal must be 1-128 visible ASCII");
+    if (!IsPrincipal(f[2])) return bad("a principal is 1-64 characters of [A-Za-z0-9._:-]");
     auto roles = ParseRoles(f[3]);
     if (!roles.ok()) return bad(roles.status().message());
     Identity id{std::string(f[2]), *roles};

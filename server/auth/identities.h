@@ -9,6 +9,8 @@
 
 namespace kwq::auth {
 
+inline constexpr size_t kMaxPrincipalBytes = 64;
+
 // Who a caller is, once authenticated.
 struct Identity {
   std::string principal;
@@ -22,7 +24,7 @@ struct Identity {
 // `kwqctl token new` makes one). A `cert` line maps a client certificate's
 // common name (verified against --tls_client_ca) to a principal. ROLES is a
 // comma-separated list of submit, work, operate, view, admin. Principals are
-// 1-128 printable ASCII characters without spaces.
+// 1-64 characters of [A-Za-z0-9._:-] (they prefix worker ids).
 class IdentityTable {
  public:
   static absl::StatusOr<IdentityTable> Parse(absl::string_view text);

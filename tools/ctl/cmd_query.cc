@@ -14,17 +14,22 @@
 
 namespace kwq::ctl {
 
+std::shared_ptr<grpc::Channel> Context::Channel(
+    const std::string& address) const {
+  return grpc::CreateCustomChannel(
+      address, credentials ? credentials : grpc::InsecureChannelCredentials(),
+      security.ChannelArgs());
+}
 std::unique_ptr<kwq::v1::Scheduler::Stub> Context::SchedulerStub() const {
-  return kwq::v1::Scheduler::NewStub(
-      grpc::CreateChannel(scheduler, grpc::InsecureChannelCredentials()));
+  return kwq::v1::Scheduler::NewStub(Channel(scheduler));
 }
 std::unique_ptr<kwq::v1::Tracker::Stub> Context::TrackerStub() const {
-  return kwq::v1::Tracker::NewStub(
-      grpc::CreateChannel(tracker, grpc::InsecureChannelCredentials()));
+  return kwq::v1::Tracker::NewStub(Channel(tracker));
 }
-void Context::SetDeadline(grpc::ClientContext* ctx) const {
+void Context::Prepare(grpc::ClientContext* ctx) const {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::seconds(timeout_s));
+  security.Apply(ctx);
 }
 
 int Fail(int code, const std::string& message) {
@@ -89,7 +94,7 @@ int JobWatch(const Context& c, const std::string& job) {
     // A job submitted a moment ago may not be known to the tracker yet: the
     // watch waits for it (up to 10 s); say so instead of sitting silent.
     grpc::ClientContext probe;
-    c.SetDeadline(&probe);
+    c.Prepare(&probe);
     kwq::v1::GetJobSummaryRequest req;
     req.set_job_id(job);
     kwq::v1::JobSummary s;
@@ -100,6 +105,7 @@ int JobWatch(const Context& c, const std::string& job) {
     }
   }
   grpc::ClientContext ctx;
+  c.security.Apply(&ctx);
   kwq::v1::WatchJobRequest req;
   req.set_job_id(job);
   auto reader = stub->WatchJob(&ctx, req);
@@ -134,7 +140,7 @@ int Control(const Context& c, const std::string& verb,
             const kwq::v1::Scope& scope) {
   auto stub = c.SchedulerStub();
   grpc::ClientContext ctx;
-  c.SetDeadline(&ctx);
+  c.Prepare(&ctx);
   grpc::Status st;
   const std::string who =
       absl::StrCat("kwqctl@", getlogin() ? getlogin() : "unknown");
@@ -186,7 +192,7 @@ int RunJob(const Context& c) {
     req.set_page_token(c.args.Get("page_token"));
     kwq::v1::ListJobsResponse resp;
     grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
+    c.Prepare(&ctx);
     grpc::Status st = stub->ListJobs(&ctx, req, &resp);
     if (!st.ok()) return TrackerFail(c, st);
     if (c.format == Format::kJson) {
@@ -228,7 +234,7 @@ int RunJob(const Context& c) {
     req.set_max_tags(static_cast<int>(max_tags));
     kwq::v1::JobSummary resp;
     grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
+    c.Prepare(&ctx);
     grpc::Status st = stub->GetJobSummary(&ctx, req, &resp);
     if (!st.ok()) return TrackerFail(c, st);
     if (c.format == Format::kTable) {
@@ -261,7 +267,7 @@ int RunTask(const Context& c) {
     if (id.empty())
       return Fail(kExitUsage, "usage: kwqctl task " + verb + " TASK_ID");
     grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
+    c.Prepare(&ctx);
     if (verb == "why") {
       kwq::v1::ExplainTaskRequest req;
       req.set_task_id(id);
@@ -338,7 +344,7 @@ int RunTask(const Context& c) {
     req.set_page_size(static_cast<int>(page_size));
     req.set_page_token(c.args.Get("page_token"));
     grpc::ClientContext ctx;
-    c.SetDeadline(&ctx);
+    c.Prepare(&ctx);
     kwq::v1::ListTasksResponse resp;
     grpc::Status st = c.TrackerStub()->ListTasks(&ctx, req, &resp);
     if (!st.ok()) return TrackerFail(c, st);
@@ -396,7 +402,7 @@ int RunWorker(const Context& c) {
   std::string error;
   if (!c.args.CheckAllowed({}, &error)) return Fail(kExitUsage, error);
   grpc::ClientContext ctx;
-  c.SetDeadline(&ctx);
+  c.Prepare(&ctx);
   kwq::v1::ListWorkersResponse resp;
   grpc::Status st = c.SchedulerStub()->ListWorkers(
       &ctx, kwq::v1::ListWorkersRequest(), &resp);

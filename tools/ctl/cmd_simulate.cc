@@ -116,9 +116,11 @@ struct Observations {
 
 // One Submit with a 60 s deadline.
 grpc::Status SubmitTasks(kwq::v1::Scheduler::Stub* stub,
-                         const kwq::v1::SubmitRequest& req) {
+                         const kwq::v1::SubmitRequest& req,
+                         const ClientSecurity& security) {
   kwq::v1::SubmitResponse resp;
   grpc::ClientContext ctx;
+  security.Apply(&ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   return stub->Submit(&ctx, req, &resp);
 }
@@ -142,6 +144,14 @@ int RunSimulate(const Context& c) {
   std::unique_ptr<devgrid::DevGrid> grid;
   std::string sched_addr = c.scheduler, tracker_addr = c.tracker;
   const bool own_grid = !c.args.Has("scheduler");
+  // The caller's grid is reached with the caller's TLS and token; a dev grid
+  // started here is open.
+  Context grid_ctx = c;
+  if (own_grid) {
+    grid_ctx.security = ClientSecurity();
+    grid_ctx.credentials = nullptr;
+  }
+  const ClientSecurity& security = grid_ctx.security;
   if (own_grid) {
     devgrid::GridOptions o;
     o.bootstrap_servers = c.args.Get("bootstrap_servers");
@@ -179,6 +189,7 @@ int RunSimulate(const Context& c) {
   for (long long w = 0; w < f.workers; ++w) {
     worker::WorkerOptions wo;
     wo.scheduler_address = sched_addr;
+    wo.security = security;
     wo.worker_id = absl::StrCat("sim-worker-", w);
     wo.slots = static_cast<int>(f.slots);
     wo.prefetch = static_cast<int>(f.prefetch);
@@ -257,7 +268,7 @@ int RunSimulate(const Context& c) {
   // warms its clients the same way.
   {
     auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(sched_addr, grpc::InsecureChannelCredentials()));
+        grid_ctx.Channel(sched_addr));
     const int per_priority = 2 * static_cast<int>(f.partitions);
     int total = 0;
     for (const bool big : {true, false}) {
@@ -272,7 +283,7 @@ int RunSimulate(const Context& c) {
           if (big) t->set_payload(std::string(kWarmUpBytes, 'w'));
         }
       }
-      grpc::Status s = SubmitTasks(stub.get(), req);
+      grpc::Status s = SubmitTasks(stub.get(), req, security);
       if (!s.ok()) {
         return Fail(kExitFailure, "warm-up submit failed: " +
                                       RpcError("scheduler", sched_addr, s));
@@ -301,7 +312,7 @@ int RunSimulate(const Context& c) {
   const std::string payload(static_cast<size_t>(f.payload_bytes), 'x');
   std::thread submitter([&] {
     auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(sched_addr, grpc::InsecureChannelCredentials()));
+        grid_ctx.Channel(sched_addr));
     // With --rate: one task per Submit at a fixed offered rate (latency, not
     // throughput: the scheduler is idle between tasks).
     const long long batch = f.rate > 0 ? 1 : f.batch;
@@ -335,7 +346,7 @@ int RunSimulate(const Context& c) {
               absl::StrCat("key-", (done / f.priorities) % f.affinity_keys));
         }
       }
-      grpc::Status s = SubmitTasks(stub.get(), req);
+      grpc::Status s = SubmitTasks(stub.get(), req, security);
       if (!s.ok()) {
         submit_error = RpcError("scheduler", sched_addr, s);
         submit_failed = true;
@@ -346,7 +357,7 @@ int RunSimulate(const Context& c) {
 
   // The monitor, from the tracker.
   auto tracker = kwq::v1::Tracker::NewStub(
-      grpc::CreateChannel(tracker_addr, grpc::InsecureChannelCredentials()));
+      grid_ctx.Channel(tracker_addr));
   const bool tty = isatty(STDERR_FILENO);
   JobMonitor monitor(std::cerr, tty);
   kwq::v1::JobSummary summary;
@@ -355,6 +366,7 @@ int RunSimulate(const Context& c) {
   bool finished = false;
   while (absl::Now() < deadline && !submit_failed) {
     grpc::ClientContext ctx;
+    security.Apply(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(5));
     kwq::v1::GetJobSummaryRequest req;

@@ -93,6 +93,7 @@ int RunSubmit(const Context& c) {
   auto send = [&](kwq::v1::SubmitRequest& req) -> int {
     if (req.tasks_size() == 0) return kExitOk;
     grpc::ClientContext ctx;
+    c.security.Apply(&ctx);
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(60));
     kwq::v1::SubmitResponse resp;

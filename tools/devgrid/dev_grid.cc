@@ -12,13 +12,16 @@ namespace kwq::devgrid {
 
 absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
     const KafkaCluster* cluster, scheduler::ServiceOptions options,
-    const std::string& listen) {
+    const std::string& listen,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
   s->service_ = std::make_unique<scheduler::SchedulerService>(
       std::move(options), cluster);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      listen, credentials ? credentials : grpc::InsecureServerCredentials(),
+      &port);
   ApplyServerSettings(builder);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();

@@ -23,7 +23,9 @@ class InProcessScheduler {
  public:
   static absl::StatusOr<std::unique_ptr<InProcessScheduler>> Start(
       const KafkaCluster* cluster, scheduler::ServiceOptions options,
-      const std::string& listen = "127.0.0.1:0");
+      const std::string& listen = "127.0.0.1:0",
+      std::shared_ptr<grpc::ServerCredentials> credentials =
+          nullptr);  // null: plaintext
   ~InProcessScheduler();
   const std::string& address() const { return address_; }
   scheduler::SchedulerService& service() { return *service_; }

@@ -8,7 +8,8 @@ namespace kwq::devgrid {
 
 absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
     const KafkaCluster& cluster, const std::string& topic_prefix,
-    const std::string& db_dir, int partitions, const std::string& listen) {
+    const std::string& db_dir, int partitions, const std::string& listen,
+    const auth::ServerSecurity* security) {
   std::unique_ptr<InProcessTracker> t(new InProcessTracker());
   auto store = tracker::TrackerStore::Open(db_dir, tracker::StoreOptions(),
                                            /*wipe=*/true);
@@ -20,10 +21,14 @@ absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
   auto ingestor = tracker::EventIngestor::Start(cluster, t->store_.get(), io);
   if (!ingestor.ok()) return ingestor.status();
   t->ingestor_ = std::move(*ingestor);
-  t->service_ = std::make_unique<tracker::TrackerService>(t->store_.get());
+  t->service_ = std::make_unique<tracker::TrackerService>(
+      t->store_.get(), security ? security->authorizer : nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen,
+                           security ? security->credentials
+                                    : grpc::InsecureServerCredentials(),
+                           &port);
   ApplyServerSettings(builder);
   builder.RegisterService(t->service_.get());
   t->server_ = builder.BuildAndStart();

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth/server_security.h"
 #include "server/kafka/kafka_cluster.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
@@ -20,7 +21,8 @@ class InProcessTracker {
   static absl::StatusOr<std::unique_ptr<InProcessTracker>> Start(
       const KafkaCluster& cluster, const std::string& topic_prefix,
       const std::string& db_dir, int partitions = 4,
-      const std::string& listen = "127.0.0.1:0");
+      const std::string& listen = "127.0.0.1:0",
+      const auth::ServerSecurity* security = nullptr);  // null: open
   ~InProcessTracker();
   const std::string& address() const { return address_; }
   tracker::TrackerStore& store() { return *store_; }

@@ -95,7 +95,10 @@ kwq::worker::Outcome RunCommand(kwq::worker::TaskContext& ctx) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("shell_worker --scheduler=HOST:PORT [--slots N]");
+  gflags::SetUsageMessage(
+      "shell_worker --scheduler=HOST:PORT [--slots N]\n"
+      "A secured scheduler: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY, KWQ_TOKEN "
+      "(environment) give the TLS files and the bearer token.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
@@ -105,6 +108,9 @@ int main(int argc, char** argv) {
   }
   kwq::worker::WorkerOptions options;
   options.scheduler_address = FLAGS_scheduler;
+  // TLS files and the bearer token: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY,
+  // KWQ_TOKEN.
+  options.security = kwq::ClientSecurity::FromEnv();
   options.worker_id = FLAGS_worker_id;
   options.slots = FLAGS_slots;
   kwq::worker::Worker worker(options, RunCommand);

@@ -72,7 +72,9 @@ void OnSignal(int) {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
-      "simulated_worker --scheduler=HOST:PORT [--slots N ...]");
+      "simulated_worker --scheduler=HOST:PORT [--slots N ...]\n"
+      "A secured scheduler: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY, KWQ_TOKEN "
+      "(environment) give the TLS files and the bearer token.");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
@@ -85,6 +87,9 @@ int main(int argc, char** argv) {
   }
   kwq::worker::WorkerOptions options;
   options.scheduler_address = FLAGS_scheduler;
+  // TLS files and the bearer token: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY,
+  // KWQ_TOKEN.
+  options.security = kwq::ClientSecurity::FromEnv();
   options.worker_id = FLAGS_worker_id;
   options.slots = FLAGS_slots;
   options.prefetch = FLAGS_prefetch;

@@ -1,12 +1,12 @@
 """Submitting tasks."""
-import grpc
-
 from kwq_client._gen import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from kwq_client.security import channel
 
 
-def connect_scheduler(address="127.0.0.1:50051"):
-    """A Scheduler stub on an insecure channel to `address`."""
-    return scheduler_pb2_grpc.SchedulerStub(grpc.insecure_channel(address))
+def connect_scheduler(address="127.0.0.1:50051", **security):
+    """A Scheduler stub for `address`; `security`: ca_file, cert_file, key_file, token,
+    tls, server_name (see kwq_client.security; unset ones come from KWQ_* env vars)."""
+    return scheduler_pb2_grpc.SchedulerStub(channel(address, **security))
 
 
 def submit(stub, tasks, timeout=30.0):

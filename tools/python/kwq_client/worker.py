@@ -15,6 +15,7 @@ import time
 
 import grpc
 
+from kwq_client.security import channel
 from kwq_client._gen import scheduler_pb2_grpc, worker_pb2, task_pb2
 
 _ACK_OK, _ACK_STALE, _ACK_UNAVAILABLE = 0, 9, 14
@@ -50,8 +51,10 @@ class Worker:
     """
 
     def __init__(self, address, handler, slots=1, worker_id=None, affinity_keys=(),
-                 labels=()):
+                 labels=(), **security):
         self.address = address
+        # TLS and token: ca_file, cert_file, key_file, token (kwq_client.security).
+        self.security = security
         self.handler = handler
         self.slots = slots
         self.worker_id = worker_id or "%s-py-%d" % (socket.gethostname(), os.getpid())
@@ -121,7 +124,7 @@ class Worker:
         with self._lock:
             for ctx in self._running.values():
                 hello.hello.in_flight.append(ctx.token)
-        stub = scheduler_pb2_grpc.SchedulerStub(grpc.insecure_channel(self.address))
+        stub = scheduler_pb2_grpc.SchedulerStub(channel(self.address, **self.security))
         welcomed = False
         heartbeat_stop = threading.Event()
         try:
