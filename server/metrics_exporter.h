@@ -7,9 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "server/api/priorities.h"
-#include "server/core/scheduler_core.h"
-
 #include "server/auth/authorizer.h"
+#include "server/core/scheduler_core.h"
 
 namespace prometheus {
 class Exposer;
@@ -20,9 +19,10 @@ namespace kwq::scheduler {
 // What one scrape reports, taken on the scheduler's loop.
 struct MetricsSnapshot {
   SchedulerMetrics core;
-  std::array<size_t, api::kNumPriorities> queued{};  // buffered tasks per priority
-  size_t in_flight = 0;             // leases
-  size_t workers = 0;               // connected worker streams
+  std::array<size_t, api::kNumPriorities>
+      queued{};          // buffered tasks per priority
+  size_t in_flight = 0;  // leases
+  size_t workers = 0;    // connected worker streams
   int64_t commit_errors = 0;
   int64_t consumer_lag = -1;  // -1: not known (yet)
 };

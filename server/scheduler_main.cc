@@ -246,8 +246,7 @@ int main(int argc, char** argv) {
 
   const kwq::auth::ServerSecurityOptions security_options =
       kwq::auth::ServerSecurityFromFlags();
-  auto security =
-      kwq::auth::MakeServerSecurity(security_options, FLAGS_listen);
+  auto security = kwq::auth::MakeServerSecurity(security_options, FLAGS_listen);
   if (!security.ok()) {
     std::cerr << "kwq_scheduler: " << security.status().message() << "\n";
     return 2;

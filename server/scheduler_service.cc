@@ -346,10 +346,9 @@ bool SchedulerService::SeenRecently(const std::string& id) {
 }
 
 bool SchedulerService::Admit(grpc::CallbackServerContext* ctx,
-                             grpc::ServerUnaryReactor* reactor,
-                             auth::Role role, auth::Identity* who) {
-  grpc::Status s =
-      auth::CheckCall(options_.authorizer.get(), *ctx, role, who);
+                             grpc::ServerUnaryReactor* reactor, auth::Role role,
+                             auth::Identity* who) {
+  grpc::Status s = auth::CheckCall(options_.authorizer.get(), *ctx, role, who);
   if (s.ok()) return true;
   reactor->Finish(s);
   return false;
@@ -381,6 +380,8 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
   auto new_jobs = std::make_shared<std::vector<std::string>>();
   // The index in `records` of each id's task record.
   auto task_record = std::make_shared<std::vector<size_t>>();
+  // Each id's PENDING event, written once its task record is durable.
+  auto pending_events = std::make_shared<std::vector<LogRecord>>();
   const auto now = ToProto(clock_->Now());
   for (const kwq::v1::Task& in : request->tasks()) {
     if (FirstSubmitOfJob(in.job_id())) {
@@ -428,27 +429,64 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
     task_record->push_back(records.size());
     records.push_back({topics_.ForPriority(task.priority()), task.id(),
                        task.SerializeAsString(), /*urgent=*/true, batched});
-    records.push_back({topics_.Events(), task.job_id(), ev.SerializeAsString(),
-                       /*urgent=*/true, batched});
+    pending_events->push_back({topics_.Events(), task.job_id(),
+                               ev.SerializeAsString(), /*urgent=*/true,
+                               batched});
   }
-  log_->Produce(std::move(records), [this, reactor, ids, new_jobs, task_record](
-                                        const TaskLog::ProduceResult& r) {
-    if (r.ok()) {
-      reactor->Finish(grpc::Status::OK);
-      return;
-    }
-    // The tasks whose record is not durable: a retried Submit with the same
-    // ids must queue them again.
-    std::set<size_t> failed(r.failed.begin(), r.failed.end());
-    std::vector<std::string> again;
-    for (size_t i = 0; i < ids->size(); ++i) {
-      if (failed.count((*task_record)[i])) again.push_back((*ids)[i]);
-    }
+  // The task records first, then the PENDING events of those that are
+  // durable: a task Kafka refused never shows as PENDING in the tracker (a
+  // phantom), and a PENDING event always names a task that exists. (An event
+  // written after its task's ALLOCATED or RUNNING is harmless: the tracker
+  // ranks stages, it does not take them in arrival order.)
+  log_->Produce(
+      std::move(records), [this, reactor, ids, new_jobs, task_record,
+                           pending_events](const TaskLog::ProduceResult& r) {
+        std::set<size_t> failed(r.failed.begin(), r.failed.end());
+        std::vector<LogRecord> events;
+        std::vector<std::string> again;  // tasks whose record is not durable
+        for (size_t i = 0; i < ids->size(); ++i) {
+          if (failed.count((*task_record)[i])) {
+            again.push_back((*ids)[i]);
+          } else {
+            events.push_back(std::move((*pending_events)[i]));
+          }
+        }
+        // Off the log's delivery thread: the loop produces the events and
+        // answers.
+        loop_->Post([this, reactor, new_jobs, r, again = std::move(again),
+                     events = std::move(events)]() mutable {
+          const size_t durable = events.size();
+          log_->Produce(
+              std::move(events), [this, reactor, new_jobs, r, again,
+                                  durable](const TaskLog::ProduceResult& er) {
+                if (!er.ok()) {
+                  // The tasks are durable and will run; the tracker learns of
+                  // them from their next event instead.
+                  LOG(WARNING)
+                      << er.failed.size() << " of " << durable
+                      << " PENDING events not durable: " << er.status.message();
+                }
+                FinishSubmit(reactor, r, again, *new_jobs);
+              });
+        });
+      });
+  return reactor;
+}
+
+void SchedulerService::FinishSubmit(grpc::ServerUnaryReactor* reactor,
+                                    const TaskLog::ProduceResult& r,
+                                    const std::vector<std::string>& again,
+                                    const std::vector<std::string>& new_jobs) {
+  if (r.ok()) {
+    reactor->Finish(grpc::Status::OK);
+    return;
+  }
+  {
     {
       absl::MutexLock lock(&dedup_mu_);
       for (const auto& id : again) dedup_set_.erase(id);
     }
-    for (const auto& job : *new_jobs) ForgetJobRegistration(job);
+    for (const auto& job : new_jobs) ForgetJobRegistration(job);
     // Bounded: 10,000 ids would not fit in a status message.
     constexpr size_t kListed = 20;
     std::string listed = absl::StrJoin(
@@ -466,15 +504,14 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
                          "them again with the same ids: ",
                          listed),
             4096)));
-  });
-  return reactor;
+  }
 }
 
 grpc::ServerBidiReactor<kwq::v1::WorkerMessage, kwq::v1::SchedulerMessage>*
 SchedulerService::Connect(grpc::CallbackServerContext* ctx) {
   auth::Identity who;
-  grpc::Status admitted = auth::CheckCall(options_.authorizer.get(), *ctx,
-                                          auth::Role::kWork, &who);
+  grpc::Status admitted =
+      auth::CheckCall(options_.authorizer.get(), *ctx, auth::Role::kWork, &who);
   return new WorkerReactor(this, ctx, next_conn_++, admitted,
                            std::move(who.principal));
 }

@@ -13,8 +13,8 @@
 #include "server/api/priorities.h"
 #include "server/api/task_validation.h"
 #include "server/api/topics.h"
-#include "server/core/scheduler_core.h"
 #include "server/auth/authorizer.h"
+#include "server/core/scheduler_core.h"
 #include "server/kafka/control_reader.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_task_log.h"
@@ -105,6 +105,12 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   bool Admit(grpc::CallbackServerContext* ctx,
              grpc::ServerUnaryReactor* reactor, auth::Role role,
              auth::Identity* who = nullptr);
+  // Answers a Submit once its records were produced: OK, or UNAVAILABLE
+  // listing the tasks (`again`) that are not durable.
+  void FinishSubmit(grpc::ServerUnaryReactor* reactor,
+                    const TaskLog::ProduceResult& r,
+                    const std::vector<std::string>& again,
+                    const std::vector<std::string>& new_jobs);
   grpc::ServerUnaryReactor* Control(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::Scope& scope, bool cancel,
                                     bool set, const std::string& requested_by);

@@ -83,9 +83,8 @@ class AuthTest : public ::testing::Test {
     so.core.scheduler_id = prefix_;
     so.partitions = 1;
     so.authorizer = sched_security->authorizer;
-    auto s = devgrid::InProcessScheduler::Start(cluster_.get(), so,
-                                                "127.0.0.1:0",
-                                                sched_security->credentials);
+    auto s = devgrid::InProcessScheduler::Start(
+        cluster_.get(), so, "127.0.0.1:0", sched_security->credentials);
     ASSERT_TRUE(s.ok()) << s.status();
     sched_ = std::move(*s);
 
@@ -301,9 +300,60 @@ TEST_F(AuthTest, MutualTlsKnowsCallersByCertificate) {
   // ... unless it brings a token that holds the role.
   EXPECT_EQ(GetTask("stranger", good_, "nothing", &out, viewer_).error_code(),
             grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(
-      GetTask("stranger", good_, "nothing", &out, worker_).error_code(),
-      grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(GetTask("stranger", good_, "nothing", &out, worker_).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// Certificate renewal: the server's files are replaced on disk (here by a
+// certificate of another CA) and new connections get the new one, without a
+// restart.
+TEST_F(AuthTest, ARenewedCertificateIsServedWithoutARestart) {
+  const std::string dir = TmpDir() + "/renewing-" + prefix_;
+  ASSERT_EQ(std::system(("mkdir -p " + dir + " && cp " + good_ +
+                         "/server.pem " + good_ + "/server.key " + dir)
+                            .c_str()),
+            0);
+  auth::ServerSecurityOptions tls;
+  tls.tls_cert_file = dir + "/server.pem";
+  tls.tls_key_file = dir + "/server.key";
+  tls.identities_file = identities_;
+  tls.certificate_refresh_seconds = 1;
+  auto security = auth::MakeServerSecurity(tls, "127.0.0.1:0");
+  ASSERT_TRUE(security.ok()) << security.status();
+  scheduler::ServiceOptions so;
+  so.core.topic_prefix = prefix_ + "-renew";
+  so.core.scheduler_id = prefix_ + "-renew";
+  so.partitions = 1;
+  so.authorizer = security->authorizer;
+  auto s = devgrid::InProcessScheduler::Start(cluster_.get(), so, "127.0.0.1:0",
+                                              security->credentials);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto list = [&](const std::string& ca_dir) {
+    ClientSecurity c = Client(viewer_, ca_dir);
+    auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateCustomChannel(
+        (*s)->address(), *c.Credentials(), c.ChannelArgs()));
+    kwq::v1::ListWorkersResponse resp;
+    grpc::ClientContext ctx;
+    c.Apply(&ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    return stub->ListWorkers(&ctx, {}, &resp);
+  };
+  ASSERT_TRUE(list(good_).ok());
+  EXPECT_FALSE(list(other_).ok());
+  ASSERT_EQ(std::system(("cp " + other_ + "/server.pem " + other_ +
+                         "/server.key " + dir)
+                            .c_str()),
+            0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  bool renewed = false;
+  while (!renewed && absl::Now() < deadline) {
+    renewed = list(other_).ok();
+    if (!renewed) absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(renewed) << "the new certificate was never served";
+  EXPECT_FALSE(list(good_).ok());
+  (*s)->Shutdown(absl::Seconds(1));
 }
 
 TEST(AuthBinaryTest, ANonLoopbackPortWithoutProtectionIsRefused) {
@@ -314,8 +364,8 @@ TEST(AuthBinaryTest, ANonLoopbackPortWithoutProtectionIsRefused) {
   EXPECT_THAT(r.err, HasSubstr("--insecure"));
   r = testing::RunCommand(
       "tracker/kwq_tracker",
-      {"--kafka=embedded", "--listen=0.0.0.0:0", "--db=" + TmpDir() + "/t"},
-      "", 60);
+      {"--kafka=embedded", "--listen=0.0.0.0:0", "--db=" + TmpDir() + "/t"}, "",
+      60);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--insecure"));
   // With --insecure it starts (and says so loudly in its log).

@@ -111,8 +111,7 @@ int main(int argc, char** argv) {
   c.security.cert_file = args.Get("tls_cert", c.security.cert_file);
   c.security.key_file = args.Get("tls_key", c.security.key_file);
   c.security.token = args.Get("token", c.security.token);
-  c.security.server_name =
-      args.Get("tls_server_name", c.security.server_name);
+  c.security.server_name = args.Get("tls_server_name", c.security.server_name);
   if (args.GetBool("tls")) c.security.tls = true;
   auto credentials = c.security.Credentials();
   if (!credentials.ok()) {

@@ -21,11 +21,11 @@
 #include "server/auth/security_flags.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
+#include "server/util/grpc_server.h"
 #include "server/util/mutex_mode.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 #include "tracker/tracker_service.h"
-#include "server/util/grpc_server.h"
 
 DEFINE_string(listen, "127.0.0.1:50052",
               "gRPC address to listen on (host:port; port 0 picks a free port, "

@@ -168,14 +168,16 @@ grpc::ServerUnaryReactor* TrackerService::GetTask(
     grpc::CallbackServerContext* ctx, const kwq::v1::GetTaskRequest* request,
     kwq::v1::TaskStatus* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->GetTask(request->task_id()); }, response);
+      ctx, CheckView(*ctx), [&] { return store_->GetTask(request->task_id()); },
+      response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::ListTasks(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListTasksRequest* request,
     kwq::v1::ListTasksResponse* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->ListTasks(*request); }, response);
+      ctx, CheckView(*ctx), [&] { return store_->ListTasks(*request); },
+      response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::GetJobSummary(
@@ -195,7 +197,8 @@ grpc::ServerUnaryReactor* TrackerService::ListJobs(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListJobsRequest* request,
     kwq::v1::ListJobsResponse* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->ListJobs(*request, absl::Now()); }, response);
+      ctx, CheckView(*ctx),
+      [&] { return store_->ListJobs(*request, absl::Now()); }, response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::GetThroughput(
@@ -203,7 +206,8 @@ grpc::ServerUnaryReactor* TrackerService::GetThroughput(
     const kwq::v1::GetThroughputRequest* request,
     kwq::v1::ThroughputStats* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->GetThroughput(*request, absl::Now()); }, response);
+      ctx, CheckView(*ctx),
+      [&] { return store_->GetThroughput(*request, absl::Now()); }, response);
 }
 
 grpc::Status TrackerService::CheckView(

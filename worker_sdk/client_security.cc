@@ -45,10 +45,9 @@ ClientSecurity::Credentials() const {
         "a client certificate needs both its certificate and its key file");
   }
   grpc::SslCredentialsOptions ssl;
-  for (auto [path, into] :
-       {std::pair{&ca_file, &ssl.pem_root_certs},
-        std::pair{&cert_file, &ssl.pem_cert_chain},
-        std::pair{&key_file, &ssl.pem_private_key}}) {
+  for (auto [path, into] : {std::pair{&ca_file, &ssl.pem_root_certs},
+                            std::pair{&cert_file, &ssl.pem_cert_chain},
+                            std::pair{&key_file, &ssl.pem_private_key}}) {
     if (!path->empty() && !ReadFileToString(*path, into)) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot read TLS file ", *path));

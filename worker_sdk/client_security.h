@@ -12,11 +12,11 @@ namespace kwq {
 // tracker: TLS with the server's CA, an optional client certificate (mutual
 // TLS) and an optional bearer token. Files are PEM.
 struct ClientSecurity {
-  bool tls = false;          // on when any TLS file is given, or forced
-  std::string ca_file;       // CA that signed the server (empty: system roots)
-  std::string cert_file;     // client certificate chain (mutual TLS)
-  std::string key_file;      // its private key
-  std::string token;         // sent as "authorization: Bearer <token>"
+  bool tls = false;       // on when any TLS file is given, or forced
+  std::string ca_file;    // CA that signed the server (empty: system roots)
+  std::string cert_file;  // client certificate chain (mutual TLS)
+  std::string key_file;   // its private key
+  std::string token;      // sent as "authorization: Bearer <token>"
   // The TLS name the server certificate must hold, when the address is not it
   // (e.g. dialing an IP whose certificate says "localhost").
   std::string server_name;
@@ -27,8 +27,7 @@ struct ClientSecurity {
 
   // Plaintext, or TLS from the files (read now: an unreadable file is an
   // error naming it).
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials()
-      const;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials() const;
   // Channel arguments for server_name (none when empty).
   grpc::ChannelArguments ChannelArgs() const;
   // Adds the bearer token (when set) to one call.

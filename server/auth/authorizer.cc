@@ -40,20 +40,20 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(
 absl::Status Authorizer::Load() {
   int64_t mtime = 0, size = -1;
   if (!StatFile(options_.identities_file, &mtime, &size)) {
-    return absl::NotFoundError(absl::StrCat(
-        "cannot read the identities file ", options_.identities_file));
+    return absl::NotFoundError(absl::StrCat("cannot read the identities file ",
+                                            options_.identities_file));
   }
   std::ifstream in(options_.identities_file);
   std::stringstream text;
   text << in.rdbuf();
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        "cannot read the identities file ", options_.identities_file));
+    return absl::NotFoundError(absl::StrCat("cannot read the identities file ",
+                                            options_.identities_file));
   }
   auto table = IdentityTable::Parse(text.str());
   if (!table.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options_.identities_file, ": ", table.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options_.identities_file, ": ", table.status().message()));
   }
   table_ = std::make_shared<const IdentityTable>(std::move(*table));
   file_mtime_ns_ = mtime;
@@ -107,8 +107,9 @@ absl::StatusOr<Identity> Authorizer::Authorize(
       who = *id;
     } else if (options_.identities_file.empty()) {
       // Mutual TLS without an identities file: the CA vouches for everyone.
-      who = Identity{std::string(certificate_name->substr(0, kMaxPrincipalBytes)),
-                     RoleSet::All()};
+      who =
+          Identity{std::string(certificate_name->substr(0, kMaxPrincipalBytes)),
+                   RoleSet::All()};
     } else {
       return absl::UnauthenticatedError(
           "the client certificate's name is not in the identities file "
@@ -120,9 +121,9 @@ absl::StatusOr<Identity> Authorizer::Authorize(
         "or a client certificate");
   }
   if (!who->roles.Has(needed)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        who->principal, " (roles: ", who->roles.ToString(), ") needs the '",
-        RoleName(needed), "' role for this"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(who->principal, " (roles: ", who->roles.ToString(),
+                     ") needs the '", RoleName(needed), "' role for this"));
   }
   return *who;
 }

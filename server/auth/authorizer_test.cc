@@ -15,9 +15,9 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string TempFile(const std::string& text) {
-  std::string path = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR")
-                                                       : "/tmp") +
-                     "/identities-XXXXXX";
+  std::string path =
+      std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
+      "/identities-XXXXXX";
   int fd = mkstemp(path.data());
   close(fd);
   std::ofstream(path) << text;
@@ -40,10 +40,10 @@ TEST(IdentityTableTest, TokensAreKeptOnlyAsHashes) {
   const std::string token = NewToken();
   ASSERT_EQ(token.size(), 4u + 43u);
   EXPECT_NE(token, NewToken());
-  auto table = IdentityTable::Parse("# comment\n\ntoken sha256:" +
-                                    TokenHash(token) +
-                                    " alice submit,view  # trailing\n"
-                                    "cert worker-1 workers work\n");
+  auto table =
+      IdentityTable::Parse("# comment\n\ntoken sha256:" + TokenHash(token) +
+                           " alice submit,view  # trailing\n"
+                           "cert worker-1 workers work\n");
   ASSERT_TRUE(table.ok()) << table.status();
   ASSERT_NE(table->ForToken(token), nullptr);
   EXPECT_EQ(table->ForToken(token)->principal, "alice");
@@ -54,12 +54,12 @@ TEST(IdentityTableTest, TokensAreKeptOnlyAsHashes) {
 
 TEST(IdentityTableTest, BadLinesAreErrorsNamingTheLine) {
   for (const char* bad : {
-           "token abc alice view",                     // not a hash
-           "token sha256:zz alice view",               // not hex
-           "password x alice view",                    // unknown kind
-           "cert cn alice",                            // no roles
-           "cert cn alice root",                       // unknown role
-           "cert cn alice view\ncert cn bob view",     // twice
+           "token abc alice view",                  // not a hash
+           "token sha256:zz alice view",            // not hex
+           "password x alice view",                 // unknown kind
+           "cert cn alice",                         // no roles
+           "cert cn alice root",                    // unknown role
+           "cert cn alice view\ncert cn bob view",  // twice
        }) {
     auto table = IdentityTable::Parse(std::string("\n") + bad);
     ASSERT_FALSE(table.ok()) << bad;
@@ -102,20 +102,18 @@ TEST_F(AuthorizerTest, RolesDecide) {
   EXPECT_THAT(std::string(denied.status().message()), HasSubstr("operate"));
   EXPECT_TRUE(auth_->Authorize(operator_, std::nullopt, Role::kOperate).ok());
   EXPECT_TRUE(auth_->Authorize(std::nullopt, "worker-1", Role::kWork).ok());
-  EXPECT_EQ(auth_->Authorize(std::nullopt, "worker-1", Role::kSubmit)
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      auth_->Authorize(std::nullopt, "worker-1", Role::kSubmit).status().code(),
+      absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(AuthorizerTest, UnknownCallersAreUnauthenticated) {
   EXPECT_EQ(
       auth_->Authorize(std::nullopt, std::nullopt, Role::kView).status().code(),
       absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(auth_->Authorize("kwq_madeup", std::nullopt, Role::kView)
-                .status()
-                .code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      auth_->Authorize("kwq_madeup", std::nullopt, Role::kView).status().code(),
+      absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(
       auth_->Authorize(std::nullopt, "stranger", Role::kView).status().code(),
       absl::StatusCode::kUnauthenticated);
@@ -143,8 +141,7 @@ TEST(AuthorizerOpenTest, NoIdentitiesAndNoClientCertificatesIsOpen) {
   auto a = Authorizer::Create({});
   ASSERT_TRUE(a.ok());
   EXPECT_TRUE((*a)->open());
-  EXPECT_TRUE(
-      (*a)->Authorize(std::nullopt, std::nullopt, Role::kAdmin).ok());
+  EXPECT_TRUE((*a)->Authorize(std::nullopt, std::nullopt, Role::kAdmin).ok());
 }
 
 TEST(AuthorizerOpenTest, MutualTlsWithoutIdentitiesTrustsTheCertificate) {
@@ -156,8 +153,7 @@ TEST(AuthorizerOpenTest, MutualTlsWithoutIdentitiesTrustsTheCertificate) {
   auto id = (*a)->Authorize(std::nullopt, "node-7", Role::kAdmin);
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(id->principal, "node-7");
-  EXPECT_FALSE(
-      (*a)->Authorize(std::nullopt, std::nullopt, Role::kView).ok());
+  EXPECT_FALSE((*a)->Authorize(std::nullopt, std::nullopt, Role::kView).ok());
 }
 
 TEST(AuthorizerOpenTest, AMissingOrBadFileIsAnErrorAtStart) {

@@ -71,7 +71,8 @@ absl::StatusOr<IdentityTable> IdentityTable::Parse(absl::string_view text) {
           absl::StrCat("identities line ", line_no, ": ", why));
     };
     if (f.size() != 4) return bad("want KIND CREDENTIAL PRINCIPAL ROLES");
-    if (!IsPrincipal(f[2])) return bad("a principal is 1-64 characters of [A-Za-z0-9._:-]");
+    if (!IsPrincipal(f[2]))
+      return bad("a principal is 1-64 characters of [A-Za-z0-9._:-]");
     auto roles = ParseRoles(f[3]);
     if (!roles.ok()) return bad(roles.status().message());
     Identity id{std::string(f[2]), *roles};
@@ -101,8 +102,8 @@ const Identity* IdentityTable::ForToken(absl::string_view token) const {
 
 const Identity* IdentityTable::ForCertificate(
     absl::string_view common_name) const {
-  auto it = by_cert_.find(
-      absl::string_view(common_name.data(), common_name.size()));
+  auto it =
+      by_cert_.find(absl::string_view(common_name.data(), common_name.size()));
   return it == by_cert_.end() ? nullptr : &it->second;
 }
 

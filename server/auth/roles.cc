@@ -52,9 +52,9 @@ absl::StatusOr<RoleSet> ParseRoles(absl::string_view text) {
       }
     }
     if (!known) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown role '", name.substr(0, 32),
-          "' (roles: submit, work, operate, view, admin)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown role '", name.substr(0, 32),
+                       "' (roles: submit, work, operate, view, admin)"));
     }
   }
   return set;

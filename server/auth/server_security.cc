@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -14,8 +16,6 @@
 namespace kwq::auth {
 
 namespace {
-
-constexpr unsigned kCertificateRefreshSeconds = 10;
 
 bool Readable(const std::string& path) {
   struct stat st;
@@ -65,13 +65,14 @@ absl::StatusOr<ServerSecurity> MakeServerSecurity(
   if (!IsLoopbackAddress(listen) && !(tls && authenticated)) {
     const std::string what =
         absl::StrCat("listening on ", listen, " (not loopback) ",
-                     tls ? "with TLS but no identities"
+                     tls             ? "with TLS but no identities"
                      : authenticated ? "with identities but without TLS "
                                        "(tokens would travel in clear)"
                                      : "without TLS or identities",
                      ": anyone who reaches the port can ",
-                     authenticated ? "read the tokens" : "submit, cancel and "
-                                                         "act as a worker");
+                     authenticated ? "read the tokens"
+                                   : "submit, cancel and "
+                                     "act as a worker");
     if (!o.insecure) {
       return absl::FailedPreconditionError(absl::StrCat(
           what,
@@ -92,7 +93,7 @@ absl::StatusOr<ServerSecurity> MakeServerSecurity(
     auto provider =
         std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
             o.tls_key_file, o.tls_cert_file, o.tls_client_ca_file,
-            kCertificateRefreshSeconds);
+            std::max(1u, o.certificate_refresh_seconds));
     grpc::experimental::TlsServerCredentialsOptions tls_options(provider);
     tls_options.watch_identity_key_cert_pairs();
     if (!o.tls_client_ca_file.empty()) {
@@ -107,13 +108,11 @@ absl::StatusOr<ServerSecurity> MakeServerSecurity(
   } else {
     out.credentials = grpc::InsecureServerCredentials();
   }
-  out.description =
-      absl::StrCat(tls ? (o.tls_client_ca_file.empty() ? "TLS" : "mutual TLS")
-                       : "plaintext",
-                   out.authorizer->open() ? ", open (no identities)"
-                   : o.identities_file.empty()
-                       ? ", client certificates"
-                       : ", identities from " + o.identities_file);
+  out.description = absl::StrCat(
+      tls ? (o.tls_client_ca_file.empty() ? "TLS" : "mutual TLS") : "plaintext",
+      out.authorizer->open()      ? ", open (no identities)"
+      : o.identities_file.empty() ? ", client certificates"
+                                  : ", identities from " + o.identities_file);
   return out;
 }
 

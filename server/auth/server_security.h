@@ -17,7 +17,9 @@ struct ServerSecurityOptions {
   std::string tls_client_ca_file;  // set: clients must present a certificate
                                    // signed by this CA (mutual TLS)
   std::string identities_file;     // tokens and certificate names with roles
-  bool insecure = false;  // allow a non-loopback address with neither
+  bool insecure = false;           // allow a non-loopback address with neither
+  // How often the TLS files are looked at for a renewed certificate.
+  unsigned certificate_refresh_seconds = 10;
 };
 
 // What the server is built with: its port's credentials (TLS files are

@@ -14,9 +14,8 @@ const std::set<std::string>& BoolFlags() {
 }
 const std::set<std::string>& GlobalFlags() {
   static const auto* s = new std::set<std::string>{
-      "scheduler", "tracker", "o",       "help",     "timeout_s",
-      "tls",       "tls_ca",  "tls_cert", "tls_key", "token",
-      "tls_server_name"};
+      "scheduler", "tracker",  "o",       "help",  "timeout_s",      "tls",
+      "tls_ca",    "tls_cert", "tls_key", "token", "tls_server_name"};
   return *s;
 }
 }  // namespace

@@ -267,8 +267,7 @@ int RunSimulate(const Context& c) {
   // small one, whose append writes the index entry. tools/bench's Kafka floor
   // warms its clients the same way.
   {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grid_ctx.Channel(sched_addr));
+    auto stub = kwq::v1::Scheduler::NewStub(grid_ctx.Channel(sched_addr));
     const int per_priority = 2 * static_cast<int>(f.partitions);
     int total = 0;
     for (const bool big : {true, false}) {
@@ -311,8 +310,7 @@ int RunSimulate(const Context& c) {
   std::string submit_error;
   const std::string payload(static_cast<size_t>(f.payload_bytes), 'x');
   std::thread submitter([&] {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grid_ctx.Channel(sched_addr));
+    auto stub = kwq::v1::Scheduler::NewStub(grid_ctx.Channel(sched_addr));
     // With --rate: one task per Submit at a fixed offered rate (latency, not
     // throughput: the scheduler is idle between tasks).
     const long long batch = f.rate > 0 ? 1 : f.batch;
@@ -356,8 +354,7 @@ int RunSimulate(const Context& c) {
   });
 
   // The monitor, from the tracker.
-  auto tracker = kwq::v1::Tracker::NewStub(
-      grid_ctx.Channel(tracker_addr));
+  auto tracker = kwq::v1::Tracker::NewStub(grid_ctx.Channel(tracker_addr));
   const bool tty = isatty(STDERR_FILENO);
   JobMonitor monitor(std::cerr, tty);
   kwq::v1::JobSummary summary;

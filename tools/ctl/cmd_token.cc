@@ -20,8 +20,8 @@ int RunToken(const Context& c) {
   const std::string roles = c.args.Get("roles");
   const std::string token = auth::NewToken();
   if (token.empty()) return Fail(kExitFailure, "no random bytes for a token");
-  const std::string line = "token sha256:" + auth::TokenHash(token) + " " +
-                           principal + " " + roles;
+  const std::string line =
+      "token sha256:" + auth::TokenHash(token) + " " + principal + " " + roles;
   // The same rules the servers apply when they read the file.
   if (auto parsed = auth::IdentityTable::Parse(line); !parsed.ok()) {
     return Fail(kExitUsage, std::string(parsed.status().message()));
@@ -32,9 +32,9 @@ int RunToken(const Context& c) {
               << "\nline for the servers' --identities_file:\n  " << line
               << "\n";
   } else {
-    std::cout << "{\"principal\":\"" << principal << "\",\"roles\":\""
-              << roles << "\",\"token\":\"" << token
-              << "\",\"identities_line\":\"" << line << "\"}\n";
+    std::cout << "{\"principal\":\"" << principal << "\",\"roles\":\"" << roles
+              << "\",\"token\":\"" << token << "\",\"identities_line\":\""
+              << line << "\"}\n";
   }
   return kExitOk;
 }

@@ -5,8 +5,8 @@
 #include "glog/logging.h"
 #include "kwq/v1/task.pb.h"
 #include "librdkafka/rdkafka.h"
-#include "server/util/time_util.h"
 #include "server/util/grpc_server.h"
+#include "server/util/time_util.h"
 
 namespace kwq::devgrid {
 

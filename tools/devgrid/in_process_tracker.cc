@@ -25,10 +25,10 @@ absl::StatusOr<std::unique_ptr<InProcessTracker>> InProcessTracker::Start(
       t->store_.get(), security ? security->authorizer : nullptr);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen,
-                           security ? security->credentials
-                                    : grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(
+      listen,
+      security ? security->credentials : grpc::InsecureServerCredentials(),
+      &port);
   ApplyServerSettings(builder);
   builder.RegisterService(t->service_.get());
   t->server_ = builder.BuildAndStart();
