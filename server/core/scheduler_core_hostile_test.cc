@@ -341,6 +341,11 @@ TEST_F(HostileInputTest, TwoRecordsOfOneIdQueuedTogetherRunOnce) {
   auto got = TakeAssignments(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(core_->metrics().duplicate_records, 1);
+  // Issue 17.8: `worker list`'s IN FLIGHT (the worker's tasks) and
+  // kwq_in_flight_tasks (the leases) disagreed when the dropped second lease
+  // left its task counted on the worker.
+  EXPECT_EQ(core_->Workers()[0].in_flight, 1);
+  EXPECT_EQ(core_->leases(), 1u);
   Update(1, got[0].token(), kwq::v1::COMPLETED);
   MakeDurable();
   EXPECT_EQ(core_->Workers()[0].credits, 4) << "every slot free again";

@@ -147,6 +147,12 @@ int WorkerSession(const uint8_t* data, size_t size) {
         break;
     }
     Drain(core, &cookies);
+    // What `kwqctl worker list` shows agrees with kwq_in_flight_tasks (issue
+    // 17.8): every task a worker is counted for holds a lease.
+    size_t counted = 0;
+    for (const auto& w : core.Workers())
+      counted += static_cast<size_t>(w.in_flight);
+    if (counted > core.leases()) __builtin_trap();
   }
   return 0;
 }

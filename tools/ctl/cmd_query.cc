@@ -65,8 +65,12 @@ void PrintSummaryTable(const kwq::v1::JobSummary& s) {
       {{Thousands(k.total()), Thousands(k.pending()),
         Thousands(k.running() + k.allocated()), Thousands(k.completed()),
         Thousands(k.error()), Thousands(k.failed()), Thousands(k.cancelled()),
-        Thousands(k.retries()), absl::StrFormat("%.0f", s.rate_per_second()),
-        s.done() ? "-" : absl::StrFormat("%.1fs", s.eta_seconds())}});
+        Thousands(k.retries()), FormatRate(s.rate_per_second()),
+        s.done() ? "-" : FormatEta(s.eta_seconds())}});
+  if (k.repeated_executions() > 0) {
+    std::cout << "repeated executions: " << Thousands(k.repeated_executions())
+              << " (attempts that ran more than once; see kwqctl task get)\n";
+  }
   std::cout << "first submit " << Time(s.first_submit()) << ", last finish "
             << Time(s.last_finish()) << "\n";
   if (s.tags_size() > 0) {
@@ -110,7 +114,7 @@ int JobWatch(const Context& c, const std::string& job) {
   req.set_job_id(job);
   auto reader = stub->WatchJob(&ctx, req);
   JobMonitor monitor(std::cout,
-                     c.format == Format::kTable && isatty(STDOUT_FILENO));
+                     c.format == Format::kTable ? STDOUT_FILENO : -1);
   kwq::v1::JobSummary s, last;
   bool any = false;
   while (reader->Read(&s)) {
@@ -302,6 +306,11 @@ int RunTask(const Context& c) {
     if (!tags.empty()) std::cout << "tags " << absl::StrJoin(tags, " ") << "\n";
     if (!t.last_error().empty())
       std::cout << "last error: " << t.last_error() << "\n";
+    if (t.repeated_executions() > 0) {
+      std::cout << "repeated executions: " << t.repeated_executions()
+                << " (an attempt ran again: its record was delivered again, "
+                   "or the id was produced twice; the first outcome stands)\n";
+    }
     std::vector<std::vector<std::string>> rows;
     for (const auto& a : t.history()) {
       rows.push_back({absl::StrCat(a.attempt()), StateName(a.state()),

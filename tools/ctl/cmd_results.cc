@@ -26,7 +26,8 @@ int JobResults(const Context& c, const std::string& job) {
         "job results reads Kafka: give --bootstrap-servers HOST:PORT (and "
         "--topic-prefix if not kwq)");
   }
-  const std::string topic = api::Topics(c.args.Get("topic_prefix", "kwq")).Results();
+  const std::string topic =
+      api::Topics(c.args.Get("topic_prefix", "kwq")).Results();
   KafkaConfigMap properties;
   if (const std::string file = c.args.Get("kafka_config"); !file.empty()) {
     auto read = ReadKafkaProperties(file);

@@ -356,7 +356,7 @@ int RunSimulate(const Context& c) {
   // The monitor, from the tracker.
   auto tracker = kwq::v1::Tracker::NewStub(grid_ctx.Channel(tracker_addr));
   const bool tty = isatty(STDERR_FILENO);
-  JobMonitor monitor(std::cerr, tty);
+  JobMonitor monitor(std::cerr, STDERR_FILENO);
   kwq::v1::JobSummary summary;
   const absl::Time deadline = start + absl::Seconds(f.timeout_s);
   absl::Time next_draw = absl::Now();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace kwq::ctl {
@@ -62,6 +63,18 @@ std::string Thousands(long long v) {
     out += digits[i];
   }
   return v < 0 ? "-" + out : out;
+}
+
+std::string FormatRate(double per_second) {
+  if (per_second < 100) return absl::StrFormat("%.1f", per_second);
+  return Thousands(static_cast<long long>(per_second + 0.5));
+}
+
+std::string FormatEta(double seconds) {
+  if (!(seconds > 0)) return "-";
+  if (seconds < 120) return absl::StrFormat("%.1f s", seconds);
+  if (seconds < 7200) return absl::StrFormat("%.0f min", seconds / 60);
+  return absl::StrFormat("%.1f h", seconds / 3600);
 }
 
 }  // namespace kwq::ctl

@@ -159,6 +159,17 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
   // FAILED ends the task; as an attempt stage it only stamps the finish time.
   const bool task_verdict = s == kwq::v1::FAILED;
   if (HasStage(*a, s) && !(task_verdict && !task_final)) {
+    if ((s == kwq::v1::COMPLETED || s == kwq::v1::ERROR) &&
+        IsAttemptTerminal(a->state()) &&
+        (StageTime(a, s)->seconds() != ev.time().seconds() ||
+         StageTime(a, s)->nanos() != ev.time().nanos() ||
+         (!ev.worker_id().empty() && ev.worker_id() != a->worker_id()))) {
+      // The same attempt ran again: not a replayed event (those repeat the
+      // time and worker), another execution.
+      task->set_repeated_executions(task->repeated_executions() + 1);
+      out.repeated_execution = true;
+      out.changed = true;
+    }
     if (!IsAttemptTerminal(s) || a->state() == s ||
         (task_verdict && a->state() == kwq::v1::ERROR) ||
         (s == kwq::v1::ERROR && a->state() == kwq::v1::FAILED)) {
@@ -171,6 +182,12 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
   if (IsAttemptTerminal(s) && IsAttemptTerminal(a->state()) && !task_verdict) {
     out.kind =
         ApplyOutcome::kConflict;  // first terminal state of the attempt wins
+    if (s == kwq::v1::COMPLETED || s == kwq::v1::ERROR) {
+      // A second run of the attempt that ended otherwise.
+      task->set_repeated_executions(task->repeated_executions() + 1);
+      out.repeated_execution = true;
+      out.changed = true;
+    }
     return out;
   }
 

@@ -24,6 +24,9 @@ struct ApplyOutcome {
   bool retry_started = false;  // the first event of an attempt > 1
   bool finished = false;  // the task became COMPLETED, FAILED or CANCELLED now
   bool attempt_errored = false;  // an attempt ended in ERROR now
+  // A second terminal report of an ended attempt from another run (another
+  // time or worker): counted in TaskStatus.repeated_executions.
+  bool repeated_execution = false;
 };
 
 // Applies one status event to a task record, idempotently:

@@ -97,10 +97,33 @@ TEST(TaskModelTest, DuplicatesChangeNothing) {
   EXPECT_FALSE(o.changed);
   EXPECT_EQ(t.SerializeAsString(), before);
   ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13), &t);
-  o = ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 14), &t);
+  const std::string done = t.SerializeAsString();
+  o = ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13), &t);  // the event replayed
   EXPECT_EQ(o.kind, ApplyOutcome::kDuplicate);
+  EXPECT_FALSE(o.changed);
+  EXPECT_FALSE(o.repeated_execution);
+  EXPECT_EQ(t.SerializeAsString(), done);
+}
+
+TEST(TaskModelTest, ASecondRunOfAnAttemptIsCountedNotHidden) {
+  TaskStatus t;
+  ApplyEvent(Ev(kwq::v1::PENDING, 1, 10), &t);
+  ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13, "w1"), &t);
+  // The same id produced twice (or its record delivered again): attempt 1
+  // completes a second time, later and elsewhere.
+  auto o = ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 20, "w2"), &t);
+  EXPECT_EQ(o.kind, ApplyOutcome::kDuplicate);
+  EXPECT_TRUE(o.repeated_execution);
+  EXPECT_TRUE(o.changed);
   EXPECT_FALSE(o.finished);
-  EXPECT_EQ(t.history(0).finished_time().seconds(), 13);
+  EXPECT_EQ(t.repeated_executions(), 1);
+  EXPECT_EQ(t.history(0).finished_time().seconds(), 13);  // the first stays
+  EXPECT_EQ(t.history(0).worker_id(), "w1");
+  // A report repeating the first one's time and worker is a replay, not a
+  // run.
+  o = ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 13, "w1"), &t);
+  EXPECT_FALSE(o.repeated_execution);
+  EXPECT_EQ(t.repeated_executions(), 1);
 }
 
 TEST(TaskModelTest, TheFirstTerminalStateOfAnAttemptWins) {
@@ -109,7 +132,8 @@ TEST(TaskModelTest, TheFirstTerminalStateOfAnAttemptWins) {
   ApplyEvent(Ev(kwq::v1::ERROR, 1, 11), &t);
   auto o = ApplyEvent(Ev(kwq::v1::COMPLETED, 1, 12), &t);
   EXPECT_EQ(o.kind, ApplyOutcome::kConflict);
-  EXPECT_FALSE(o.changed);
+  EXPECT_TRUE(o.repeated_execution);  // it ran twice, ending differently
+  EXPECT_EQ(t.repeated_executions(), 1);
   EXPECT_EQ(t.state(), kwq::v1::ERROR);
   EXPECT_EQ(t.history(0).state(), kwq::v1::ERROR);
 }

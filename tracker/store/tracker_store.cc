@@ -382,6 +382,9 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
       Bump(c, o.new_state, +1);
     }
     if (o.retry_started) c->set_retries(c->retries() + 1);
+    if (o.repeated_execution) {
+      c->set_repeated_executions(c->repeated_executions() + 1);
+    }
     if (ev.state() == kwq::v1::PENDING && ev.attempt() <= 1) {
       EarliestTime(agg->mutable_first_submit(), ev.time());
     }
