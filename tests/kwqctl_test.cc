@@ -273,6 +273,17 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
   }
 }
 
+TEST_F(KwqctlTest, PauseAndResumeAnswerInSentences) {
+  ASSERT_EQ(Ctl({"submit", "--job", "pausable", "--payload", "x"}).exit_code,
+            0);
+  auto paused = Ctl({"job", "pause", "pausable"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_EQ(paused.out.rfind("Job pausable is paused", 0), 0u) << paused.out;
+  auto resumed = Ctl({"job", "resume", "pausable"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(resumed.out.rfind("Job pausable is resumed", 0), 0u) << resumed.out;
+}
+
 TEST_F(KwqctlTest, SubmitPrintsIdsAndRejectsBadInputWithAClearMessage) {
   auto one = Ctl({"submit", "--job", "cli-job", "--tag", "book=b1", "--payload",
                   "x", "-o", "json"});
@@ -323,6 +334,34 @@ TEST_F(KwqctlTest, UnknownIdsAndUnreachableServersSayWhatIsWrong) {
   auto workers = Ctl({"worker", "list", "-o", "json"});
   EXPECT_EQ(workers.exit_code, 0) << workers.err;
   ParseJson(workers.out);
+}
+
+// Issue 17's CLI: per-command help with examples, a version, "did you mean",
+// and a token for a secured grid whose line the servers accept.
+TEST(KwqctlCliTest, HelpVersionAndSuggestionsForPeople) {
+  auto r = RunCommand("tools/kwqctl", {"job", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("job watch JOB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Examples:"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("simulate"), std::string::npos) << "only job's lines";
+  r = RunCommand("tools/kwqctl", {"-h", "submit"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--payload"), std::string::npos) << r.out;
+  r = RunCommand("tools/kwqctl", {"--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("kwqctl ", 0), 0u) << r.out;
+  r = RunCommand("tools/kwqctl", {"jbo", "list"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("did you mean 'job'"), std::string::npos) << r.err;
+  r = RunCommand("tools/kwqctl",
+                 {"token", "new", "--principal", "ops", "--roles", "operate"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("token sha256:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" ops operate"), std::string::npos) << r.out;
+  r = RunCommand("tools/kwqctl",
+                 {"token", "new", "--principal", "ops", "--roles", "root"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown role"), std::string::npos) << r.err;
 }
 
 }  // namespace

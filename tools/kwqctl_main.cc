@@ -1,7 +1,11 @@
 // kwqctl: the kwq command line (dev grid, submission, job monitor, admin,
 // simulator).
+#include <algorithm>
 #include <iostream>
+#include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "glog/logging.h"
 #include "server/util/mutex_mode.h"
@@ -53,6 +57,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
 Global flags:
   --scheduler HOST:PORT   default 127.0.0.1:50051
   --tracker HOST:PORT     default 127.0.0.1:50052
+  -h, --help              this text; kwqctl COMMAND --help: that command with examples
+  --version               kwqctl's version (also: kwqctl version)
   -o table|json|jsonl     output (JSON only on stdout; progress and monitors on stderr
                           unless the monitor is the command's output)
   --timeout-s N           per-RPC deadline, default 10
@@ -68,6 +74,83 @@ client of the command, e.g. security.protocol=SASL_SSL, ssl.ca.location=/etc/kaf
 sasl.mechanisms=PLAIN, sasl.username=..., sasl.password=... (real Kafka only).
 )";
 
+constexpr char kVersion[] = "kwqctl 0.4.0 (kwq.v1 protocol)";
+
+// Examples per command, shown by `kwqctl COMMAND --help`.
+const std::map<std::string, std::string>& Examples() {
+  static const auto* m = new std::map<std::string, std::string>{
+      {"dev",
+       "  kwqctl dev\n  kwqctl dev --bootstrap-servers 127.0.0.1:9092\n"},
+      {"submit",
+       "  kwqctl submit --job eod --priority 7 --tag book=rates --payload "
+       "'price swap 42'\n"
+       "  kwqctl submit --job eod --file tasks.jsonl   # one kwq.v1.Task as "
+       "JSON per line\n"},
+      {"job",
+       "  kwqctl job list\n  kwqctl job watch eod\n  kwqctl job pause eod\n"
+       "  kwqctl job results eod --bootstrap-servers 127.0.0.1:9092\n"},
+      {"task",
+       "  kwqctl task get eod-17\n  kwqctl task list --job eod "
+       "--state FAILED\n  kwqctl task why eod-17\n"},
+      {"queue", "  kwqctl queue pause --priority 0\n  kwqctl queue resume\n"},
+      {"worker", "  kwqctl worker list -o json\n"},
+      {"simulate", "  kwqctl simulate --tasks 20000 --workers 4 --slots 8\n"},
+      {"token",
+       "  kwqctl token new --principal risk-batch --roles submit,view\n"},
+  };
+  return *m;
+}
+
+// The usage lines of one command (its entry and the lines continuing it).
+std::string CommandUsage(const std::string& noun) {
+  std::string out;
+  bool in = false;
+  std::istringstream lines(kUsage);
+  for (std::string line; std::getline(lines, line);) {
+    const bool entry =
+        line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ';
+    if (entry)
+      in = line.compare(2, noun.size() + 1, noun + " ") == 0 ||
+           line.substr(2) == noun;
+    else if (line.rfind("      ", 0) != 0)
+      in = false;
+    if (in) out += line + "\n";
+  }
+  return out;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min(
+          {row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown command 'jbo'; did you mean 'job'?"
+std::string UnknownCommand(const std::string& noun) {
+  std::string best;
+  size_t best_d = 3;  // suggest within 2 edits
+  for (const auto& [name, unused] : Examples()) {
+    const size_t d = EditDistance(noun, name);
+    if (d < best_d) {
+      best_d = d;
+      best = name;
+    }
+  }
+  std::string msg = "unknown command '" + noun + "'";
+  if (!best.empty()) msg += "; did you mean '" + best + "'?";
+  return msg + " (see kwqctl --help)";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,6 +163,23 @@ int main(int argc, char** argv) {
   std::string error;
   if (!args.Parse(argc, argv, &error))
     return kwq::ctl::Fail(kwq::ctl::kExitUsage, error);
+  if (args.GetBool("version") ||
+      (!args.words().empty() && args.word(0) == "version")) {
+    std::cout << kVersion << "\n";
+    return kwq::ctl::kExitOk;
+  }
+  // `kwqctl job --help`, `kwqctl help job`: that command's usage and examples.
+  const std::string asked = !args.words().empty() && args.word(0) == "help"
+                                ? (args.words().size() > 1 ? args.word(1) : "")
+                                : (args.words().empty() ? "" : args.word(0));
+  if ((args.GetBool("help") ||
+       (!args.words().empty() && args.word(0) == "help")) &&
+      Examples().count(asked) > 0) {
+    std::cout << "Usage:\n"
+              << CommandUsage(asked) << "\nExamples:\n"
+              << Examples().at(asked) << "\nGlobal flags: kwqctl --help\n";
+    return kwq::ctl::kExitOk;
+  }
   if (args.GetBool("help") || args.words().empty() || args.word(0) == "help") {
     std::cout << kUsage;
     return args.words().empty() && !args.GetBool("help") ? kwq::ctl::kExitUsage
@@ -128,6 +228,5 @@ int main(int argc, char** argv) {
   if (noun == "worker") return kwq::ctl::RunWorker(c);
   if (noun == "simulate") return kwq::ctl::RunSimulate(c);
   if (noun == "token") return kwq::ctl::RunToken(c);
-  return kwq::ctl::Fail(kwq::ctl::kExitUsage,
-                        "unknown command '" + noun + "' (see kwqctl --help)");
+  return kwq::ctl::Fail(kwq::ctl::kExitUsage, UnknownCommand(noun));
 }

@@ -8,14 +8,15 @@ namespace kwq::ctl {
 namespace {
 // Flags that take no value.
 const std::set<std::string>& BoolFlags() {
-  static const auto* s =
-      new std::set<std::string>{"help", "rebuild", "all", "no_color"};
+  static const auto* s = new std::set<std::string>{
+      "help", "h", "version", "rebuild", "all", "tls", "no_color"};
   return *s;
 }
 const std::set<std::string>& GlobalFlags() {
   static const auto* s = new std::set<std::string>{
-      "scheduler", "tracker",  "o",       "help",  "timeout_s",      "tls",
-      "tls_ca",    "tls_cert", "tls_key", "token", "tls_server_name"};
+      "scheduler",      "tracker", "o",      "help",     "h",       "version",
+      "timeout_s",      "tls",     "tls_ca", "tls_cert", "tls_key", "token",
+      "tls_server_name"};
   return *s;
 }
 }  // namespace
@@ -41,6 +42,7 @@ bool Args::Parse(int argc, char** argv, std::string* error) {
         value = body.substr(eq + 1);
       } else {
         name = Norm(body);
+        if (name == "h") name = "help";
         if (BoolFlags().count(name)) {
           value = "true";
         } else if (i + 1 < argc) {

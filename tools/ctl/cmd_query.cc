@@ -170,8 +170,24 @@ int Control(const Context& c, const std::string& verb,
   if (!st.ok()) return SchedulerFail(c, st);
   if (c.format != Format::kTable) {
     std::cout << "{\"ok\":true}\n";
+    return kExitOk;
+  }
+  const std::string what = scope.has_job_id()    ? "Job " + scope.job_id()
+                           : scope.has_task_id() ? "Task " + scope.task_id()
+                           : scope.has_priority()
+                               ? absl::StrCat("Priority ", scope.priority())
+                               : "The whole grid";
+  if (verb == "pause") {
+    std::cout << what
+              << " is paused: its queued tasks wait and none starts until it "
+                 "is resumed (running tasks finish). Every scheduler instance "
+                 "obeys, also after a restart.\n";
+  } else if (verb == "resume") {
+    std::cout << what << " is resumed: its queued tasks may start again.\n";
   } else {
-    std::cout << verb << ": " << scope.ShortDebugString() << "\n";
+    std::cout << what
+              << " is cancelled: queued tasks end CANCELLED, running ones are "
+                 "told to stop. Watch it with kwqctl job watch.\n";
   }
   return kExitOk;
 }
