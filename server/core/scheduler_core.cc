@@ -379,6 +379,7 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
         leases_.erase(l);
       }
       SendAck(d.ack_conn, d.ack_token, kAckOk, "");
+      RememberAcked(d.ack_token.lease_id());
       ledger_.Decide(d.pos);
     } else {
       if (l != leases_.end()) {
@@ -520,6 +521,15 @@ void SchedulerCore::OnPartitionsRevoked(
   // the record is skipped if the partition comes back.
   ledger_.OnRevoked(partitions);
   for (int p = 0; p < kNumPriorities; ++p) UpdateBackpressure(p);
+}
+
+void SchedulerCore::RememberAcked(const std::string& lease_id) {
+  if (lease_id.empty() || !acked_leases_.insert(lease_id).second) return;
+  acked_order_.push_back(lease_id);
+  if (acked_order_.size() > kRememberedAcks) {
+    acked_leases_.erase(acked_order_.front());
+    acked_order_.pop_front();
+  }
 }
 
 }  // namespace kwq::scheduler

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "kwq/v1/control.pb.h"
 #include "kwq/v1/task.pb.h"
@@ -417,6 +418,13 @@ class SchedulerCore {
   Effects effects_;
   absl::flat_hash_map<std::string, Claim> claims_;  // by task id
   absl::Time next_waiting_scan_ = absl::InfinitePast();
+  // Lease ids whose completion was acknowledged (ack 0), the latest
+  // kRememberedAcks: a completion sent again (its ack was lost with a broken
+  // stream) is answered "already applied" (0), not "no longer yours" (9).
+  static constexpr size_t kRememberedAcks = 10000;
+  absl::flat_hash_set<std::string> acked_leases_;
+  std::deque<std::string> acked_order_;
+  void RememberAcked(const std::string& lease_id);
 };
 
 }  // namespace kwq::scheduler

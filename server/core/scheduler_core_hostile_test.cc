@@ -351,5 +351,29 @@ TEST_F(HostileInputTest, TwoRecordsOfOneIdQueuedTogetherRunOnce) {
   EXPECT_EQ(core_->Workers()[0].credits, 4) << "every slot free again";
 }
 
+// Issue 17 (protocol): a completion sent again after its ack was lost is
+// answered "already applied" (0), not "no longer yours" (9); an ERROR for an
+// attempt the scheduler ended itself (a timeout) still gets 9.
+TEST_F(HostileInputTest, ACompletionSentAgainIsAnsweredAlreadyApplied) {
+  Record(MakeTask("again", 3), 0, 0);
+  core_->OnWorkerConnected(1, HelloOf("w1", 2));
+  Collect();
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  ASSERT_EQ(Acks(1).size(), 1u);
+  EXPECT_EQ(Acks(1)[0].code(), 0);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  ASSERT_EQ(Acks(1).size(), 2u);
+  EXPECT_EQ(Acks(1)[1].code(), 0);
+  EXPECT_NE(Acks(1)[1].message().find("already applied"), std::string::npos);
+  EXPECT_EQ(core_->metrics().completed, 1);  // applied once
+  // An ERROR for it is not a completion: stale.
+  Update(1, got[0].token(), kwq::v1::ERROR);
+  ASSERT_EQ(Acks(1).size(), 3u);
+  EXPECT_EQ(Acks(1)[2].code(), 9);
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

@@ -381,6 +381,13 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       }
       return;
     }
+    if (update.state() == kwq::v1::COMPLETED &&
+        acked_leases_.contains(update.token().lease_id())) {
+      // Sent again after its ack was lost: it was applied; drop it.
+      SendAck(conn, update.token(), kAckOk,
+              "already applied: this completion was acknowledged before");
+      return;
+    }
     ++metrics_.stale_updates;
     SendAck(conn, update.token(), kAckFailedPrecondition,
             "stale lease: this attempt is no longer yours; the update was not "
