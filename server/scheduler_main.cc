@@ -23,6 +23,7 @@
 #include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
 #include "server/util/grpc_server.h"
+#include "server/util/main_prologue.h"
 #include "server/util/mutex_mode.h"
 
 DEFINE_string(listen, "127.0.0.1:50051",
@@ -106,10 +107,6 @@ DEFINE_int32(
     "on SIGTERM, how long in-flight tasks may run before they are handed back");
 
 namespace {
-absl::Notification* g_stop = nullptr;
-void OnSignal(int) {
-  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
 
 bool ValidateFlags(std::string* error) {
   if (std::string e =
@@ -150,15 +147,13 @@ bool ValidateFlags(std::string* error) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  kwq::InitBinary(
+
       "kwq_scheduler --kafka=embedded | --bootstrap_servers=host:port [flags]\n"
       "Dispatches tasks from the Kafka priority topics <prefix>.tasks.p0..p9 "
       "(higher "
-      "first) to workers connected over gRPC (kwq.v1.Scheduler).");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
-  kwq::DisableMutexDeadlockDetection();
+      "first) to workers connected over gRPC (kwq.v1.Scheduler).",
+      &argc, &argv);
   std::string error;
   if (!ValidateFlags(&error)) {
     std::cerr << "kwq_scheduler: " << error << " (see --help)\n";
@@ -311,10 +306,7 @@ int main(int argc, char** argv) {
             << FLAGS_topic_prefix << metrics_note << "; "
             << security->description << ")" << std::endl;
 
-  absl::Notification stop;
-  g_stop = &stop;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
+  absl::Notification& stop = kwq::StopOnSignals();
   stop.WaitForNotification();
   LOG(INFO) << "signal received: draining";
   server->GetHealthCheckService()->SetServingStatus(false);

@@ -336,6 +336,25 @@ TEST_F(KwqctlTest, UnknownIdsAndUnreachableServersSayWhatIsWrong) {
   ParseJson(workers.out);
 }
 
+// Issue 17: every binary's --help shows its own flags, not glog's first, and
+// --version answers.
+TEST(KwqctlCliTest, BinariesHelpShowsTheirOwnFlags) {
+  for (const auto& [binary, own] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"server/kwq_scheduler", "--listen"},
+           {"tracker/kwq_tracker", "--db"},
+           {"worker_sdk/examples/shell_worker", "--slots"}}) {
+    auto r = RunCommand(binary, {"--help"});
+    EXPECT_EQ(r.exit_code, 0) << binary;
+    EXPECT_NE(r.out.find(own + " ("), std::string::npos) << binary << r.out;
+    EXPECT_EQ(r.out.find("--logtostderr"), std::string::npos) << binary;
+    EXPECT_NE(r.out.find("--helpfull"), std::string::npos) << binary;
+    r = RunCommand(binary, {"--version"});
+    EXPECT_EQ(r.exit_code, 0) << binary;
+    EXPECT_NE(r.out.find("version "), std::string::npos) << binary << r.out;
+  }
+}
+
 // Issue 17's CLI: per-command help with examples, a version, "did you mean",
 // and a token for a secured grid whose line the servers accept.
 TEST(KwqctlCliTest, HelpVersionAndSuggestionsForPeople) {

@@ -22,6 +22,7 @@
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
 #include "server/util/grpc_server.h"
+#include "server/util/main_prologue.h"
 #include "server/util/mutex_mode.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
@@ -56,10 +57,6 @@ DEFINE_int32(kafka_wait_ms, 15000,
              "how long to wait for Kafka at start before giving up");
 
 namespace {
-absl::Notification* g_stop = nullptr;
-void OnSignal(int) {
-  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
 
 bool ValidateFlags(std::string* error) {
   if (std::string e =
@@ -85,16 +82,14 @@ bool ValidateFlags(std::string* error) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  kwq::InitBinary(
+
       "kwq_tracker --bootstrap_servers=host:port --db=DIR [flags]\n"
       "Consumes <prefix>.events into a RocksDB model (exact across restarts: "
       "state and "
       "offsets are written together) and serves kwq.v1.Tracker queries over "
-      "gRPC.");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
-  kwq::DisableMutexDeadlockDetection();
+      "gRPC.",
+      &argc, &argv);
   std::string error;
   if (!ValidateFlags(&error)) {
     std::cerr << "kwq_tracker: " << error << " (see --help)\n";
@@ -171,10 +166,7 @@ int main(int argc, char** argv) {
             << ingest_options.topic << ", db " << FLAGS_db << "; "
             << security->description << ")" << std::endl;
 
-  absl::Notification stop;
-  g_stop = &stop;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
+  absl::Notification& stop = kwq::StopOnSignals();
   int exit_code = 0;
   while (!stop.WaitForNotificationWithTimeout(absl::Seconds(1))) {
     if (absl::Status s = (*ingestor)->status(); !s.ok()) {

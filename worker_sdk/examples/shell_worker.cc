@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "server/util/main_prologue.h"
 #include "worker_sdk/worker.h"
 
 DEFINE_string(scheduler, "127.0.0.1:50051", "kwq_scheduler address");
@@ -32,11 +33,6 @@ DEFINE_int32(grace_ms, 10000,
              "on SIGTERM, how long running commands may finish");
 
 namespace {
-
-absl::Notification* g_stop = nullptr;
-void OnSignal(int) {
-  if (g_stop && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
 
 kwq::worker::Outcome RunCommand(kwq::worker::TaskContext& ctx) {
   const std::string command = ctx.task().payload();
@@ -95,13 +91,12 @@ kwq::worker::Outcome RunCommand(kwq::worker::TaskContext& ctx) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  kwq::InitBinary(
+
       "shell_worker --scheduler=HOST:PORT [--slots N]\n"
       "A secured scheduler: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY, KWQ_TOKEN "
-      "(environment) give the TLS files and the bearer token.");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+      "(environment) give the TLS files and the bearer token.",
+      &argc, &argv);
   if (FLAGS_slots < 1 || FLAGS_max_output_bytes < 0) {
     std::cerr << "shell_worker: need --slots>=1 and --max_output_bytes>=0\n";
     return 2;
@@ -114,10 +109,7 @@ int main(int argc, char** argv) {
   options.worker_id = FLAGS_worker_id;
   options.slots = FLAGS_slots;
   kwq::worker::Worker worker(options, RunCommand);
-  absl::Notification stop;
-  g_stop = &stop;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
+  absl::Notification& stop = kwq::StopOnSignals();
   std::thread run([&] { worker.Run(); });
   stop.WaitForNotification();
   worker.Stop(absl::Milliseconds(FLAGS_grace_ms));

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "server/util/main_prologue.h"
 #include "worker_sdk/worker.h"
 
 DEFINE_string(scheduler, "127.0.0.1:50051", "kwq_scheduler address");
@@ -36,7 +37,6 @@ DEFINE_string(execution_log, "",
               "against Kafka and the tracker)");
 
 namespace {
-absl::Notification* g_stop = nullptr;
 
 // The execution log: one line per start and end, flushed at once (a kill -9
 // keeps every line written before it).
@@ -65,19 +65,15 @@ class ExecutionLog {
   absl::Mutex mu_;
   std::FILE* file_ = nullptr;
 };
-void OnSignal(int) {
-  if (g_stop && !g_stop->HasBeenNotified()) g_stop->Notify();
-}
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage(
+  kwq::InitBinary(
+
       "simulated_worker --scheduler=HOST:PORT [--slots N ...]\n"
       "A secured scheduler: KWQ_TLS_CA, KWQ_TLS_CERT, KWQ_TLS_KEY, KWQ_TOKEN "
-      "(environment) give the TLS files and the bearer token.");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+      "(environment) give the TLS files and the bearer token.",
+      &argc, &argv);
   if (FLAGS_slots < 1 || FLAGS_prefetch < 0 || FLAGS_prefetch > 4096 ||
       FLAGS_duration_ms < 0 || FLAGS_jitter_ms < 0 || FLAGS_error_rate < 0 ||
       FLAGS_error_rate > 1) {
@@ -130,10 +126,7 @@ int main(int argc, char** argv) {
     }
     return outcome(kwq::worker::Outcome::Success("done"), "ok");
   });
-  absl::Notification stop;
-  g_stop = &stop;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
+  absl::Notification& stop = kwq::StopOnSignals();
   std::thread run([&] { worker.Run(); });
   LOG(INFO) << "worker " << worker.worker_id() << " with " << FLAGS_slots
             << " slots on " << FLAGS_scheduler;
