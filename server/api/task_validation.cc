@@ -17,9 +17,11 @@ std::string Quote(const std::string& s) {
 }
 
 std::string Where(const kwq::v1::Task& task, int index) {
+  const std::string what =
+      index < 0 ? "the record" : absl::StrCat("tasks[", index, "]");
   return task.id().empty() || !IsValidId(task.id())
-             ? absl::StrCat("tasks[", index, "]")
-             : absl::StrCat("tasks[", index, "] (id \"", task.id(), "\")");
+             ? what
+             : absl::StrCat(what, " (id \"", task.id(), "\")");
 }
 
 // A Timestamp a clock can hold: seconds within years 1-9999, nanos 0-999999999

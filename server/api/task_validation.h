@@ -22,7 +22,8 @@ bool IsValidId(const std::string& id);
 
 // Checks one submitted task. INVALID_ARGUMENT or RESOURCE_EXHAUSTED (payload
 // too large), with a message naming the task (by index and id) and the field.
-// An empty id is allowed (the server generates one).
+// An empty id is allowed (the server generates one). `index` -1: a record read
+// from a topic ("the record (id ...)"), not a Submit's tasks[i].
 absl::Status ValidateTask(const kwq::v1::Task& task, int index,
                           const ValidationLimits& limits);
 

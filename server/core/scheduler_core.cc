@@ -75,7 +75,8 @@ void SchedulerCore::OnPartitionsAssigned(
 
 void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
                                   const std::string& raw,
-                                  const std::string& reason) {
+                                  const std::string& reason,
+                                  const Task* parsed) {
   ++metrics_.bad_records;
   LOG(WARNING) << "bad record " << pos.topic << "/" << pos.partition << "@"
                << pos.offset << " to " << topics_.Dlq() << ": " << reason;
@@ -90,6 +91,11 @@ void SchedulerCore::DeadLetterRaw(const RecordPosition& pos,
         api::Truncated(absl::StrCat(reason, " (raw_value cut from ", raw.size(),
                                     " to ", room, " bytes)"),
                        api::kMaxErrorBytes));
+  } else if (parsed != nullptr) {
+    // It parsed but is not valid: the task itself, for a reader to fix and
+    // resubmit.
+    *dl.mutable_task() = *parsed;
+    dl.set_reason(api::Truncated(reason, api::kMaxErrorBytes));
   } else {
     dl.set_raw_value(raw);
     dl.set_reason(api::Truncated(reason, api::kMaxErrorBytes));
@@ -130,6 +136,11 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     return;
   }
   Task task;
+  if (value.empty()) {
+    DeadLetterRaw(pos, value,
+                  "a tombstone (null value): a task record needs a kwq.v1.Task");
+    return;
+  }
   if (!task.ParseFromString(value)) {
     DeadLetterRaw(pos, value, "record value is not a kwq.v1.Task");
     return;
@@ -138,14 +149,14 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
   limits.max_payload_bytes =
       SIZE_MAX;  // the producer's broker limit already applied
   if (task.id().empty()) {
-    DeadLetterRaw(pos, value, "task has no id");
+    DeadLetterRaw(pos, value, "the record's task has no id", &task);
     return;
   }
   // The topic a record is in decides its priority (a direct producer may
   // leave the field unset or contradict it); its retries stay there.
   if (auto p = topics_.PriorityOf(pos.topic)) task.set_priority(*p);
-  if (absl::Status s = api::ValidateTask(task, 0, limits); !s.ok()) {
-    DeadLetterRaw(pos, value, std::string(s.message()));
+  if (absl::Status s = api::ValidateTask(task, -1, limits); !s.ok()) {
+    DeadLetterRaw(pos, value, std::string(s.message()), &task);
     return;
   }
   control_.RememberJob(task.job_id());

@@ -392,8 +392,11 @@ class SchedulerCore {
   void ProduceFinal(Decision d, std::vector<OutRecord> records);
   // The largest payload, result or raw record a dead letter can carry.
   size_t MaxPayloadBytes() const;
+  // A record that cannot be queued, to the dead-letter topic: as `parsed`
+  // (the task, when it parsed but is invalid) or as its raw value.
   void DeadLetterRaw(const RecordPosition& pos, const std::string& raw,
-                     const std::string& reason);
+                     const std::string& reason,
+                     const kwq::v1::Task* parsed = nullptr);
 
   SchedulerOptions options_;
   api::Topics topics_;

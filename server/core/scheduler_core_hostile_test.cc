@@ -375,5 +375,42 @@ TEST_F(HostileInputTest, ACompletionSentAgainIsAnsweredAlreadyApplied) {
   EXPECT_EQ(Acks(1)[2].code(), 9);
 }
 
+// Issue 17 (DeadLetter): a record that parses but is invalid is dead-lettered
+// as a task (to fix and resubmit) with a reason in a record's words; a
+// tombstone says so; a non-retryable error's reason does not speak of used-up
+// attempts.
+TEST_F(HostileInputTest, DeadLettersSayWhatWasWrongInARecordsWords) {
+  Task no_job = MakeTask("no-job", 4);
+  no_job.clear_job_id();
+  Record(no_job, 0, 0);
+  core_->OnTaskRecord({core_->topics().ForPriority(4), 0, 1}, "");
+  Collect();
+  auto dls = DeadLetters();
+  ASSERT_EQ(dls.size(), 2u);
+  EXPECT_EQ(dls[0].task().id(), "no-job");
+  EXPECT_TRUE(dls[0].raw_value().empty());
+  EXPECT_NE(dls[0].reason().find("the record (id \"no-job\")"),
+            std::string::npos)
+      << dls[0].reason();
+  EXPECT_EQ(dls[0].reason().find("tasks["), std::string::npos);
+  EXPECT_NE(dls[1].reason().find("tombstone"), std::string::npos)
+      << dls[1].reason();
+
+  Task once = MakeTask("fatal", 4);
+  once.set_max_attempts(3);
+  Record(once, 1, 0);
+  core_->OnWorkerConnected(1, HelloOf("w1", 1));
+  Collect();
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  Update(1, got[0].token(), kwq::v1::ERROR, /*retryable=*/false);
+  dls = DeadLetters();
+  ASSERT_EQ(dls.size(), 3u);
+  EXPECT_NE(dls[2].reason().find("non-retryable error on attempt 1"),
+            std::string::npos)
+      << dls[2].reason();
+  EXPECT_EQ(dls[2].reason().find("used up"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kwq::scheduler

@@ -534,8 +534,13 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error_text,
     TaskEvent failed = MakeEvent(task, kwq::v1::FAILED);
     failed.set_worker_id(worker_id);
     failed.set_error(
-        absl::StrCat(infra ? "infrastructure failures" : "task errors",
-                     " used up its attempts; last error: ", error));
+        !infra && !retryable
+            ? absl::StrCat("a non-retryable error on attempt ",
+                           task.attempt(), ": ", error)
+            : absl::StrCat(infra ? "infrastructure failures" : "task errors",
+                           " used up its ",
+                           infra ? max_infra : max_task_errors,
+                           " attempts; last error: ", error));
     failed.set_reason(reason);
     records.push_back(EventRecord(failed));
     kwq::v1::DeadLetter dl;
