@@ -271,6 +271,26 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
   for (const auto& line : result_lines) {
     EXPECT_EQ(ParseJson(line).fields().at("job_id").string_value(), job);
   }
+
+  // Its failed tasks are dead letters (issue 17: kwqctl dlq); one goes back
+  // as a new task.
+  auto dlq = Ctl({"dlq", "list", "--job", job, "--bootstrap-servers", kafka_,
+                  "-o", "jsonl"});
+  ASSERT_EQ(dlq.exit_code, 0) << dlq.err;
+  const std::vector<std::string> letters =
+      absl::StrSplit(dlq.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(static_cast<double>(letters.size()), Num(j, "failed"));
+  auto table_dlq =
+      Ctl({"dlq", "list", "--job", job, "--bootstrap-servers", kafka_});
+  EXPECT_TRUE(absl::StrContains(table_dlq.out, "TASK")) << table_dlq.out;
+  EXPECT_TRUE(absl::StrContains(table_dlq.out, id)) << table_dlq.out;
+  auto again = Ctl({"dlq", "resubmit", id, "--as", id + ".again",
+                    "--bootstrap-servers", kafka_});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(absl::StrContains(again.out, "as " + id + ".again")) << again.out;
+  auto missing =
+      Ctl({"dlq", "get", "no-such-task", "--bootstrap-servers", kafka_});
+  EXPECT_EQ(missing.exit_code, 1);
 }
 
 TEST_F(KwqctlTest, PauseAndResumeAnswerInSentences) {

@@ -38,6 +38,11 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   task why ID                  what holds a queued task back (scheduler's explanation)
   queue pause|resume           [--priority P] (everything without it)
   worker list                  connected workers, slots, in flight, heartbeats
+  dlq list                     dead letters, from <prefix>.dlq in Kafka [--job J]
+                               --bootstrap-servers HOST:PORT [--kafka-config FILE] [--topic-prefix kwq]
+  dlq get ID                   one dead letter (by task id or TOPIC/PARTITION/OFFSET), as JSON
+  dlq resubmit ID              submit a dead-lettered task again as a new task [--as NEW_ID]
+                               (default id: ID.r<unix seconds>)
   token new --principal P --roles R[,R]
                                a new bearer token and its identities-file line (roles:
                                submit, work, operate, view, admin; server/auth/README.md)
@@ -228,5 +233,6 @@ int main(int argc, char** argv) {
   if (noun == "worker") return kwq::ctl::RunWorker(c);
   if (noun == "simulate") return kwq::ctl::RunSimulate(c);
   if (noun == "token") return kwq::ctl::RunToken(c);
+  if (noun == "dlq") return kwq::ctl::RunDlq(c);
   return kwq::ctl::Fail(kwq::ctl::kExitUsage, UnknownCommand(noun));
 }

@@ -47,6 +47,7 @@ int RunQueue(const Context& c);
 int RunWorker(const Context& c);
 int RunSimulate(const Context& c);
 int RunToken(const Context& c);
+int RunDlq(const Context& c);
 // kwqctl job results JOB (cmd_results.cc).
 int JobResults(const Context& c, const std::string& job);
 
