@@ -713,6 +713,38 @@ grpc::ServerUnaryReactor* SchedulerService::Cancel(
                  request->requested_by());
 }
 
+grpc::ServerUnaryReactor* SchedulerService::ListQueues(
+    grpc::CallbackServerContext* ctx, const kwq::v1::ListQueuesRequest*,
+    kwq::v1::ListQueuesResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (!Admit(ctx, reactor, auth::Role::kView)) return reactor;
+  const int64_t lag = log_->GetStats().consumer_lag;
+  loop_->Post([this, reactor, response, lag] {
+    response->set_scheduler_id(options_.core.scheduler_id);
+    const SchedulerMetrics m = core_->metrics();
+    const ControlState& control = core_->control();
+    for (int p = api::kNumPriorities - 1; p >= 0; --p) {
+      auto* q = response->add_queues();
+      q->set_priority(p);
+      q->set_depth(static_cast<int64_t>(core_->buffered(p)));
+      q->set_oldest_age_seconds(
+          m.oldest_queued_seconds[static_cast<size_t>(p)]);
+      q->set_paused(control.priority_paused(p));
+    }
+    response->set_in_flight(static_cast<int64_t>(core_->leases()));
+    response->set_consumer_lag(lag);
+    response->set_all_paused(control.all_paused());
+    response->set_paused_jobs_total(
+        static_cast<int64_t>(control.paused_jobs().size()));
+    for (const auto& job : control.paused_jobs()) {
+      if (response->paused_jobs_size() >= 100) break;
+      response->add_paused_jobs(job);
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
 MetricsSnapshot SchedulerService::Snapshot() {
   MetricsSnapshot s;
   loop_->RunSync([&] {

@@ -74,6 +74,10 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
       grpc::CallbackServerContext* ctx,
       const kwq::v1::ExplainTaskRequest* request,
       kwq::v1::ExplainTaskResponse* response) override;
+  grpc::ServerUnaryReactor* ListQueues(
+      grpc::CallbackServerContext* ctx,
+      const kwq::v1::ListQueuesRequest* request,
+      kwq::v1::ListQueuesResponse* response) override;
   grpc::ServerUnaryReactor* Pause(grpc::CallbackServerContext* ctx,
                                   const kwq::v1::PauseRequest* request,
                                   kwq::v1::PauseResponse* response) override;

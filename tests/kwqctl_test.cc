@@ -304,6 +304,29 @@ TEST_F(KwqctlTest, PauseAndResumeAnswerInSentences) {
   EXPECT_EQ(resumed.out.rfind("Job pausable is resumed", 0), 0u) << resumed.out;
 }
 
+TEST_F(KwqctlTest, QueueListShowsDepthAgeAndPauses) {
+  ASSERT_EQ(Ctl({"submit", "--job", "queued-p6", "--priority", "6",
+                 "--payload", "x"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Ctl({"queue", "pause", "--priority", "6"}).exit_code, 0);
+  auto list = Ctl({"queue", "list", "-o", "json"});
+  ASSERT_EQ(Ctl({"queue", "resume", "--priority", "6"}).exit_code, 0);
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto j = ParseJson(list.out);
+  bool seen = false;
+  for (const auto& q : j.fields().at("queues").list_value().values()) {
+    const auto& f = q.struct_value().fields();
+    if (f.at("priority").number_value() != 6) continue;
+    seen = true;
+    EXPECT_TRUE(f.at("paused").bool_value()) << list.out;
+  }
+  EXPECT_TRUE(seen) << list.out;
+  auto table = Ctl({"queue", "list"});
+  EXPECT_TRUE(absl::StrContains(table.out, "PRIORITY")) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, "p6")) << table.out;
+}
+
 TEST_F(KwqctlTest, SubmitPrintsIdsAndRejectsBadInputWithAClearMessage) {
   auto one = Ctl({"submit", "--job", "cli-job", "--tag", "book=b1", "--payload",
                   "x", "-o", "json"});

@@ -36,6 +36,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
   task get ID                  a task with every attempt and its stage times
   task list --job J            [--state S] [--tag k=v] [--page-size N] [--page-token T]
   task why ID                  what holds a queued task back (scheduler's explanation)
+  queue list                   depth and oldest age per priority, in flight, pauses
+                               (of the instance at --scheduler)
   queue pause|resume           [--priority P] (everything without it)
   worker list                  connected workers, slots, in flight, heartbeats
   dlq list                     dead letters, from <prefix>.dlq in Kafka [--job J]
@@ -97,7 +99,9 @@ const std::map<std::string, std::string>& Examples() {
       {"task",
        "  kwqctl task get eod-17\n  kwqctl task list --job eod "
        "--state FAILED\n  kwqctl task why eod-17\n"},
-      {"queue", "  kwqctl queue pause --priority 0\n  kwqctl queue resume\n"},
+      {"queue",
+       "  kwqctl queue list\n  kwqctl queue pause --priority 0\n"
+       "  kwqctl queue resume\n"},
       {"worker", "  kwqctl worker list -o json\n"},
       {"simulate", "  kwqctl simulate --tasks 20000 --workers 4 --slots 8\n"},
       {"token",

@@ -254,6 +254,8 @@ class SchedulerCore {
   // committed by this owner, so that the next owner does not run them again.
   size_t InFlightIn(
       const std::vector<std::pair<std::string, int32_t>>& partitions) const;
+  // Pauses, cancels and known jobs (read-only, for ListQueues).
+  const ControlState& control() const { return control_; }
   std::vector<WorkerView> Workers() const;
   // Why a task is held, or empty when this instance does not hold it.
   std::vector<std::string> Explain(const std::string& task_id,

@@ -400,13 +400,48 @@ int RunTask(const Context& c) {
               "usage: kwqctl task get|why ID | task list --job JOB");
 }
 
+// kwqctl queue list: depth and oldest age per priority on the instance at
+// --scheduler, and what is paused there.
+int QueueList(const Context& c) {
+  grpc::ClientContext ctx;
+  c.Prepare(&ctx);
+  kwq::v1::ListQueuesResponse resp;
+  grpc::Status st =
+      c.SchedulerStub()->ListQueues(&ctx, kwq::v1::ListQueuesRequest(), &resp);
+  if (!st.ok()) return SchedulerFail(c, st);
+  if (c.format != Format::kTable) {
+    std::cout << ToJson(resp) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& q : resp.queues()) {
+    rows.push_back({absl::StrCat("p", q.priority()), Thousands(q.depth()),
+                    q.depth() > 0
+                        ? absl::StrFormat("%.1f s", q.oldest_age_seconds())
+                        : "-",
+                    q.paused() || resp.all_paused() ? "paused" : ""});
+  }
+  std::cout << "scheduler " << resp.scheduler_id() << "\n";
+  PrintTable({"PRIORITY", "QUEUED", "OLDEST", ""}, rows);
+  std::cout << "in flight " << Thousands(resp.in_flight()) << ", not read yet "
+            << (resp.consumer_lag() < 0 ? "-" : Thousands(resp.consumer_lag()))
+            << (resp.all_paused() ? ", everything paused" : "") << "\n";
+  if (resp.paused_jobs_total() > 0) {
+    std::cout << "paused jobs (" << resp.paused_jobs_total()
+              << "): " << absl::StrJoin(resp.paused_jobs(), " ") << "\n";
+  }
+  return kExitOk;
+}
+
 int RunQueue(const Context& c) {
   const std::string verb = c.args.word(1);
   std::string error;
   if (!c.args.CheckAllowed({"priority"}, &error))
     return Fail(kExitUsage, error);
+  if (verb == "list") return QueueList(c);
   if (verb != "pause" && verb != "resume") {
-    return Fail(kExitUsage, "usage: kwqctl queue pause|resume [--priority P]");
+    return Fail(kExitUsage,
+                "usage: kwqctl queue list | queue pause|resume [--priority P]");
   }
   kwq::v1::Scope scope;
   if (c.args.Has("priority")) {
