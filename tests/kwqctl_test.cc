@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -299,16 +300,28 @@ TEST_F(KwqctlTest, PauseAndResumeAnswerInSentences) {
   auto paused = Ctl({"job", "pause", "pausable"});
   ASSERT_EQ(paused.exit_code, 0) << paused.err;
   EXPECT_EQ(paused.out.rfind("Job pausable is paused", 0), 0u) << paused.out;
+  // The tracker does not know pauses; kwqctl asks the scheduler.
+  ASSERT_EQ(Ctl({"submit", "--job", "pausable", "--payload", "y"}).exit_code,
+            0);
+  std::string got;
+  for (int i = 0; i < 100 && !absl::StrContains(got, "PAUSED"); ++i) {
+    got = Ctl({"job", "get", "pausable"}).out;  // known to the tracker soon
+    if (!absl::StrContains(got, "PAUSED"))
+      absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(absl::StrContains(got, "state PAUSED")) << got;
+  auto list = Ctl({"job", "list"});
+  EXPECT_TRUE(absl::StrContains(list.out, "PAUSED")) << list.out;
   auto resumed = Ctl({"job", "resume", "pausable"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(resumed.out.rfind("Job pausable is resumed", 0), 0u) << resumed.out;
 }
 
 TEST_F(KwqctlTest, QueueListShowsDepthAgeAndPauses) {
-  ASSERT_EQ(Ctl({"submit", "--job", "queued-p6", "--priority", "6",
-                 "--payload", "x"})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Ctl({"submit", "--job", "queued-p6", "--priority", "6", "--payload", "x"})
+          .exit_code,
+      0);
   ASSERT_EQ(Ctl({"queue", "pause", "--priority", "6"}).exit_code, 0);
   auto list = Ctl({"queue", "list", "-o", "json"});
   ASSERT_EQ(Ctl({"queue", "resume", "--priority", "6"}).exit_code, 0);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -54,6 +55,42 @@ int TrackerFail(const Context& c, const grpc::Status& s) {
 }
 int SchedulerFail(const Context& c, const grpc::Status& s) {
   return Fail(kExitFailure, RpcError("scheduler", c.scheduler, s));
+}
+
+// What the scheduler says is paused (the tracker does not know): best effort,
+// `known` false when the scheduler does not answer within 2 s.
+struct Pauses {
+  bool known = false;
+  bool all = false;
+  std::set<std::string> jobs;
+  bool Of(const std::string& job) const { return all || jobs.count(job) > 0; }
+};
+Pauses AskPauses(const Context& c) {
+  Pauses p;
+  grpc::ClientContext ctx;
+  c.security.Apply(&ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  kwq::v1::ListQueuesResponse resp;
+  if (!c.SchedulerStub()
+           ->ListQueues(&ctx, kwq::v1::ListQueuesRequest(), &resp)
+           .ok()) {
+    return p;
+  }
+  p.known = true;
+  p.all = resp.all_paused();
+  p.jobs.insert(resp.paused_jobs().begin(), resp.paused_jobs().end());
+  return p;
+}
+
+// A job's state in words: done (and how), PAUSED, or running.
+std::string JobState(const kwq::v1::JobSummary& j, const Pauses& pauses) {
+  const auto& k = j.counts();
+  if (j.done()) {
+    if (k.cancelled() > 0) return "cancelled";
+    return k.failed() > 0 ? "done, failed" : "done";
+  }
+  if (pauses.Of(j.job_id())) return "PAUSED";
+  return "running";
 }
 
 void PrintSummaryTable(const kwq::v1::JobSummary& s) {
@@ -220,19 +257,24 @@ int RunJob(const Context& c) {
     } else if (c.format == Format::kJsonl) {
       for (const auto& j : resp.jobs()) std::cout << ToJson(j) << "\n";
     } else {
+      const Pauses pauses = AskPauses(c);
       std::vector<std::vector<std::string>> rows;
       for (const auto& j : resp.jobs()) {
         const auto& k = j.counts();
-        rows.push_back({j.job_id(), Thousands(k.total()),
-                        Thousands(k.completed()), Thousands(k.failed()),
-                        Thousands(k.running() + k.allocated()),
-                        Thousands(k.pending() + k.error()),
-                        absl::StrFormat("%.0f", j.rate_per_second()),
-                        j.done() ? "yes" : "no", Time(j.first_submit())});
+        rows.push_back(
+            {j.job_id(), JobState(j, pauses), Thousands(k.total()),
+             Thousands(k.completed()), Thousands(k.failed()),
+             Thousands(k.cancelled()), Thousands(k.running() + k.allocated()),
+             Thousands(k.pending() + k.error()),
+             FormatRate(j.rate_per_second()), Time(j.first_submit())});
       }
-      PrintTable({"JOB", "TOTAL", "COMPLETED", "FAILED", "RUNNING", "PENDING",
-                  "RATE/S", "DONE", "FIRST SUBMIT"},
+      PrintTable({"JOB", "STATE", "TOTAL", "COMPLETED", "FAILED", "CANCELLED",
+                  "RUNNING", "PENDING", "RATE/S", "FIRST SUBMIT"},
                  rows);
+      if (!pauses.known) {
+        std::cout << "(the scheduler at " << c.scheduler
+                  << " did not answer: paused jobs are not marked)\n";
+      }
       if (!resp.next_page_token().empty()) {
         std::cout << "more: --page-token " << resp.next_page_token() << "\n";
       }
@@ -258,7 +300,15 @@ int RunJob(const Context& c) {
     grpc::Status st = stub->GetJobSummary(&ctx, req, &resp);
     if (!st.ok()) return TrackerFail(c, st);
     if (c.format == Format::kTable) {
+      const Pauses pauses = AskPauses(c);
+      if (!resp.done() && pauses.Of(job)) resp.clear_eta_seconds();
       PrintSummaryTable(resp);
+      std::cout << "state " << JobState(resp, pauses)
+                << (!resp.done() && pauses.Of(job)
+                        ? " (nothing starts until kwqctl job resume " + job +
+                              ")"
+                        : "")
+                << "\n";
     } else {
       std::cout << ToJson(resp) << "\n";
     }
