@@ -427,10 +427,17 @@ int RunSimulate(const Context& c) {
     std::cout << absl::StrFormat(
         "submitted %lld  completed %lld  failed %lld  retries %lld  duplicates "
         "%lld\n"
-        "%.1f s, %.0f tasks/s, submit-to-start p50 %.2f ms p99 %.2f ms",
+        "%.1f s from the first submit to the last finish: %s tasks/s on "
+        "average (the monitor's rate is of the last 10 s)\n"
+        "submit-to-start p50 %.2f ms p99 %.2f ms: %s",
         f.tasks, completed, static_cast<long long>(k.failed()),
-        static_cast<long long>(k.retries()), duplicates, secs, tps,
-        Percentile(lat, 0.5), Percentile(lat, 0.99));
+        static_cast<long long>(k.retries()), duplicates, secs,
+        FormatRate(tps), Percentile(lat, 0.5), Percentile(lat, 0.99),
+        f.rate > 0 ? "a task's wait from Submit to a worker starting it, "
+                     "at an offered rate the grid keeps up with"
+                   : "mostly time in the queue behind the backlog the "
+                     "submitter built (not the idle latency: measure that "
+                     "with --rate R)");
     if (f.affinity_keys > 0)
       std::cout << absl::StrFormat(", affinity hits %.1f%%", 100 * hit_rate);
     if (inversions >= 0) std::cout << ", priority inversions " << inversions;
