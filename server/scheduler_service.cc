@@ -23,7 +23,6 @@ namespace {
 // Submits of at least this many tasks are produced batched (LogRecord): a few
 // ms of linger are nothing next to the time to send them, and they save the
 // broker most of its requests for them.
-constexpr int kBatchedSubmitTasks = 64;
 
 // How long a revoke waits for the decisions on their way about records of the
 // partitions it gives up (see on_revoked).
@@ -41,6 +40,9 @@ SchedulerService::SchedulerService(ServiceOptions options,
                                    const Clock* clock)
     : options_(std::move(options)),
       topics_(options_.core.topic_prefix),
+      admission_({options_.core.scheduler_id, options_.core.topic_prefix,
+                  options_.limits, options_.dedup_window_ids,
+                  options_.core.known_jobs}),
       cluster_(cluster),
       clock_(clock) {
   core_ = std::make_unique<SchedulerCore>(
@@ -312,39 +314,6 @@ void SchedulerService::Execute(Effects effects) {
   }
 }
 
-std::string SchedulerService::NewTaskId() {
-  return absl::StrCat(options_.core.scheduler_id, "-",
-                      absl::ToUnixMicros(absl::Now()), "-", next_id_++);
-}
-
-bool SchedulerService::FirstSubmitOfJob(const std::string& job) {
-  absl::MutexLock lock(&dedup_mu_);
-  if (!registered_jobs_.insert(job).second) return false;
-  registered_order_.push_back(job);
-  while (registered_order_.size() > options_.core.known_jobs) {
-    registered_jobs_.erase(registered_order_.front());
-    registered_order_.pop_front();
-  }
-  return true;
-}
-
-void SchedulerService::ForgetJobRegistration(const std::string& job) {
-  absl::MutexLock lock(&dedup_mu_);
-  registered_jobs_.erase(job);
-}
-
-bool SchedulerService::SeenRecently(const std::string& id) {
-  absl::MutexLock lock(&dedup_mu_);
-  if (dedup_set_.contains(id)) return true;
-  dedup_set_.insert(id);
-  dedup_order_.push_back(id);
-  while (dedup_order_.size() > options_.dedup_window_ids) {
-    dedup_set_.erase(dedup_order_.front());
-    dedup_order_.pop_front();
-  }
-  return false;
-}
-
 bool SchedulerService::Admit(grpc::CallbackServerContext* ctx,
                              grpc::ServerUnaryReactor* reactor, auth::Role role,
                              auth::Identity* who) {
@@ -360,104 +329,41 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
   auto* reactor = ctx->DefaultReactor();
   auth::Identity who;
   if (!Admit(ctx, reactor, auth::Role::kSubmit, &who)) return reactor;
-  if (request->tasks_size() == 0 || request->tasks_size() > 10000) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                     absl::StrCat("tasks: a batch holds 1-10000 tasks, not ",
-                                  request->tasks_size())));
+  auto plan = std::make_shared<SubmitAdmission::Plan>();
+  const bool authenticated =
+      options_.authorizer != nullptr && !options_.authorizer->open();
+  if (absl::Status s = admission_.Admit(
+          *request, authenticated ? who.principal : ctx->peer(),
+          ToProto(clock_->Now()), response, plan.get());
+      !s.ok()) {
+    reactor->Finish(ToGrpc(s));
     return reactor;
-  }
-  for (int i = 0; i < request->tasks_size(); ++i) {
-    if (absl::Status s =
-            api::ValidateTask(request->tasks(i), i, options_.limits);
-        !s.ok()) {
-      reactor->Finish(ToGrpc(s));
-      return reactor;
-    }
-  }
-  std::vector<LogRecord> records;
-  auto ids = std::make_shared<std::vector<std::string>>();
-  auto new_jobs = std::make_shared<std::vector<std::string>>();
-  // The index in `records` of each id's task record.
-  auto task_record = std::make_shared<std::vector<size_t>>();
-  // Each id's PENDING event, written once its task record is durable.
-  auto pending_events = std::make_shared<std::vector<LogRecord>>();
-  const auto now = ToProto(clock_->Now());
-  for (const kwq::v1::Task& in : request->tasks()) {
-    if (FirstSubmitOfJob(in.job_id())) {
-      kwq::v1::ControlRecord reg;
-      reg.mutable_scope()->set_job_id(in.job_id());
-      *reg.mutable_time() = now;
-      reg.set_requested_by(options_.authorizer && !options_.authorizer->open()
-                               ? who.principal
-                               : ctx->peer());
-      records.push_back({topics_.Jobs(), in.job_id(), reg.SerializeAsString(),
-                         /*urgent=*/true});
-      new_jobs->push_back(in.job_id());
-    }
-  }
-  const bool batched = request->tasks_size() >= kBatchedSubmitTasks;
-  for (const kwq::v1::Task& in : request->tasks()) {
-    kwq::v1::Task task = in;
-    if (task.id().empty()) {
-      task.set_id(NewTaskId());
-    } else if (SeenRecently(task.id())) {
-      response->add_task_ids(task.id());
-      response->add_duplicate_ids(task.id());
-      continue;
-    }
-    task.set_attempt(1);
-    task.set_infra_failures(0);
-    task.set_task_errors(0);
-    task.clear_not_before();
-    if (!task.has_submit_time()) *task.mutable_submit_time() = now;
-    kwq::v1::TaskEvent ev;
-    ev.set_task_id(task.id());
-    ev.set_job_id(task.job_id());
-    ev.set_attempt(1);
-    ev.set_state(kwq::v1::PENDING);
-    *ev.mutable_time() = task.submit_time();
-    ev.set_scheduler_id(options_.core.scheduler_id);
-    ev.set_priority(task.priority());
-    *ev.mutable_tags() = task.tags();
-    *ev.mutable_affinity_keys() = task.affinity_keys();
-    response->add_task_ids(task.id());
-    ids->push_back(task.id());
-    // Urgent: the caller waits for both. A large Submit goes batched: its
-    // caller waits for all of it, and sending each record at once would cost
-    // the broker dozens of small requests per Submit.
-    task_record->push_back(records.size());
-    records.push_back({topics_.ForPriority(task.priority()), task.id(),
-                       task.SerializeAsString(), /*urgent=*/true, batched});
-    pending_events->push_back({topics_.Events(), task.job_id(),
-                               ev.SerializeAsString(), /*urgent=*/true,
-                               batched});
   }
   // The task records first, then the PENDING events of those that are
   // durable: a task Kafka refused never shows as PENDING in the tracker (a
   // phantom), and a PENDING event always names a task that exists. (An event
   // written after its task's ALLOCATED or RUNNING is harmless: the tracker
   // ranks stages, it does not take them in arrival order.)
+  std::vector<LogRecord> first = std::move(plan->first);
   log_->Produce(
-      std::move(records), [this, reactor, ids, new_jobs, task_record,
-                           pending_events](const TaskLog::ProduceResult& r) {
+      std::move(first), [this, reactor, plan](const TaskLog::ProduceResult& r) {
         std::set<size_t> failed(r.failed.begin(), r.failed.end());
         std::vector<LogRecord> events;
         std::vector<std::string> again;  // tasks whose record is not durable
-        for (size_t i = 0; i < ids->size(); ++i) {
-          if (failed.count((*task_record)[i])) {
-            again.push_back((*ids)[i]);
+        for (size_t i = 0; i < plan->ids.size(); ++i) {
+          if (failed.count(plan->task_record[i])) {
+            again.push_back(plan->ids[i]);
           } else {
-            events.push_back(std::move((*pending_events)[i]));
+            events.push_back(std::move(plan->pending_events[i]));
           }
         }
         // Off the log's delivery thread: the loop produces the events and
         // answers.
-        loop_->Post([this, reactor, new_jobs, r, again = std::move(again),
+        loop_->Post([this, reactor, plan, r, again = std::move(again),
                      events = std::move(events)]() mutable {
           const size_t durable = events.size();
           log_->Produce(
-              std::move(events), [this, reactor, new_jobs, r, again,
+              std::move(events), [this, reactor, plan, r, again,
                                   durable](const TaskLog::ProduceResult& er) {
                 if (!er.ok()) {
                   // The tasks are durable and will run; the tracker learns of
@@ -466,7 +372,7 @@ grpc::ServerUnaryReactor* SchedulerService::Submit(
                       << er.failed.size() << " of " << durable
                       << " PENDING events not durable: " << er.status.message();
                 }
-                FinishSubmit(reactor, r, again, *new_jobs);
+                FinishSubmit(reactor, r, again, plan->new_jobs);
               });
         });
       });
@@ -482,11 +388,7 @@ void SchedulerService::FinishSubmit(grpc::ServerUnaryReactor* reactor,
     return;
   }
   {
-    {
-      absl::MutexLock lock(&dedup_mu_);
-      for (const auto& id : again) dedup_set_.erase(id);
-    }
-    for (const auto& job : new_jobs) ForgetJobRegistration(job);
+    admission_.Forget(again, new_jobs);
     // Bounded: 10,000 ids would not fit in a status message.
     constexpr size_t kListed = 20;
     std::string listed = absl::StrJoin(
@@ -644,24 +546,6 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
       !s.ok()) {
     return fail(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
   }
-  // Unknown jobs and tasks: NOT_FOUND (what this instance has seen; see
-  // README).
-  bool known = true;
-  if (scope.has_job_id() || scope.has_task_id()) {
-    loop_->RunSync([&] {
-      known = scope.has_job_id() ? core_->KnowsJob(scope.job_id())
-                                 : core_->HoldsTask(scope.task_id());
-    });
-  }
-  if (!known && (set || cancel)) {
-    return fail(
-        grpc::StatusCode::NOT_FOUND,
-        scope.has_job_id()
-            ? absl::StrCat("no job ", scope.job_id(),
-                           " is known to this scheduler")
-            : absl::StrCat("task ", scope.task_id(),
-                           " is not queued or running on this scheduler"));
-  }
   const std::string key = ControlState::Key(scope, cancel);
   std::string value;  // empty: a tombstone (resume)
   if (set) {
@@ -675,22 +559,40 @@ grpc::ServerUnaryReactor* SchedulerService::Control(
                                                 : requested_by);
     value = rec.SerializeAsString();
   }
-  log_->Produce(
-      {{topics_.Control(), key, value, /*urgent=*/true}},
-      [this, reactor, key, value](const TaskLog::ProduceResult& r) {
-        if (!r.ok()) {
-          const std::string error(r.status.message());
-          reactor->Finish(grpc::Status(
-              grpc::StatusCode::UNAVAILABLE,
-              absl::StrCat("the control record is not durable: ", error)));
-          return;
-        }
-        // Obeyed here at once; other instances as they read the topic.
-        WithCore([key, value](SchedulerCore& core) {
-          core.OnControlRecord(key, value);
+  // On the loop (no gRPC thread waits for it): unknown jobs and tasks are
+  // NOT_FOUND (what this instance has seen; see README), the rest produced.
+  loop_->Post([this, reactor, scope, key, value, check = set || cancel] {
+    const bool known =
+        !check || (scope.has_job_id()    ? core_->KnowsJob(scope.job_id())
+                   : scope.has_task_id() ? core_->HoldsTask(scope.task_id())
+                                         : true);
+    if (!known) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          scope.has_job_id()
+              ? absl::StrCat("no job ", scope.job_id(),
+                             " is known to this scheduler")
+              : absl::StrCat("task ", scope.task_id(),
+                             " is not queued or running on this scheduler")));
+      return;
+    }
+    log_->Produce(
+        {{topics_.Control(), key, value, /*urgent=*/true}},
+        [this, reactor, key, value](const TaskLog::ProduceResult& r) {
+          if (!r.ok()) {
+            const std::string error(r.status.message());
+            reactor->Finish(grpc::Status(
+                grpc::StatusCode::UNAVAILABLE,
+                absl::StrCat("the control record is not durable: ", error)));
+            return;
+          }
+          // Obeyed here at once; other instances as they read the topic.
+          WithCore([key, value](SchedulerCore& core) {
+            core.OnControlRecord(key, value);
+          });
+          reactor->Finish(grpc::Status::OK);
         });
-        reactor->Finish(grpc::Status::OK);
-      });
+  });
   return reactor;
 }
 

@@ -20,6 +20,7 @@
 #include "server/kafka/kafka_task_log.h"
 #include "server/kafka/parked_replayer.h"
 #include "server/metrics_exporter.h"
+#include "server/submit_admission.h"
 #include "server/util/clock.h"
 #include "server/util/event_loop.h"
 #include "server/worker_stream.h"
@@ -127,15 +128,10 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   void FlushOutbox();
   void WithCore(
       std::function<void(SchedulerCore&)> fn);  // post + execute effects
-  std::string NewTaskId();
-  bool SeenRecently(const std::string& id);
-  // True the first time (within the known-jobs window) this instance takes a
-  // Submit for `job`: then it registers the job in <prefix>.jobs.
-  bool FirstSubmitOfJob(const std::string& job);
-  void ForgetJobRegistration(const std::string& job);
 
   ServiceOptions options_;
   const api::Topics topics_;
+  SubmitAdmission admission_;  // Submit's decisions (dedup, ids, records)
   const KafkaCluster* cluster_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
@@ -155,13 +151,6 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   void UpdateGroupMembership();
   bool group_member_ = false;
   absl::Time no_workers_since_ = absl::InfiniteFuture();
-  std::atomic<uint64_t> next_id_{0};
-
-  absl::Mutex dedup_mu_;
-  absl::flat_hash_set<std::string> dedup_set_ ABSL_GUARDED_BY(dedup_mu_);
-  std::deque<std::string> dedup_order_ ABSL_GUARDED_BY(dedup_mu_);
-  absl::flat_hash_set<std::string> registered_jobs_ ABSL_GUARDED_BY(dedup_mu_);
-  std::deque<std::string> registered_order_ ABSL_GUARDED_BY(dedup_mu_);
 };
 
 }  // namespace kwq::scheduler

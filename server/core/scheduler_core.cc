@@ -13,6 +13,7 @@
 #include "glog/logging.h"
 #include "server/api/ack_codes.h"
 #include "server/api/limits.h"
+#include "server/api/task_events.h"
 #include "server/api/task_validation.h"
 #include "server/core/scheduler_core_internal.h"
 #include "server/util/time_util.h"
@@ -226,11 +227,9 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     // Written straight into the topic by a foreign producer: announce it to the
     // tracker.
     *task.mutable_submit_time() = ToProto(clock_->Now());
-    TaskEvent ev = MakeEvent(task, kwq::v1::PENDING);
-    ev.set_priority(task.priority());
-    *ev.mutable_tags() = task.tags();
-    *ev.mutable_affinity_keys() = task.affinity_keys();
-    effects_.produces.push_back({{EventRecord(ev)}, 0});
+    effects_.produces.push_back(
+        {{EventRecord(api::FirstPendingEvent(task, options_.scheduler_id))},
+         0});
   }
   Enqueue({pos, std::move(task), absl::InfiniteFuture()});
   Dispatch();
