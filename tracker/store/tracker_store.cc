@@ -14,6 +14,7 @@
 #include "rocksdb/utilities/options_util.h"
 #include "server/api/limits.h"
 #include "server/util/time_util.h"
+#include "tracker/model/job_aggregate.h"
 #include "tracker/model/task_model.h"
 #include "tracker/store/keys.h"
 
@@ -27,55 +28,9 @@ using kwq::v1::TaskStatus;
 
 namespace {
 
-// The longest error text of a job summary's recent errors.
-constexpr size_t kMaxSummaryErrorBytes = 1024;
-
-constexpr int kRecentErrors = 10;
-constexpr int kRecentSeconds = 16;
-
-void Bump(StateCounts* c, TaskState s, int64_t d) {
-  switch (s) {
-    case kwq::v1::PENDING:
-      c->set_pending(c->pending() + d);
-      break;
-    case kwq::v1::ALLOCATED:
-      c->set_allocated(c->allocated() + d);
-      break;
-    case kwq::v1::RUNNING:
-      c->set_running(c->running() + d);
-      break;
-    case kwq::v1::COMPLETED:
-      c->set_completed(c->completed() + d);
-      break;
-    case kwq::v1::ERROR:
-      c->set_error(c->error() + d);
-      break;
-    case kwq::v1::FAILED:
-      c->set_failed(c->failed() + d);
-      break;
-    case kwq::v1::CANCELLED:
-      c->set_cancelled(c->cancelled() + d);
-      break;
-    default:
-      break;
-  }
-}
-
 absl::Status ToStatus(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
-}
-
-void EarliestTime(google::protobuf::Timestamp* slot,
-                  const google::protobuf::Timestamp& t) {
-  if ((slot->seconds() == 0 && slot->nanos() == 0) ||
-      FromProto(t) < FromProto(*slot)) {
-    *slot = t;
-  }
-}
-void LatestTime(google::protobuf::Timestamp* slot,
-                const google::protobuf::Timestamp& t) {
-  if (FromProto(t) > FromProto(*slot)) *slot = t;
 }
 
 // The writes of one batch, handed to RocksDB in key order: consecutive inserts
@@ -375,80 +330,16 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
           keys::JobList(absl::ToUnixMicros(FromProto(ev.time())), job));
       wb.Put(agg->list_key(), "");
     }
-    StateCounts* c = agg->mutable_counts();
-    if (o.new_task) c->set_total(c->total() + 1);
-    if (o.old_state != o.new_state) {
-      Bump(c, o.old_state, -1);
-      Bump(c, o.new_state, +1);
-    }
-    if (o.retry_started) c->set_retries(c->retries() + 1);
-    if (o.repeated_execution) {
-      c->set_repeated_executions(c->repeated_executions() + 1);
-    }
-    if (ev.state() == kwq::v1::PENDING && ev.attempt() <= 1) {
-      EarliestTime(agg->mutable_first_submit(), ev.time());
-    }
-    if (o.finished) {
-      LatestTime(agg->mutable_last_finish(), ev.time());
-      const int64_t sec = ev.time().seconds();
-      auto* recent = agg->mutable_recent();
-      auto slot = std::find_if(
-          recent->begin(), recent->end(),
-          [&](const internal::SecondCount& sc) { return sc.second() == sec; });
-      if (slot != recent->end()) {
-        slot->set_finished(slot->finished() + 1);
-      } else {
-        internal::SecondCount sc;
-        sc.set_second(sec);
-        sc.set_finished(1);
-        const int pos = static_cast<int>(
-            std::find_if(recent->begin(), recent->end(),
-                         [&](const auto& x) { return x.second() > sec; }) -
-            recent->begin());
-        recent->Add(std::move(sc));  // invalidates iterators: pos is an index
-        for (int i = recent->size() - 1; i > pos; --i) {
-          recent->SwapElements(i, i - 1);
-        }
-        while (recent->size() > kRecentSeconds) recent->DeleteSubrange(0, 1);
-      }
-    }
-    if (o.attempt_errored && !ev.error().empty()) {
-      auto* errors = agg->mutable_recent_errors();
-      // Cut: a summary (and a page of ListJobs) stays small whatever the
-      // workers wrote; the whole text is on the task.
-      errors->Add(api::Truncated(
-          absl::StrCat(id, " (attempt ", ev.attempt(), "): ", ev.error()),
-          kMaxSummaryErrorBytes));
-      for (int i = errors->size() - 1; i > 0; --i)
-        errors->SwapElements(i, i - 1);
-      while (errors->size() > kRecentErrors) errors->RemoveLast();
-    }
+    ApplyToJob(o, ev, id, agg);
 
     // The (job, tag) aggregates.
-    if (o.tags_learned ||
-        (!task->tags().empty() &&
-         (o.old_state != o.new_state || o.retry_started || o.finished))) {
+    if (TagsChange(o, *task)) {
       for (const auto& [k, v] : task->tags()) {
         bool tag_created = false;
         auto tag_or =
             batch.Agg(keys::JobTag(job, absl::StrCat(k, "=", v)), &tag_created);
         if (!tag_or.ok()) return tag_or.status();
-        StateCounts* tc = (*tag_or)->mutable_counts();
-        if (o.tags_learned) {
-          tc->set_total(tc->total() + 1);
-          Bump(tc, o.new_state, +1);
-          tc->set_retries(tc->retries() + std::max(0, task->attempts() - 1));
-        } else {
-          if (o.old_state != o.new_state) {
-            Bump(tc, o.old_state, -1);
-            Bump(tc, o.new_state, +1);
-          }
-          if (o.retry_started) tc->set_retries(tc->retries() + 1);
-        }
-        if (ev.state() == kwq::v1::PENDING && ev.attempt() <= 1) {
-          EarliestTime((*tag_or)->mutable_first_submit(), ev.time());
-        }
-        if (o.finished) LatestTime((*tag_or)->mutable_last_finish(), ev.time());
+        ApplyToTag(o, ev, *task, *tag_or);
       }
     }
 
