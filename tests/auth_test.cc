@@ -21,7 +21,7 @@
 #include "server/auth/server_security.h"
 #include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
-#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/in_process_scheduler.h"
 #include "tools/devgrid/in_process_tracker.h"
 #include "worker_sdk/client_security.h"
 #include "worker_sdk/worker.h"

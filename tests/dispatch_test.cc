@@ -15,7 +15,8 @@
 #include "gtest/gtest.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "server/kafka/test_backends.h"
-#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/event_counter.h"
+#include "tools/devgrid/in_process_scheduler.h"
 #include "worker_sdk/worker.h"
 
 namespace kwq {

@@ -21,7 +21,8 @@
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/test_backends.h"
-#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/event_counter.h"
+#include "tools/devgrid/in_process_scheduler.h"
 #include "tools/devgrid/in_process_tracker.h"
 #include "worker_sdk/worker.h"
 

@@ -30,7 +30,8 @@
 #include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
 #include "tests/metrics_scrape.h"
-#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/committed_offsets.h"
+#include "tools/devgrid/event_counter.h"
 #include "worker_sdk/worker.h"
 
 namespace kwq {

@@ -22,7 +22,8 @@
 #include "server/kafka/test_backends.h"
 #include "server/util/time_util.h"
 #include "tests/child_process.h"
-#include "tools/devgrid/dev_grid.h"
+#include "tools/devgrid/event_counter.h"
+#include "tools/devgrid/in_process_scheduler.h"
 #include "tools/devgrid/in_process_tracker.h"
 #include "worker_sdk/worker.h"
 

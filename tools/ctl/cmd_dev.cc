@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "tools/ctl/commands.h"
-#include "tools/devgrid/grid.h"
+#include "tools/devgrid/dev_grid.h"
 
 namespace kwq::ctl {
 

@@ -19,7 +19,7 @@
 #include "tools/ctl/commands.h"
 #include "tools/ctl/measure.h"
 #include "tools/ctl/monitor.h"
-#include "tools/devgrid/grid.h"
+#include "tools/devgrid/dev_grid.h"
 #include "worker_sdk/worker.h"
 
 namespace kwq::ctl {

@@ -1,261 +1,65 @@
 #include "tools/devgrid/dev_grid.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "glog/logging.h"
-#include "kwq/v1/task.pb.h"
-#include "librdkafka/rdkafka.h"
-#include "server/util/grpc_server.h"
-#include "server/util/time_util.h"
+#include "server/kafka/kafka_flags.h"
 
 namespace kwq::devgrid {
 
-absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
-    const KafkaCluster* cluster, scheduler::ServiceOptions options,
-    const std::string& listen,
-    std::shared_ptr<grpc::ServerCredentials> credentials) {
-  auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
-  s->service_ = std::make_unique<scheduler::SchedulerService>(
-      std::move(options), cluster);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(
-      listen, credentials ? credentials : grpc::InsecureServerCredentials(),
-      &port);
-  ApplyServerSettings(builder);
-  builder.RegisterService(s->service_.get());
-  s->server_ = builder.BuildAndStart();
-  if (!s->server_ || port == 0) {
-    return absl::UnavailableError(CannotListen(listen));
+absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
+  std::unique_ptr<DevGrid> g(new DevGrid());
+  auto c = OpenKafka(options.bootstrap_servers.empty() ? "embedded" : "",
+                     options.bootstrap_servers, absl::Seconds(15),
+                     options.kafka_config);
+  if (!c.ok()) return c.status();
+  g->cluster_ = std::move(*c);
+  options.scheduler.core.topic_prefix = options.topic_prefix;
+  if (options.scheduler.core.scheduler_id == "sched") {
+    options.scheduler.core.scheduler_id = absl::StrCat("dev-", getpid());
   }
-  s->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
-  if (absl::Status st = s->service_->Start(); !st.ok()) return st;
-  return s;
-}
-
-void InProcessScheduler::Shutdown(absl::Duration grace) {
-  if (down_) return;
-  down_ = true;
-  service_->Drain(grace);
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-}
-
-InProcessScheduler::~InProcessScheduler() { Shutdown(absl::ZeroDuration()); }
-
-absl::StatusOr<std::unique_ptr<EventCounter>> EventCounter::Start(
-    const KafkaCluster& cluster, const std::string& topic) {
-  auto counter = std::unique_ptr<EventCounter>(new EventCounter());
-  auto conf = MakeKafkaConf(cluster.ConsumerConfig(
-      absl::StrCat("kwq-event-counter-", absl::ToUnixNanos(absl::Now()))));
-  if (!conf.ok()) return conf.status();
-  std::string err;
-  counter->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
-  if (!counter->consumer_) return absl::InternalError(err);
-  if (counter->consumer_->subscribe({topic}) != RdKafka::ERR_NO_ERROR) {
-    return absl::InternalError("subscribe failed");
+  options.scheduler.partitions = options.partitions;
+  auto s = InProcessScheduler::Start(g->cluster_.get(), options.scheduler,
+                                     options.scheduler_listen);
+  if (!s.ok()) return s.status();
+  g->scheduler_ = std::move(*s);
+  const char* tmp = std::getenv("TMPDIR");
+  g->db_dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/kwq-dev-tracker-", getpid(),
+                            "-", options.topic_prefix);
+  std::filesystem::remove_all(g->db_dir_);
+  std::filesystem::create_directories(g->db_dir_);
+  auto t =
+      InProcessTracker::Start(*g->cluster_, options.topic_prefix, g->db_dir_,
+                              options.partitions, options.tracker_listen);
+  if (!t.ok()) return t.status();
+  g->tracker_ = std::move(*t);
+  if (options.delete_topics_at_shutdown && !g->cluster_->embedded()) {
+    g->delete_prefix_ = options.topic_prefix + ".";
   }
-  counter->thread_ = std::thread([c = counter.get()] { c->Loop(); });
-  return counter;
+  return g;
 }
 
-EventCounter::~EventCounter() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-  if (consumer_) consumer_->close();
+void DevGrid::Shutdown(absl::Duration grace) {
+  if (scheduler_) scheduler_->Shutdown(grace);
 }
 
-void EventCounter::Loop() {
-  while (!stop_) {
-    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
-    if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
-    // A rebalance (partitions added to the topic) starts a partition again
-    // from its start (nothing is committed): count each record once.
-    if (int64_t& next = next_offset_[msg->partition()]; msg->offset() < next) {
-      continue;
-    } else {
-      next = msg->offset() + 1;
-    }
-    kwq::v1::TaskEvent ev;
-    if (!ev.ParseFromArray(msg->payload(), static_cast<int>(msg->len())))
-      continue;
-    const int64_t us = absl::ToUnixMicros(FromProto(ev.time()));
-    absl::MutexLock lock(&mu_);
-    ++events_;
-    const bool terminal = ev.state() == kwq::v1::COMPLETED ||
-                          ev.state() == kwq::v1::FAILED ||
-                          ev.state() == kwq::v1::CANCELLED;
-    if (terminal) {
-      open_.erase(ev.task_id());
-    } else if (!completed_.count(ev.task_id()) &&
-               !failed_.count(ev.task_id())) {
-      std::string& h = open_[ev.task_id()];
-      // Stages folded into this event count as events of their own.
-      for (const auto& [folded, state] :
-           {std::pair{ev.has_allocated_time(), kwq::v1::ALLOCATED},
-            std::pair{ev.has_running_time(), kwq::v1::RUNNING},
-            std::pair{true, ev.state()}}) {
-        if (folded && h.size() < 200) {
-          absl::StrAppend(&h, h.empty() ? "" : " ",
-                          kwq::v1::TaskState_Name(state), "/", ev.attempt());
-        }
-      }
-    }
-    // When the attempt started: a RUNNING event, or folded into a later one.
-    const bool started =
-        ev.state() == kwq::v1::RUNNING || ev.has_running_time();
-    if (started) {
-      const int64_t start_us =
-          ev.has_running_time()
-              ? absl::ToUnixMicros(FromProto(ev.running_time()))
-              : us;
-      if (auto it = submit_us_.find(ev.task_id());
-          it != submit_us_.end() && !start_ms_.count(ev.task_id())) {
-        start_ms_[ev.task_id()] =
-            static_cast<double>(start_us - it->second) / 1000.0;
-      }
-    }
-    switch (ev.state()) {
-      case kwq::v1::PENDING:
-        if (!ev.waiting().empty()) {
-          waiting_[ev.task_id()] = ev.waiting();  // a note, not a new attempt
-        } else if (ev.attempt() == 1) {
-          submit_us_.emplace(ev.task_id(), us);
-        } else {
-          ++retries_;
-        }
-        break;
-      case kwq::v1::COMPLETED:
-        ++completed_[ev.task_id()];
-        break;
-      case kwq::v1::FAILED:
-        failed_.insert(ev.task_id());
-        break;
-      case kwq::v1::CANCELLED:
-        cancelled_.insert(ev.task_id());
-        break;
-      default:
-        break;
+DevGrid::~DevGrid() {
+  tracker_.reset();
+  scheduler_.reset();
+  if (cluster_ && !delete_prefix_.empty()) {
+    auto deleted =
+        cluster_->DeleteTopicsWithPrefix(delete_prefix_, absl::Seconds(10));
+    if (!deleted.ok()) {
+      LOG(WARNING) << "could not delete the topics " << delete_prefix_
+                   << "*: " << deleted.status();
     }
   }
-}
-
-int64_t EventCounter::completed_tasks() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int64_t>(completed_.size());
-}
-int64_t EventCounter::duplicates() const {
-  absl::MutexLock lock(&mu_);
-  int64_t d = 0;
-  for (auto& [id, n] : completed_) d += n - 1;
-  return d;
-}
-int64_t EventCounter::failed_tasks() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int64_t>(failed_.size());
-}
-int64_t EventCounter::cancelled_tasks() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int64_t>(cancelled_.size());
-}
-int64_t EventCounter::retries() const {
-  absl::MutexLock lock(&mu_);
-  return retries_;
-}
-int64_t EventCounter::events() const {
-  absl::MutexLock lock(&mu_);
-  return events_;
-}
-std::map<std::string, std::string> EventCounter::Waiting() const {
-  absl::MutexLock lock(&mu_);
-  return waiting_;
-}
-
-std::vector<double> EventCounter::StartLatenciesMs() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<double> out;
-  for (auto& [id, ms] : start_ms_) out.push_back(ms);
-  return out;
-}
-std::map<std::string, int> EventCounter::CompletedCounts() const {
-  absl::MutexLock lock(&mu_);
-  return completed_;
-}
-std::set<std::string> EventCounter::FailedIds() const {
-  absl::MutexLock lock(&mu_);
-  return failed_;
-}
-
-std::map<std::string, std::string> EventCounter::Unfinished() const {
-  absl::MutexLock lock(&mu_);
-  return open_;
-}
-
-bool EventCounter::WaitFor(const std::function<bool(const EventCounter&)>& pred,
-                           absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (pred(*this)) return true;
-    // Poll the counters; the consumer thread updates them as events arrive.
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return pred(*this);
-}
-
-absl::StatusOr<int64_t> SumCommittedOffsets(
-    const KafkaCluster& cluster, const std::string& group,
-    const std::vector<std::string>& topics, int partitions) {
-  auto conf = MakeKafkaConf(cluster.ConsumerConfig(group));
-  if (!conf.ok()) return conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf->get(), err));
-  if (!consumer) return absl::InternalError(err);
-  std::vector<RdKafka::TopicPartition*> tps;
-  for (const auto& t : topics) {
-    for (int p = 0; p < partitions; ++p)
-      tps.push_back(RdKafka::TopicPartition::create(t, p));
-  }
-  const RdKafka::ErrorCode code = consumer->committed(tps, 10000);
-  int64_t sum = 0;
-  for (auto* tp : tps) {
-    if (tp->offset() >= 0) sum += tp->offset();
-  }
-  RdKafka::TopicPartition::destroy(tps);
-  consumer->close();
-  if (code != RdKafka::ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("committed offsets of ", group,
-                                               ": ", RdKafka::err2str(code)));
-  }
-  return sum;
-}
-
-absl::StatusOr<std::pair<int64_t, std::string>> CommittedWithMetadata(
-    const KafkaCluster& cluster, const std::string& group,
-    const std::string& topic, int32_t partition) {
-  auto conf = MakeKafkaConf(cluster.ConsumerConfig(group));
-  if (!conf.ok()) return conf.status();
-  std::string err;
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
-      RdKafka::KafkaConsumer::create(conf->get(), err));
-  if (!consumer) return absl::InternalError(err);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
-  const rd_kafka_resp_err_t code =
-      rd_kafka_committed(consumer->c_ptr(), list, 10000);
-  std::pair<int64_t, std::string> out{-1, ""};
-  if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const auto& p = list->elems[0];
-    out.first = p.offset;
-    if (p.metadata != nullptr) {
-      out.second.assign(static_cast<const char*>(p.metadata), p.metadata_size);
-    }
-  }
-  rd_kafka_topic_partition_list_destroy(list);
-  consumer->close();
-  if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::UnavailableError(rd_kafka_err2str(code));
-  }
-  return out;
+  cluster_.reset();
+  if (!db_dir_.empty()) std::filesystem::remove_all(db_dir_);
 }
 
 }  // namespace kwq::devgrid

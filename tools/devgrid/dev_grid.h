@@ -1,106 +1,51 @@
 #pragma once
 
-#include <atomic>
-#include <map>
 #include <memory>
-#include <set>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
-#include "grpcpp/grpcpp.h"
-#include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
-#include "server/scheduler_service.h"
+#include "tools/devgrid/in_process_scheduler.h"
+#include "tools/devgrid/in_process_tracker.h"
 
 namespace kwq::devgrid {
 
-// A scheduler served over gRPC on a loopback port chosen by the OS, on the
-// given Kafka. Used by the simulator (kwq_simulate) and the integration tests.
-// Not thread-safe.
-class InProcessScheduler {
+struct GridOptions {
+  // Empty: librdkafka's in-process mock cluster (nothing kept on disk).
+  std::string bootstrap_servers;
+  // A librdkafka properties file for every client (TLS, SASL); real Kafka only.
+  std::string kafka_config;
+  std::string scheduler_listen = "127.0.0.1:0";
+  std::string tracker_listen = "127.0.0.1:0";
+  std::string topic_prefix = "kwq";
+  int partitions = 4;
+  // Delete the topic_prefix's topics at Shutdown (a throwaway grid on a shared
+  // broker, e.g. `kwqctl simulate`).
+  bool delete_topics_at_shutdown = false;
+  scheduler::ServiceOptions
+      scheduler;  // topic prefix and partitions are set from above
+};
+
+// A whole grid in one process: Kafka (embedded or real), a scheduler and a
+// tracker (its RocksDB model in a temp dir removed at the end). What `kwqctl
+// dev` and `kwqctl simulate` run.
+class DevGrid {
  public:
-  static absl::StatusOr<std::unique_ptr<InProcessScheduler>> Start(
-      const KafkaCluster* cluster, scheduler::ServiceOptions options,
-      const std::string& listen = "127.0.0.1:0",
-      std::shared_ptr<grpc::ServerCredentials> credentials =
-          nullptr);  // null: plaintext
-  ~InProcessScheduler();
-  const std::string& address() const { return address_; }
-  scheduler::SchedulerService& service() { return *service_; }
-  // SIGTERM-like: drain with grace, then shut the server down.
+  static absl::StatusOr<std::unique_ptr<DevGrid>> Start(GridOptions options);
+  ~DevGrid();
+  KafkaCluster& cluster() { return *cluster_; }
+  InProcessScheduler& scheduler() { return *scheduler_; }
+  InProcessTracker& tracker() { return *tracker_; }
+  bool embedded() const { return cluster_->embedded(); }
   void Shutdown(absl::Duration grace);
 
  private:
-  std::unique_ptr<scheduler::SchedulerService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::string address_;
-  bool down_ = false;
+  DevGrid() = default;
+  std::unique_ptr<KafkaCluster> cluster_;
+  std::unique_ptr<InProcessScheduler> scheduler_;
+  std::unique_ptr<InProcessTracker> tracker_;
+  std::string db_dir_;
+  std::string delete_prefix_;  // empty: keep the topics
 };
-
-// Reads `<prefix>.events` from the beginning in the background and counts, per
-// task, the COMPLETED and FAILED events, and submit-to-start latencies.
-// Thread-safe.
-class EventCounter {
- public:
-  static absl::StatusOr<std::unique_ptr<EventCounter>> Start(
-      const KafkaCluster& cluster, const std::string& topic);
-  ~EventCounter();
-
-  int64_t completed_tasks() const;  // tasks with at least one COMPLETED event
-  int64_t duplicates() const;  // COMPLETED events beyond the first per task
-  int64_t failed_tasks() const;
-  int64_t cancelled_tasks() const;
-  int64_t retries() const;  // PENDING events with attempt > 1
-  int64_t events() const;
-  // Submit (PENDING attempt 1) to first RUNNING, in milliseconds, of tasks seen
-  // so far.
-  std::vector<double> StartLatenciesMs() const;
-  // Tasks that completed more than once, by id.
-  std::map<std::string, int> CompletedCounts() const;
-  std::set<std::string> FailedIds() const;
-  // The latest "waiting" note (why a queued task cannot run) per task.
-  std::map<std::string, std::string> Waiting() const;
-  // Tasks seen (any event) with no COMPLETED or FAILED event yet, with the
-  // states their events went through, e.g. "PENDING/1 ALLOCATED/1 RUNNING/1".
-  // For failure messages.
-  std::map<std::string, std::string> Unfinished() const;
-  // Blocks until `pred` holds or `timeout` passes; returns whether it held.
-  bool WaitFor(const std::function<bool(const EventCounter&)>& pred,
-               absl::Duration timeout);
-
- private:
-  EventCounter() = default;
-  void Loop();
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  mutable absl::Mutex mu_;
-  std::map<std::string, int> completed_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> failed_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> waiting_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> submit_us_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, double> start_ms_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> open_
-      ABSL_GUARDED_BY(mu_);                 // see Unfinished()
-  std::map<int32_t, int64_t> next_offset_;  // per partition; Loop() only
-  int64_t retries_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t events_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// The sum over `topics` x partitions [0, partitions) of the offsets committed
-// by consumer `group` (a partition with no commit counts 0): how many records
-// the group decided. Reads only (OffsetFetch); it does not join the group.
-absl::StatusOr<int64_t> SumCommittedOffsets(
-    const KafkaCluster& cluster, const std::string& group,
-    const std::vector<std::string>& topics, int partitions);
-
-// What consumer `group` committed for (topic, partition): offset (-1: nothing)
-// and commit metadata. Reads only (OffsetFetch); does not join the group.
-absl::StatusOr<std::pair<int64_t, std::string>> CommittedWithMetadata(
-    const KafkaCluster& cluster, const std::string& group,
-    const std::string& topic, int32_t partition);
 
 }  // namespace kwq::devgrid
