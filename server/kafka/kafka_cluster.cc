@@ -182,14 +182,25 @@ KafkaConfigMap KafkaCluster::ConsumerConfig(const std::string& group) const {
   // fetch.wait.max.ms passes: a long wait costs no latency, and idle fetches
   // are 100x rarer (measured: an idle dev grid cost the broker 12% of a core
   // at 5-10 ms). The mock cluster does not answer early, so it keeps it short.
-  return MergeConfig(ClientConfig(),
-                     {{"group.id", group},
-                      {"enable.auto.commit", "false"},
-                      {"enable.auto.offset.store", "false"},
-                      {"auto.offset.reset", "earliest"},
-                      {"session.timeout.ms", "6000"},
-                      {"heartbeat.interval.ms", "500"},
-                      {"fetch.wait.max.ms", mock_ != nullptr ? "5" : "500"}});
+  KafkaConfigMap consumer =
+      MergeConfig(ClientConfig(),
+                  {{"group.id", group},
+                   {"enable.auto.commit", "false"},
+                   {"enable.auto.offset.store", "false"},
+                   {"auto.offset.reset", "earliest"},
+                   {"session.timeout.ms", "6000"},
+                   {"heartbeat.interval.ms", "500"},
+                   {"fetch.wait.max.ms", mock_ != nullptr ? "5" : "500"}});
+  // The group's liveness may be tuned in --kafka_config: a shorter session
+  // moves a dead instance's partitions sooner (the failover time is about one
+  // session) but needs the broker's group.min.session.timeout.ms at or below
+  // it (Kafka's default is 6000).
+  for (const char* key : {"session.timeout.ms", "heartbeat.interval.ms"}) {
+    if (auto it = client_properties_.find(key); it != client_properties_.end()) {
+      consumer[key] = it->second;
+    }
+  }
+  return consumer;
 }
 
 absl::Status KafkaCluster::EnsureTopics(const std::vector<TopicSpec>& topics,

@@ -132,6 +132,12 @@ class Grid:
         self.key_file = os.path.join(work, "lease.key")
         with open(self.key_file, "wb") as f:
             f.write(os.urandom(32))
+        # The group's liveness: a session of --session-ms, heartbeats 10x as
+        # often.
+        self.kafka_config = os.path.join(work, "scheduler-kafka.properties")
+        with open(self.kafka_config, "w") as f:
+            f.write(f"session.timeout.ms={args.session_ms}\n"
+                    f"heartbeat.interval.ms={max(100, args.session_ms // 10)}\n")
         self.schedulers = {}  # name -> (Proc, address)
         self.workers = {}     # name -> Proc
         self.exec_logs = []
@@ -145,7 +151,8 @@ class Grid:
             f"--topic_prefix={self.prefix}", "--partitions=4",
             f"--lease_period_ms={LEASE_MS}", "--heartbeat_period_ms=500",
             "--retry_backoff_ms=50", f"--lease_key_file={self.key_file}",
-            f"--scheduler_id={name}", "--kafka_wait_ms=60000"], self.work).start()
+            f"--scheduler_id={name}", "--kafka_wait_ms=60000",
+            f"--kafka_config={self.kafka_config}"], self.work).start()
         address = p.wait_line(r"listening on (\S+)", 120).group(1)
         self.schedulers[name] = (p, address)
         return address
@@ -349,6 +356,10 @@ def main():
     ap.add_argument("--workers-per-scheduler", type=int, default=2)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--task-ms", type=int, default=20)
+    ap.add_argument("--session-ms", type=int, default=6000,
+                    help="the schedulers' consumer-group session timeout "
+                         "(session.timeout.ms through --kafka_config; the "
+                         "failover time is about one session)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()

@@ -100,6 +100,9 @@ transaction.state.log.min.isr=$MIN_ISR
 share.coordinator.state.topic.replication.factor=$RF
 share.coordinator.state.topic.min.isr=$MIN_ISR
 group.initial.rebalance.delay.ms=0
+# Lets kwq ask for sessions down to 1 s (--kafka_config session.timeout.ms):
+# the failover time is about one session (Kafka's default minimum is 6 s).
+group.min.session.timeout.ms=1000
 unclean.leader.election.enable=false
 log.segment.bytes=67108864
 file.delete.delay.ms=0

@@ -104,6 +104,9 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Lets kwq ask for sessions down to 1 s (--kafka_config session.timeout.ms):
+# the failover time is about one session (Kafka's default minimum is 6 s).
+group.min.session.timeout.ms=1000
 log.segment.bytes=67108864
 # Deleted topics' files go at once (default: a minute later, in the middle of
 # whatever runs next).
