@@ -356,7 +356,7 @@ def main():
     ap.add_argument("--workers-per-scheduler", type=int, default=2)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--task-ms", type=int, default=20)
-    ap.add_argument("--session-ms", type=int, default=6000,
+    ap.add_argument("--session-ms", type=int, default=3000,
                     help="the schedulers' consumer-group session timeout "
                          "(session.timeout.ms through --kafka_config; the "
                          "failover time is about one session)")
