@@ -411,6 +411,31 @@ TEST(KwqctlCliTest, BinariesHelpShowsTheirOwnFlags) {
   }
 }
 
+// Issue 17, point 5: a second server on a port in use is an error (exit 1,
+// "cannot listen"), not a second listener sharing it.
+TEST(KwqctlCliTest, ASecondServerOnABusyPortExitsWithAClearError) {
+  testing::ChildProcess first;
+  ASSERT_TRUE(first.Start(
+      "server/kwq_scheduler",
+      {"--kafka=embedded", "--listen=127.0.0.1:0", "--partitions=1"}));
+  auto second = RunCommand(
+      "server/kwq_scheduler",
+      {"--kafka=embedded", "--listen=" + first.address(), "--partitions=1"}, "",
+      60);
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_NE(second.err.find("cannot listen on " + first.address()),
+            std::string::npos)
+      << second.err;
+  auto tracker =
+      RunCommand("tracker/kwq_tracker",
+                 {"--kafka=embedded", "--listen=" + first.address(),
+                  "--db=" + std::string(getenv("TEST_TMPDIR")) + "/busy-db"},
+                 "", 60);
+  EXPECT_EQ(tracker.exit_code, 1) << tracker.err;
+  EXPECT_NE(tracker.err.find("cannot listen"), std::string::npos)
+      << tracker.err;
+}
+
 // Issue 17's CLI: per-command help with examples, a version, "did you mean",
 // and a token for a secured grid whose line the servers accept.
 TEST(KwqctlCliTest, HelpVersionAndSuggestionsForPeople) {

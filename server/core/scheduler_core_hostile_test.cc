@@ -211,6 +211,49 @@ TEST_F(HostileInputTest, ATimeoutGivesTheSlotBack) {
   EXPECT_EQ(core_->Workers()[0].credits, 1);
 }
 
+// The same for a worker that grants credits itself (it sends a credit after
+// its ERROR, as the protocol asks: capped, so it gains nothing) and for a
+// lease that expires (no heartbeat).
+TEST_F(HostileInputTest, AnExplicitCreditWorkerGetsItsSlotBackToo) {
+  kwq::v1::Hello h = HelloOf("w1", 1);
+  h.set_implicit_credits(false);
+  core_->OnWorkerConnected(1, h);
+  Collect();
+  Credits(1, 1);
+  for (int i = 0; i < 3; ++i) {
+    Task t = MakeTask(absl::StrCat("slow", i), 1);
+    t.set_max_attempts(1);
+    t.mutable_timeout()->set_seconds(2);
+    Record(t, 0, i);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto got = TakeAssignments(1);
+    ASSERT_EQ(got.size(), 1u) << "round " << i << ": the slot was lost";
+    Tick(absl::Seconds(3));
+    Update(1, got[0].token(), kwq::v1::ERROR);
+    Credits(1, 1);  // the worker frees its slot: capped at slots - busy
+    MakeDurable();
+    EXPECT_LE(core_->Workers()[0].credits, 1);
+  }
+  EXPECT_EQ(core_->metrics().timeouts, 3);
+  EXPECT_EQ(core_->Workers()[0].credits, 1);
+}
+
+TEST_F(HostileInputTest, AnExpiredLeaseGivesTheSlotBack) {
+  core_->OnWorkerConnected(1, HelloOf("w1", 1));
+  Collect();
+  Record(MakeTask("first", 1), 0, 0);
+  Record(MakeTask("second", 1), 0, 1);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 1u);
+  // No heartbeat for longer than the lease: the scheduler ends the attempt
+  // and the slot takes the next task.
+  Tick(SchedulerOptions().lease_period + absl::Seconds(1));
+  MakeDurable();
+  auto next = TakeAssignments(1);
+  ASSERT_GE(next.size(), 1u) << "the slot stayed busy after the lease expired";
+}
+
 // Issue 17, point 4: a result over the limit is answered 3 (not retryable),
 // not 0, and the task fails.
 TEST_F(HostileInputTest, AnOversizedResultIsAnsweredInvalidArgument) {

@@ -34,10 +34,7 @@ int JobResults(const Context& c, const std::string& job) {
         header = true;
       }
       // Text as text (one line: newlines shown as \\n), else base64.
-      const bool text =
-          std::all_of(r.result().begin(), r.result().end(), [](char ch) {
-            return ch == '\n' || ch == '\t' || (ch >= 32 && ch < 127);
-          });
+      const bool text = IsPrintableText(r.result());
       std::string shown = text
                               ? absl::StrReplaceAll(r.result(), {{"\n", "\\n"}})
                               : "base64:" + absl::Base64Escape(r.result());

@@ -431,8 +431,8 @@ int RunSimulate(const Context& c) {
         "average (the monitor's rate is of the last 10 s)\n"
         "submit-to-start p50 %.2f ms p99 %.2f ms: %s",
         f.tasks, completed, static_cast<long long>(k.failed()),
-        static_cast<long long>(k.retries()), duplicates, secs,
-        FormatRate(tps), Percentile(lat, 0.5), Percentile(lat, 0.99),
+        static_cast<long long>(k.retries()), duplicates, secs, FormatRate(tps),
+        Percentile(lat, 0.5), Percentile(lat, 0.99),
         f.rate > 0 ? "a task's wait from Submit to a worker starting it, "
                      "at an offered rate the grid keeps up with"
                    : "mostly time in the queue behind the backlog the "

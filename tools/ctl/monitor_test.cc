@@ -124,6 +124,16 @@ TEST(JobMonitorTest, PipedOutputIsOneLinePerUpdate) {
   close(fds[1]);
 }
 
+TEST(FormatTest, TextIsValidUtf8WithoutControls) {
+  EXPECT_TRUE(IsPrintableText("price 42\tok\n"));
+  EXPECT_TRUE(IsPrintableText("Zürich € 日本"));
+  EXPECT_FALSE(IsPrintableText(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsPrintableText("\x1b[2J"));
+  EXPECT_FALSE(IsPrintableText("\xff\xfe"));
+  EXPECT_FALSE(IsPrintableText("\xc3"));      // cut short
+  EXPECT_FALSE(IsPrintableText("\xc0\xaf"));  // overlong
+}
+
 TEST(FormatTest, RatesAndEtasForPeople) {
   EXPECT_EQ(FormatRate(0), "0.0");
   EXPECT_EQ(FormatRate(3.44), "3.4");

@@ -65,6 +65,35 @@ std::string Thousands(long long v) {
   return v < 0 ? "-" + out : out;
 }
 
+bool IsPrintableText(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    // Continuation bytes a lead byte announces (overlong 0xc0/0xc1 refused).
+    size_t more = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      more = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      more = 2;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      more = 3;
+    } else {
+      return false;
+    }
+    if (i + more >= s.size()) return false;  // cut short
+    for (size_t k = 1; k <= more; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += more + 1;
+  }
+  return true;
+}
+
 std::string FormatRate(double per_second) {
   if (per_second < 100) return absl::StrFormat("%.1f", per_second);
   return Thousands(static_cast<long long>(per_second + 0.5));

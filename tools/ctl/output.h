@@ -24,6 +24,9 @@ std::string RpcError(const std::string& what, const std::string& address,
 
 // 12345 -> "12,345".
 std::string Thousands(long long v);
+// True for text a terminal shows as is: valid UTF-8 without control
+// characters other than newline and tab.
+bool IsPrintableText(const std::string& s);
 // A rate for people: one decimal below 100 ("3.4"), else whole ("1,234").
 std::string FormatRate(double per_second);
 // Seconds as "42.0 s", "12 min", "3.5 h"; "-" when unknown (0 or less).
