@@ -228,13 +228,13 @@ TEST_F(KwqctlTest, AJobWithFailuresExitsOneAndIsVisibleTaskByTask) {
       absl::StrSplit(list.out, '\n', absl::SkipEmpty());
   for (const std::string& line : lines) {
     auto s = ParseJson(line);
-    // int64 fields are JSON strings.
+    // int64 counts are JSON numbers in kwqctl (issue 17).
     if (s.fields()
             .at("counts")
             .struct_value()
             .fields()
             .at("total")
-            .string_value() == "40") {
+            .number_value() == 40) {
       job = s.fields().at("job_id").string_value();
     }
   }

@@ -258,8 +258,24 @@ bool Worker::RunOneStream() {
     for (auto& k : options_.affinity_keys) h->add_affinity_keys(k);
     for (auto& [id, ctx_ptr] : running_) *h->add_in_flight() = ctx_ptr->token_;
     // Finished but unacknowledged: the scheduler adopts these too, then takes
-    // the completion resent after the welcome.
-    for (auto& [id, m] : unacked_) *h->add_in_flight() = m.update().token();
+    // the completion resent after the welcome. At most what a hello may list
+    // (proto/README.md: min(16 x (slots + prefetch) + 1024, 10000)); a
+    // completion left out is answered 9 when resent and its task runs again.
+    const long long cap =
+        std::min(16LL * (options_.slots + options_.prefetch) + 1024, 10000LL);
+    size_t left_out = 0;
+    for (auto& [id, m] : unacked_) {
+      if (h->in_flight_size() >= cap) {
+        ++left_out;
+        continue;
+      }
+      *h->add_in_flight() = m.update().token();
+    }
+    if (left_out > 0) {
+      LOG(WARNING) << left_out
+                   << " unacknowledged completions do not fit in the hello; "
+                      "their tasks may run again";
+    }
   }
   auto stream = std::make_shared<Stream>(this, std::move(hello));
   {

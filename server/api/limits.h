@@ -18,6 +18,15 @@ inline constexpr size_t kMaxErrorBytes = 16 * 1024;
 // Labels and affinity keys a worker may announce, and each one's length.
 inline constexpr int kMaxWorkerLabels = 64;
 inline constexpr int kMaxWorkerAffinityKeys = 256;
+// The most tokens a hello may list in `in_flight`: what a worker still runs
+// (at most slots + prefetch) plus the completions it holds unacknowledged
+// (under load, tens per slot wait for durability when the scheduler dies),
+// never more than 10,000 (a hello's memory stays bounded). A worker with
+// more lists its running tasks first (proto/README.md).
+inline int MaxHelloInFlight(int slots, int prefetch) {
+  const long long n = 16LL * (static_cast<long long>(slots) + prefetch) + 1024;
+  return static_cast<int>(n < 10000 ? n : 10000);
+}
 inline constexpr size_t kMaxKeyBytes = 128;
 // Room a record needs besides its payload or result (ids, tags, keys, times,
 // error text): a payload or result may use the record limit minus this.

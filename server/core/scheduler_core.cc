@@ -138,8 +138,9 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
   }
   Task task;
   if (value.empty()) {
-    DeadLetterRaw(pos, value,
-                  "a tombstone (null value): a task record needs a kwq.v1.Task");
+    DeadLetterRaw(
+        pos, value,
+        "a tombstone (null value): a task record needs a kwq.v1.Task");
     return;
   }
   if (!task.ParseFromString(value)) {

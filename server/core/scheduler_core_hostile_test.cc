@@ -71,6 +71,30 @@ TEST_F(HostileInputTest, HellosWithOversizedListsAreRefused) {
   EXPECT_EQ(core_->metrics().rejected_worker_messages, 3);
 }
 
+// Found by tests:scheduler_crash_test (session 8): a 4-slot worker held 165
+// completions unacknowledged when its scheduler was killed (under load tens
+// per slot wait for durability); the hello listing them was refused
+// (cap 4 x slots + 64 = 80) and the worker could never reconnect.
+TEST_F(HostileInputTest,
+       AReconnectingWorkerMayListItsUnacknowledgedCompletions) {
+  kwq::v1::Hello h = HelloOf("w3", 4);
+  for (int i = 0; i < 600; ++i) {
+    *h.add_in_flight() = ForeignToken(absl::StrCat("t", i), "w3");
+  }
+  core_->OnWorkerConnected(3, h);
+  Collect();
+  EXPECT_FALSE(Closed(3)) << CloseReason(3);
+  ASSERT_EQ(core_->Workers().size(), 1u);
+  // The cap still holds past min(16 x (slots + prefetch) + 1024, 10000).
+  kwq::v1::Hello big = HelloOf("w4", 4);
+  for (int i = 0; i < 1024 + 16 * 4 + 1; ++i) {
+    *big.add_in_flight() = ForeignToken(absl::StrCat("u", i), "w4");
+  }
+  core_->OnWorkerConnected(4, big);
+  Collect();
+  EXPECT_TRUE(Closed(4));
+}
+
 // Was: a hello naming another worker's live lease adopted it; the thief's
 // COMPLETED was acked and its result stored.
 TEST_F(HostileInputTest, AWorkerCannotAdoptAnotherWorkersLease) {

@@ -146,13 +146,13 @@ std::string SchedulerCore::CheckHello(const kwq::v1::Hello& hello) const {
                         api::kMaxWorkerAffinityKeys, " keys of 1-",
                         api::kMaxKeyBytes, " bytes");
   }
-  // What a worker still runs (at most its capacity) plus the completions it
-  // holds unacknowledged (a few per slot while the scheduler was away).
-  const int max_in_flight = 4 * (hello.slots() + hello.prefetch()) + 64;
+  const int max_in_flight =
+      api::MaxHelloInFlight(hello.slots(), hello.prefetch());
   if (hello.in_flight_size() > max_in_flight) {
-    return absl::StrCat(
-        "hello.in_flight lists ", hello.in_flight_size(),
-        " tasks; at most 4 x (slots + prefetch) + 64 = ", max_in_flight);
+    return absl::StrCat("hello.in_flight lists ", hello.in_flight_size(),
+                        " tasks; at most min(16 x (slots + prefetch) + 1024, "
+                        "10000) = ",
+                        max_in_flight);
   }
   std::set<std::string> seen;
   for (const auto& token : hello.in_flight()) {
@@ -535,11 +535,10 @@ void SchedulerCore::EndAttempt(Lease lease, const std::string& error_text,
     failed.set_worker_id(worker_id);
     failed.set_error(
         !infra && !retryable
-            ? absl::StrCat("a non-retryable error on attempt ",
-                           task.attempt(), ": ", error)
+            ? absl::StrCat("a non-retryable error on attempt ", task.attempt(),
+                           ": ", error)
             : absl::StrCat(infra ? "infrastructure failures" : "task errors",
-                           " used up its ",
-                           infra ? max_infra : max_task_errors,
+                           " used up its ", infra ? max_infra : max_task_errors,
                            " attempts; last error: ", error));
     failed.set_reason(reason);
     records.push_back(EventRecord(failed));

@@ -5,8 +5,62 @@
 
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace kwq::ctl {
+
+namespace {
+
+bool Is64BitInteger(const google::protobuf::FieldDescriptor* f) {
+  using FD = google::protobuf::FieldDescriptor;
+  return f->cpp_type() == FD::CPPTYPE_INT64 ||
+         f->cpp_type() == FD::CPPTYPE_UINT64;
+}
+
+// proto3's JSON mapping prints 64-bit integers as strings; people and jq
+// want numbers. Walks the message's fields alongside its JSON and turns
+// exactly the 64-bit integer fields into numbers.
+void NumbersFor64BitFields(const google::protobuf::Message& msg,
+                           nlohmann::json* j) {
+  if (!j->is_object()) return;
+  const auto* d = msg.GetDescriptor();
+  const auto* r = msg.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    auto it = j->find(f->name());
+    if (it == j->end()) continue;
+    if (Is64BitInteger(f)) {
+      auto convert = [](nlohmann::json& v) {
+        if (v.is_string()) {
+          const std::string text = v.get<std::string>();
+          if (!text.empty() &&
+              text.find_first_not_of("-0123456789") == std::string::npos) {
+            v = std::stoll(text);
+          }
+        }
+      };
+      if (it->is_array()) {
+        for (auto& v : *it) convert(v);
+      } else {
+        convert(*it);
+      }
+    } else if (f->cpp_type() ==
+                   google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE &&
+               !f->is_map()) {
+      if (f->is_repeated()) {
+        if (!it->is_array()) continue;
+        const int n = r->FieldSize(msg, f);
+        for (int k = 0; k < n && k < static_cast<int>(it->size()); ++k) {
+          NumbersFor64BitFields(r->GetRepeatedMessage(msg, f, k), &(*it)[k]);
+        }
+      } else if (r->HasField(msg, f)) {
+        NumbersFor64BitFields(r->GetMessage(msg, f), &*it);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 std::string ToJson(const google::protobuf::Message& msg) {
   std::string out;
@@ -14,7 +68,10 @@ std::string ToJson(const google::protobuf::Message& msg) {
   o.preserve_proto_field_names = true;
   o.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(msg, &out, o);
-  return out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded()) return out;
+  NumbersFor64BitFields(msg, &j);
+  return j.dump();
 }
 
 void PrintTable(const std::vector<std::string>& header,
