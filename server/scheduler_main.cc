@@ -20,6 +20,7 @@
 #include "server/auth/security_flags.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
+#include "server/kafka/scheduler_backend.h"
 #include "server/metrics_exporter.h"
 #include "server/scheduler_service.h"
 #include "server/util/grpc_server.h"
@@ -266,8 +267,10 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(FLAGS_listen, security->credentials, &port);
   kwq::ApplyServerSettings(builder);
+  std::unique_ptr<kwq::SchedulerBackend> backend =
+      kwq::MakeKafkaBackend(cluster.get());
   service = std::make_unique<kwq::scheduler::SchedulerService>(options,
-                                                               cluster.get());
+                                                               backend.get());
   builder.RegisterService(service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {

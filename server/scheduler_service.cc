@@ -36,14 +36,14 @@ grpc::Status ToGrpc(const absl::Status& s) {
 }  // namespace
 
 SchedulerService::SchedulerService(ServiceOptions options,
-                                   const KafkaCluster* cluster,
+                                   SchedulerBackend* backend,
                                    const Clock* clock)
     : options_(std::move(options)),
       topics_(options_.core.topic_prefix),
       admission_({options_.core.scheduler_id, options_.core.topic_prefix,
                   options_.limits, options_.dedup_window_ids,
                   options_.core.known_jobs}),
-      cluster_(cluster),
+      backend_(backend),
       clock_(clock) {
   core_ = std::make_unique<SchedulerCore>(
       options_.core, clock_,
@@ -85,13 +85,11 @@ absl::Status SchedulerService::Start() {
   // keeps the newest copy of each (see ParkedReplayer).
   topics.push_back(
       {topics_.Parked(), options_.partitions, {{"cleanup.policy", "compact"}}});
-  if (absl::Status s = cluster_->EnsureTopics(topics, absl::Seconds(30));
-      !s.ok())
-    return s;
+  if (absl::Status s = backend_->EnsureTopics(topics); !s.ok()) return s;
 
   // Pauses and cancels first: nothing is dispatched before they are known.
-  auto control = ControlReader::Start(
-      *cluster_, topics_.Control(),
+  auto control = backend_->Follow(
+      topics_.Control(),
       [this](const std::string& key, const std::string& value) {
         WithCore([key, value](SchedulerCore& core) {
           core.OnControlRecord(key, value);
@@ -100,8 +98,8 @@ absl::Status SchedulerService::Start() {
       absl::Seconds(30));
   if (!control.ok()) return control.status();
   control_ = std::move(*control);
-  auto jobs = ControlReader::Start(
-      *cluster_, topics_.Jobs(),
+  auto jobs = backend_->Follow(
+      topics_.Jobs(),
       [this](const std::string& key, const std::string&) {
         WithCore([key](SchedulerCore& core) { core.OnJobSeen(key); });
       },
@@ -157,13 +155,12 @@ absl::Status SchedulerService::Start() {
     loop_->RunSync([&] { jobs = core_->paused_jobs(); });
     return jobs;
   };
-  auto replayer = ParkedReplayer::Start(*cluster_, std::move(parked));
+  auto replayer = backend_->StartParked(std::move(parked));
   if (!replayer.ok()) return replayer.status();
   parked_ = std::move(*replayer);
 
-  auto log =
-      KafkaTaskLog::Open(*cluster_, options_.core.topic_prefix + ".schedulers",
-                         priority_topics, std::move(callbacks));
+  auto log = backend_->OpenTaskLog(options_.core.topic_prefix + ".schedulers",
+                                   priority_topics, std::move(callbacks));
   if (!log.ok()) return log.status();
   log_ = std::move(log).value();
   if (absl::Status s = EnsureGroupLeaseKey(); !s.ok()) return s;

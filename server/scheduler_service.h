@@ -15,10 +15,7 @@
 #include "server/api/topics.h"
 #include "server/auth/authorizer.h"
 #include "server/core/scheduler_core.h"
-#include "server/kafka/control_reader.h"
-#include "server/kafka/kafka_cluster.h"
-#include "server/kafka/kafka_task_log.h"
-#include "server/kafka/parked_replayer.h"
+#include "server/kafka/scheduler_backend.h"
 #include "server/metrics_exporter.h"
 #include "server/submit_admission.h"
 #include "server/util/clock.h"
@@ -52,7 +49,9 @@ struct ServiceOptions {
 class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
                                public WorkerStreamHandler {
  public:
-  SchedulerService(ServiceOptions options, const KafkaCluster* cluster,
+  // `backend` (not owned) is Kafka in production (MakeKafkaBackend), memory
+  // in fast tests (MakeMemoryBackend).
+  SchedulerService(ServiceOptions options, SchedulerBackend* backend,
                    const Clock* clock = SystemClock::Get());
   ~SchedulerService() override;
 
@@ -132,13 +131,13 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   ServiceOptions options_;
   const api::Topics topics_;
   SubmitAdmission admission_;  // Submit's decisions (dedup, ids, records)
-  const KafkaCluster* cluster_;
+  SchedulerBackend* backend_;
   const Clock* clock_;
   std::unique_ptr<SchedulerCore> core_;  // loop thread only
-  std::unique_ptr<ControlReader> control_;
-  std::unique_ptr<ControlReader> jobs_;  // <prefix>.jobs: every submitted job
-  std::unique_ptr<ParkedReplayer> parked_;
-  std::unique_ptr<TaskLog> log_;  // Kafka in production (KafkaTaskLog)
+  std::unique_ptr<TopicFeed> control_;
+  std::unique_ptr<TopicFeed> jobs_;  // <prefix>.jobs: every submitted job
+  std::unique_ptr<ParkedPasses> parked_;
+  std::unique_ptr<TaskLog> log_;  // from the backend
   std::unique_ptr<EventLoop> loop_;
   std::map<uint64_t, std::shared_ptr<WorkerStream>>
       streams_;                          // loop thread only

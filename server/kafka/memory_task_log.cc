@@ -23,9 +23,43 @@ absl::StatusOr<std::pair<int32_t, int64_t>> MemoryBroker::Append(
   const size_t n = it->second.size();
   const auto p = static_cast<int32_t>(std::hash<std::string>()(record.key) % n);
   auto& log = it->second[static_cast<size_t>(p)];
-  log.push_back(record.value);
+  log.push_back({record.key, record.value});
   ++appended_;
   return std::make_pair(p, static_cast<int64_t>(log.size() - 1));
+}
+
+std::vector<MemoryBroker::Stored> MemoryBroker::Read(const std::string& topic,
+                                                     int32_t partition,
+                                                     int64_t from, size_t max,
+                                                     int64_t* end) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Stored> out;
+  *end = 0;
+  auto it = topics_.find(topic);
+  if (it == topics_.end() || partition < 0 ||
+      static_cast<size_t>(partition) >= it->second.size()) {
+    return out;
+  }
+  const auto& log = it->second[static_cast<size_t>(partition)];
+  *end = static_cast<int64_t>(log.size());
+  for (int64_t o = std::max<int64_t>(0, from); o < *end && out.size() < max;
+       ++o) {
+    out.push_back(log[static_cast<size_t>(o)]);
+  }
+  return out;
+}
+
+int64_t MemoryBroker::appended() const {
+  absl::MutexLock lock(&mu_);
+  return appended_;
+}
+
+void MemoryBroker::AwaitAppend(int64_t seen, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return appended_ != seen;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&changed), timeout);
 }
 
 int MemoryBroker::partitions(const std::string& topic) const {
@@ -164,7 +198,7 @@ void MemoryTaskLog::ConsumeLoop() {
         for (; pos < static_cast<int64_t>(log.size()) && batch.size() < 1000;
              ++pos) {
           batch.emplace_back(tp.first, tp.second, pos,
-                             log[static_cast<size_t>(pos)]);
+                             log[static_cast<size_t>(pos)].value);
         }
       }
     }

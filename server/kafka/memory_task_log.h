@@ -24,6 +24,19 @@ class MemoryBroker {
   // default partitioner in spirit); INVALID_ARGUMENT for an unknown topic.
   absl::StatusOr<std::pair<int32_t, int64_t>> Append(const LogRecord& record);
   int partitions(const std::string& topic) const;
+  // One stored record.
+  struct Stored {
+    std::string key;
+    std::string value;  // empty: a tombstone
+  };
+  // Records of (topic, partition) from `from` (at most `max`), and the
+  // partition's end offset.
+  std::vector<Stored> Read(const std::string& topic, int32_t partition,
+                           int64_t from, size_t max, int64_t* end) const;
+  // Blocks until something is appended after `seen` (a value of appended()) or
+  // `timeout` passes.
+  int64_t appended() const;
+  void AwaitAppend(int64_t seen, absl::Duration timeout) const;
   // Committed next offset of (group, topic, partition), or 0.
   int64_t Committed(const std::string& group, const std::string& topic,
                     int32_t partition) const;
@@ -37,7 +50,7 @@ class MemoryBroker {
  private:
   friend class MemoryTaskLog;
   mutable absl::Mutex mu_;
-  std::map<std::string, std::vector<std::vector<std::string>>> topics_
+  std::map<std::string, std::vector<std::vector<Stored>>> topics_
       ABSL_GUARDED_BY(mu_);
   std::map<std::tuple<std::string, std::string, int32_t>, int64_t> committed_
       ABSL_GUARDED_BY(mu_);

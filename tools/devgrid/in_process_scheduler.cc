@@ -9,9 +9,24 @@ absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Start(
     const KafkaCluster* cluster, scheduler::ServiceOptions options,
     const std::string& listen,
     std::shared_ptr<grpc::ServerCredentials> credentials) {
+  return Serve(MakeKafkaBackend(cluster), std::move(options), listen,
+               std::move(credentials));
+}
+
+absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::StartOn(
+    std::unique_ptr<SchedulerBackend> backend,
+    scheduler::ServiceOptions options, const std::string& listen) {
+  return Serve(std::move(backend), std::move(options), listen, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<InProcessScheduler>> InProcessScheduler::Serve(
+    std::unique_ptr<SchedulerBackend> backend,
+    scheduler::ServiceOptions options, const std::string& listen,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   auto s = std::unique_ptr<InProcessScheduler>(new InProcessScheduler());
+  s->backend_ = std::move(backend);
   s->service_ = std::make_unique<scheduler::SchedulerService>(
-      std::move(options), cluster);
+      std::move(options), s->backend_.get());
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(
