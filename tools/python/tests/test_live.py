@@ -4,7 +4,6 @@ The scheduler is the real binary (bazel-bin/server/kwq_scheduler, built by tools
 before pytest runs), started on an OS-chosen port and killed by its pid at the end.
 """
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -13,37 +12,17 @@ import grpc
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
 from kwq_client import Error, Success, Worker, connect_scheduler, submit  # noqa: E402
+from scheduler_process import running_scheduler  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def scheduler():
-    binary = os.path.join(ROOT, "bazel-bin", "server", "kwq_scheduler")
-    if not os.path.exists(binary):
-        pytest.fail("%s is missing: run `bazel build //server:kwq_scheduler` first "
-                    "(tools/test.sh does)" % binary)
-    proc = subprocess.Popen(
-        [binary, "--kafka=embedded", "--listen=127.0.0.1:0", "--heartbeat_period_ms=200",
-         "--retry_backoff_ms=10", "--partitions=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    address = None
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if "listening on " in line:
-                address = line.split("listening on ")[1].split()[0]
-                break
-        assert address, "kwq_scheduler did not say where it listens"
+    with running_scheduler("--heartbeat_period_ms=200", "--retry_backoff_ms=10") as address:
         yield address
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def wait_for(cond, timeout=60.0):

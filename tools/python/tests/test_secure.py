@@ -18,8 +18,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
 from kwq_client import Success, Worker, connect_scheduler, submit  # noqa: E402
+from scheduler_process import running_scheduler  # noqa: E402
 
 TOKENS = {name: "kwq_" + secrets.token_urlsafe(32) for name in ("submitter", "workers", "viewer")}
 ROLES = {"submitter": "submit,view", "workers": "work", "viewer": "view"}
@@ -27,9 +29,6 @@ ROLES = {"submitter": "submit,view", "workers": "work", "viewer": "view"}
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    binary = os.path.join(ROOT, "bazel-bin", "server", "kwq_scheduler")
-    if not os.path.exists(binary):
-        pytest.fail("%s is missing: run `bazel build //server:kwq_scheduler` first" % binary)
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(["bash", os.path.join(ROOT, "tools", "tls", "make-certs.sh"), str(d)],
                    check=True, stderr=subprocess.DEVNULL)
@@ -37,26 +36,10 @@ def grid(tmp_path_factory):
     identities.write_text("".join(
         "token sha256:%s %s %s\n" % (hashlib.sha256(t.encode()).hexdigest(), name, ROLES[name])
         for name, t in TOKENS.items()))
-    proc = subprocess.Popen(
-        [binary, "--kafka=embedded", "--listen=127.0.0.1:0", "--partitions=1",
-         "--tls_cert=%s" % (d / "server.pem"), "--tls_key=%s" % (d / "server.key"),
-         "--identities_file=%s" % identities],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    address = None
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if "listening on " in line:
-                address = line.split("listening on ")[1].split()[0]
-                break
-        assert address, "kwq_scheduler did not say where it listens"
+    with running_scheduler("--tls_cert=%s" % (d / "server.pem"),
+                           "--tls_key=%s" % (d / "server.key"),
+                           "--identities_file=%s" % identities) as address:
         yield address, str(d / "ca.pem")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_tokens_and_roles_are_checked(grid):
