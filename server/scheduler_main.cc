@@ -42,7 +42,19 @@ DEFINE_string(topic_prefix, "kwq",
 DEFINE_int32(partitions, 4, "partitions per topic when kwq creates its topics");
 DEFINE_string(
     scheduler_id, "",
-    "id of this instance in events and lease ids (default: host-pid)");
+    "id of this instance in events, lease ids and (with --static_membership) "
+    "the consumer group: letters, digits, '.', '_', '-', at most 200 "
+    "(default: host-pid). Each instance needs its own; give a stable one "
+    "(e.g. the host or pod name) so that a restart keeps its partitions");
+DEFINE_bool(
+    static_membership, true,
+    "join the consumer group as a static member named by "
+    "--scheduler_id (group.instance.id): when every session times out "
+    "at once (the group coordinator's broker stalled or died) each "
+    "instance gets its own partitions back, so decisions it could not "
+    "commit do not run again elsewhere. Costs: a stopped instance's "
+    "partitions move one session timeout later (no LeaveGroup), and of two "
+    "instances with the same id one exits (status 3) within a minute");
 DEFINE_int32(lease_period_ms, 10000,
              "a lease expires this long after its worker's last heartbeat");
 DEFINE_int32(heartbeat_period_ms, 2000,
@@ -138,6 +150,14 @@ bool ValidateFlags(std::string* error) {
     *error = "--adoption_wait_ms must not be negative";
   } else if (FLAGS_event_fold_ms < 0 || FLAGS_event_fold_ms > 10000) {
     *error = "--event_fold_ms must be 0-10000";
+  } else if (!FLAGS_scheduler_id.empty() &&
+             (FLAGS_scheduler_id.size() > 200 ||
+              FLAGS_scheduler_id.find_first_not_of(
+                  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._-") != std::string::npos)) {
+    *error =
+        "--scheduler_id may hold letters, digits, '.', '_' and '-' (at most "
+        "200)";
   } else if (FLAGS_topic_prefix.empty()) {
     *error = "--topic_prefix must not be empty";
   } else {
@@ -267,8 +287,9 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(FLAGS_listen, security->credentials, &port);
   kwq::ApplyServerSettings(builder);
-  std::unique_ptr<kwq::SchedulerBackend> backend =
-      kwq::MakeKafkaBackend(cluster.get());
+  std::unique_ptr<kwq::SchedulerBackend> backend = kwq::MakeKafkaBackend(
+      cluster.get(),
+      {FLAGS_static_membership ? options.core.scheduler_id : ""});
   service = std::make_unique<kwq::scheduler::SchedulerService>(options,
                                                                backend.get());
   builder.RegisterService(service.get());

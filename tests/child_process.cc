@@ -60,6 +60,20 @@ void ChildProcess::Kill(int sig) {
   pid_ = -1;
 }
 
+bool ChildProcess::WaitExit(int timeout_ms) {
+  if (pid_ <= 0) return exit_status_ != -1;
+  for (int waited = 0;; waited += 20) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = status;
+      pid_ = -1;
+      return true;
+    }
+    if (waited >= timeout_ms) return false;
+    usleep(20 * 1000);
+  }
+}
+
 namespace {
 std::string Slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -25,6 +25,9 @@ class ChildProcess {
   bool Start(const std::string& binary, const std::vector<std::string>& args);
   // Sends `sig` and waits for the child to end; no-op once it ended.
   void Kill(int sig);
+  // True once the child ended on its own (exit_status() then holds its waitpid
+  // status); polls for up to `timeout_ms`.
+  bool WaitExit(int timeout_ms);
 
   const std::string& address() const { return address_; }
   // The whole line that named the address.

@@ -503,5 +503,37 @@ TEST(SchedulerCrashTest, FinishedTasksAboveALongOneDoNotRunAgainAfterARestart) {
   sched->Kill(SIGTERM);
 }
 
+// Static group membership (--static_membership, the default) names the
+// member by --scheduler_id: a second instance under the same name takes the
+// first one's place in the group. A fenced instance starts a new consumer
+// (librdkafka 2.0 also fences a member whose own join timed out), so the two
+// fence each other in turn until one, fenced more than 4 times a minute,
+// exits with status 3 and says why.
+TEST(SchedulerCrashTest, ASecondInstanceWithTheSameIdMakesOneExit) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqsameid");
+  const std::string id = "--scheduler_id=" + prefix + "-twin";
+  // Members from the start (no wait for a worker before joining).
+  auto a = StartScheduler(cluster->bootstrap_servers(), prefix, 0,
+                          {id, "--release_partitions_after_ms=0"});
+  ASSERT_FALSE(a->address().empty()) << "the first scheduler did not start";
+  auto b = StartScheduler(cluster->bootstrap_servers(), prefix, 0,
+                          {id, "--release_partitions_after_ms=0"});
+  ASSERT_FALSE(b->address().empty()) << "the second scheduler did not start";
+  testing::ChildProcess* ended = nullptr;
+  testing::ChildProcess* other = nullptr;
+  for (int i = 0; i < 1200 && ended == nullptr; ++i) {
+    if (a->WaitExit(50))
+      ended = a.get(), other = b.get();
+    else if (b->WaitExit(50))
+      ended = b.get(), other = a.get();
+  }
+  ASSERT_NE(ended, nullptr) << "both instances kept running for 120 s";
+  EXPECT_TRUE(WIFEXITED(ended->exit_status()));
+  EXPECT_EQ(WEXITSTATUS(ended->exit_status()), 3);
+  EXPECT_FALSE(other->WaitExit(0)) << "both instances exited";
+  other->Kill(SIGTERM);
+}
+
 }  // namespace
 }  // namespace kwq

@@ -31,7 +31,8 @@ class KafkaParked final : public ParkedPasses {
 
 class KafkaBackend final : public SchedulerBackend {
  public:
-  explicit KafkaBackend(const KafkaCluster* cluster) : cluster_(cluster) {}
+  KafkaBackend(const KafkaCluster* cluster, KafkaBackendOptions options)
+      : cluster_(cluster), options_(std::move(options)) {}
 
   absl::Status EnsureTopics(const std::vector<TopicSpec>& topics) override {
     return cluster_->EnsureTopics(topics, absl::Seconds(30));
@@ -53,21 +54,22 @@ class KafkaBackend final : public SchedulerBackend {
   absl::StatusOr<std::unique_ptr<TaskLog>> OpenTaskLog(
       const std::string& group, const std::vector<std::string>& topics,
       TaskLog::Callbacks callbacks) override {
-    auto log =
-        KafkaTaskLog::Open(*cluster_, group, topics, std::move(callbacks));
+    auto log = KafkaTaskLog::Open(*cluster_, group, topics,
+                                  std::move(callbacks), options_.static_member);
     if (!log.ok()) return log.status();
     return std::unique_ptr<TaskLog>(std::move(*log));
   }
 
  private:
   const KafkaCluster* cluster_;
+  const KafkaBackendOptions options_;
 };
 
 }  // namespace
 
 std::unique_ptr<SchedulerBackend> MakeKafkaBackend(
-    const KafkaCluster* cluster) {
-  return std::make_unique<KafkaBackend>(cluster);
+    const KafkaCluster* cluster, KafkaBackendOptions options) {
+  return std::make_unique<KafkaBackend>(cluster, std::move(options));
 }
 
 }  // namespace kwq

@@ -243,7 +243,8 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
 
 absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
     const KafkaCluster& cluster, const std::string& group,
-    std::vector<std::string> topics, Callbacks callbacks) {
+    std::vector<std::string> topics, Callbacks callbacks,
+    const std::string& static_member) {
   std::unique_ptr<KafkaTaskLog> log(new KafkaTaskLog());
   log->callbacks_ = std::move(callbacks);
   log->topics_ = std::move(topics);
@@ -271,6 +272,11 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
                    {"partition.assignment.strategy", "roundrobin"}}));
   if (!cconf.ok()) return cconf.status();
   std::string err;
+  if (!static_member.empty() &&
+      (*cconf)->set("group.instance.id", static_member, err) !=
+          RdKafka::Conf::CONF_OK) {
+    return absl::InvalidArgumentError(err);
+  }
   if ((*cconf)->set("rebalance_cb", log->rebalancer_.get(), err) !=
       RdKafka::Conf::CONF_OK) {
     return absl::InternalError(err);
@@ -280,6 +286,7 @@ absl::StatusOr<std::unique_ptr<KafkaTaskLog>> KafkaTaskLog::Open(
     return absl::InternalError(err);
   }
   log->consumer_.reset(RdKafka::KafkaConsumer::create(cconf->get(), err));
+  log->consumer_conf_ = std::move(*cconf);
   if (!log->consumer_)
     return absl::InternalError(absl::StrCat("consumer: ", err));
   // The lag queries' own client (same group, never subscribed, so never a
@@ -413,6 +420,12 @@ void KafkaTaskLog::ConsumeLoop() {
       case RdKafka::ERR__TIMED_OUT:
       case RdKafka::ERR__PARTITION_EOF:
         break;
+      case RdKafka::ERR__FATAL:
+        if (!RecoverFromFencing()) {
+          google::FlushLogFiles(google::GLOG_INFO);
+          std::_Exit(3);
+        }
+        break;
       default:
         LOG_EVERY_N(WARNING, 100) << "consume: " << msg->errstr();
     }
@@ -422,6 +435,58 @@ void KafkaTaskLog::ConsumeLoop() {
       next_commit = absl::Now() + absl::Milliseconds(100);
     }
   }
+}
+
+bool KafkaTaskLog::RecoverFromFencing() {
+  // Only a static member's consumer gets a fatal error: the group fenced it
+  // because a member joined under the same name. That is another instance
+  // with the same --scheduler_id, or this one: librdkafka 2.0 retries a
+  // JoinGroup that timed out at a stalled coordinator, and the retry fences
+  // the member the first one created (the chaos checker saw all four
+  // instances fenced at once during a broker stall). A new consumer rejoins;
+  // a real twin fences it again and again, so more than 4 fencings a minute
+  // end the process.
+  std::string reason;
+  consumer_->fatal_error(reason);
+  const absl::Time now = absl::Now();
+  fencings_.push_back(now);
+  while (fencings_.front() < now - absl::Minutes(1)) fencings_.pop_front();
+  if (fencings_.size() > 4) {
+    LOG(ERROR) << "the consumer group fenced this instance " << fencings_.size()
+               << " times in a minute (" << reason
+               << "): another scheduler runs with the same --scheduler_id; "
+                  "each instance needs its own. Exiting.";
+    return false;
+  }
+  LOG(WARNING) << "the consumer group fenced this instance (" << reason
+               << "); starting a new consumer with the same name";
+  // What it owned is lost, as after a session timeout.
+  std::vector<std::pair<std::string, int32_t>> lost(owned_.begin(),
+                                                    owned_.end());
+  if (!lost.empty()) {
+    LOG(INFO) << "lost " << lost.size() << " partitions (fenced)";
+    if (callbacks_.on_revoked) callbacks_.on_revoked(lost);
+  }
+  owned_.clear();
+  applied_paused_.clear();
+  {
+    absl::MutexLock lock(&owned_mu_);
+    owned_copy_.clear();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    to_commit_.clear();
+  }
+  consumer_->unassign();
+  consumer_->close();
+  std::string err;
+  consumer_.reset(RdKafka::KafkaConsumer::create(consumer_conf_.get(), err));
+  if (!consumer_) {
+    LOG(ERROR) << "a new consumer could not be made: " << err << ". Exiting.";
+    return false;
+  }
+  member_ = false;  // the loop subscribes again (if it should be a member)
+  return true;
 }
 
 void KafkaTaskLog::PollProducerLoop(RdKafka::Producer* producer) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,9 +25,20 @@ namespace kwq {
 // polling goes on. Thread-safe; callbacks run on its own threads.
 class KafkaTaskLog final : public TaskLog {
  public:
+  // A non-empty `static_member` joins the group as a static member of that
+  // name (group.instance.id): after every session timed out at once (the
+  // coordinator's broker stalled or died), the members that come back get the
+  // same partitions (roundrobin over members sorted by that name), so what an
+  // instance decided but could not commit is not run again elsewhere. A static
+  // member never sends LeaveGroup: its partitions move one session timeout
+  // after it stops or leaves. A member fenced by another of the same name
+  // starts a new consumer (librdkafka 2.0 also fences a member whose join
+  // timed out at a stalled coordinator); fenced more than 4 times a minute (a
+  // real twin), the process exits (status 3).
   static absl::StatusOr<std::unique_ptr<KafkaTaskLog>> Open(
       const KafkaCluster& cluster, const std::string& group,
-      std::vector<std::string> topics, Callbacks callbacks);
+      std::vector<std::string> topics, Callbacks callbacks,
+      const std::string& static_member = "");
   ~KafkaTaskLog() override;
 
   // Starts consuming.
@@ -82,6 +94,10 @@ class KafkaTaskLog final : public TaskLog {
       const std::vector<std::pair<std::string, int32_t>>& partitions);
   void ApplyPauses();
   void LagLoop();
+  // After a fatal error of the consumer (a fenced static member): drops what
+  // it owned as lost and starts a new consumer. False when fenced too often
+  // (another instance really has the same name).
+  bool RecoverFromFencing();
 
   Callbacks callbacks_;
   std::vector<std::string> topics_;
@@ -89,6 +105,8 @@ class KafkaTaskLog final : public TaskLog {
   std::unique_ptr<DeliveryReporter> reporter_;
   std::unique_ptr<CommitReporter> commit_reporter_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<RdKafka::Conf> consumer_conf_;  // to start a new consumer
+  std::deque<absl::Time> fencings_;               // consume thread only
   // Urgent records (and every record to a consumed topic) go through
   // producer_ (linger 0); the rest through bulk_producer_ (linger 5 ms).
   std::unique_ptr<RdKafka::Producer> producer_;

@@ -50,7 +50,14 @@ class SchedulerBackend {
       TaskLog::Callbacks callbacks) = 0;
 };
 
+struct KafkaBackendOptions {
+  // Non-empty: the task log joins its consumer group as this static member
+  // (group.instance.id, KIP-345; see KafkaTaskLog::Open).
+  std::string static_member;
+};
+
 // On a Kafka cluster (not owned).
-std::unique_ptr<SchedulerBackend> MakeKafkaBackend(const KafkaCluster* cluster);
+std::unique_ptr<SchedulerBackend> MakeKafkaBackend(
+    const KafkaCluster* cluster, KafkaBackendOptions options = {});
 
 }  // namespace kwq

@@ -12,7 +12,6 @@ Exit status 1 when anything was LOST, DOUBLE-COUNTED, UNEXPECTED or STUCK.
 """
 import argparse
 import collections
-import datetime
 import json
 import os
 import re
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 import grpc  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 import kwq_client._gen  # noqa: E402,F401  (puts tools/python/gen on the path)
+from grid_processes import Kafka, Proc, glog_time, log_to  # noqa: E402
 from kwq.v1 import (  # noqa: E402
     scheduler_pb2, scheduler_pb2_grpc, task_pb2, tracker_pb2, tracker_pb2_grpc)
 
@@ -36,93 +36,7 @@ BIN = os.path.join(ROOT, "bazel-bin")
 LEASE_MS = 3000
 
 
-def log(msg):
-    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class Proc:
-    """A child process whose output goes to a file; found by its own pid."""
-
-    def __init__(self, name, cmd, out_dir):
-        self.name, self.cmd = name, cmd
-        self.out = os.path.join(out_dir, f"{name}.log")
-        self.p = None
-
-    def start(self):
-        f = open(self.out, "ab")
-        self.p = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
-        f.close()
-        return self
-
-    def wait_line(self, pattern, timeout=60):
-        deadline = time.time() + timeout
-        rx = re.compile(pattern)
-        while time.time() < deadline:
-            with open(self.out, "r", errors="replace") as f:
-                for line in f:
-                    m = rx.search(line)
-                    if m:
-                        return m
-            if self.p.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.p.returncode}); "
-                                   f"see {self.out}")
-            time.sleep(0.05)  # polling another process's output
-        raise RuntimeError(f"{self.name}: no /{pattern}/ within {timeout}s")
-
-    def send(self, sig):
-        if self.p and self.p.poll() is None:
-            os.kill(self.p.pid, sig)
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if not self.p or self.p.poll() is not None:
-            return
-        self.send(signal.SIGCONT)
-        self.send(sig)
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-
-
-class Kafka:
-    def __init__(self, cluster, work):
-        self.cluster, self.state = cluster, os.path.join(work, "kafka")
-        script = "cluster.sh" if cluster else "start.sh"
-        self.script = os.path.join(ROOT, "tools", "kafka", script)
-
-    def start(self):
-        cmd = ([self.script, "start", self.state] if self.cluster
-               else [self.script, "--state-dir", self.state])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        env = dict(line.split("=", 1) for line in out.split() if "=" in line)
-        self.bootstrap = env["KWQ_KAFKA_BOOTSTRAP"]
-        return self
-
-    def pid(self, node=1):
-        path = (os.path.join(self.state, f"node{node}", "pid") if self.cluster
-                else os.path.join(self.state, "pid"))
-        with open(path) as f:
-            return int(f.read())
-
-    def kill(self, node=1):
-        os.kill(self.pid(node), signal.SIGKILL)
-
-    def restart(self, node=1):
-        if self.cluster:
-            subprocess.run([self.script, "restart", self.state, str(node)], check=True,
-                           capture_output=True)
-        else:  # start.sh on the same state dir: the same broker, its own data
-            subprocess.run([self.script, "--state-dir", self.state, "--timeout", "120"],
-                           check=True, capture_output=True)
-
-    def stop(self):
-        if self.cluster:
-            subprocess.run([self.script, "stop", self.state], capture_output=True)
-        else:
-            subprocess.run([os.path.join(ROOT, "tools", "kafka", "stop.sh"), self.state],
-                           capture_output=True)
+log = log_to("chaos")
 
 
 class Grid:
@@ -218,15 +132,6 @@ class Submitter(threading.Thread):
                 out.write("\n".join(ids) + "\n")
                 out.flush()
         self.done.set()
-
-
-def glog_time(line):
-    """The time of a glog line ('I20261201 07:01:49.260628 ...'), or None."""
-    m = re.match(r"[IWEF](\d{8}) (\d\d:\d\d:\d\d\.\d+)", line)
-    if not m:
-        return None
-    t = datetime.datetime.strptime(m.group(1) + " " + m.group(2), "%Y%m%d %H:%M:%S.%f")
-    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def ts(t):
@@ -477,13 +382,25 @@ def main():
         ok_runs = {t: [r for r in rs if r[3] == "ok"] for t, rs in runs.items()}
         duplicated = {t: rs for t, rs in ok_runs.items() if len(rs) > 1}
         causes = collections.Counter()
+        # The cause of a duplicate: the fault whose window (10 s before the first
+        # run's start to a lease + 10 s after its end) holds that first run. An
+        # instance kill comes first when the first run was on one of that
+        # instance's workers (when faults overlap, the more specific one).
+        worker_instance = {name: sched for name, (_, sched) in grid.workers.items()}
         for t, rs in duplicated.items():
             first = min(rs, key=lambda r: r[1] or 0)
             cause = "other"
-            for ft, kind, _ in faults:
-                if first[1] is not None and first[1] / 1000 - 10 <= ft <= (first[2] or 0) / 1000 + LEASE_MS / 1000 + 10:
-                    cause = kind
-                    break
+            in_window = [
+                (kind, target) for ft, kind, target in faults
+                if first[1] is not None and
+                first[1] / 1000 - 10 <= ft <= (first[2] or 0) / 1000 + LEASE_MS / 1000 + 10]
+            own = [kind for kind, target in in_window
+                   if kind.startswith("instance_killed")
+                   and worker_instance.get(first[0]) == target]
+            if own:
+                cause = own[0]
+            elif in_window:
+                cause = in_window[0][0]
             causes[cause] += 1
         tracker_completed = summary.counts.completed if summary else 0
         distinct = len(set(completed) & submitted)

@@ -1,0 +1,116 @@
+"""Processes of a grid run as separate programs, for kwq's tools (the chaos
+checker, the soak): a child process logging to a file, found by its own pid;
+the project's Kafka broker or 3-broker cluster; glog line times."""
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def log_to(tool):
+    """A logger printing '[tool HH:MM:SS] msg' on stderr."""
+    def log(msg):
+        print(f"[{tool} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr,
+              flush=True)
+    return log
+
+
+class Proc:
+    """A child process whose output goes to a file; found by its own pid."""
+
+    def __init__(self, name, cmd, out_dir):
+        self.name, self.cmd = name, cmd
+        self.out = os.path.join(out_dir, f"{name}.log")
+        self.p = None
+
+    def start(self):
+        f = open(self.out, "ab")
+        self.p = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+        f.close()
+        return self
+
+    def wait_line(self, pattern, timeout=60):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while time.time() < deadline:
+            with open(self.out, "r", errors="replace") as f:
+                for line in f:
+                    m = rx.search(line)
+                    if m:
+                        return m
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.p.returncode}); "
+                                   f"see {self.out}")
+            time.sleep(0.05)  # polling another process's output
+        raise RuntimeError(f"{self.name}: no /{pattern}/ within {timeout}s")
+
+    def send(self, sig):
+        if self.p and self.p.poll() is None:
+            os.kill(self.p.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if not self.p or self.p.poll() is not None:
+            return
+        self.send(signal.SIGCONT)
+        self.send(sig)
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+class Kafka:
+    def __init__(self, cluster, work):
+        self.cluster, self.state = cluster, os.path.join(work, "kafka")
+        script = "cluster.sh" if cluster else "start.sh"
+        self.script = os.path.join(ROOT, "tools", "kafka", script)
+
+    def start(self):
+        cmd = ([self.script, "start", self.state] if self.cluster
+               else [self.script, "--state-dir", self.state])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        env = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        self.bootstrap = env["KWQ_KAFKA_BOOTSTRAP"]
+        return self
+
+    def pid(self, node=1):
+        path = (os.path.join(self.state, f"node{node}", "pid") if self.cluster
+                else os.path.join(self.state, "pid"))
+        with open(path) as f:
+            return int(f.read())
+
+    def kill(self, node=1):
+        os.kill(self.pid(node), signal.SIGKILL)
+
+    def restart(self, node=1):
+        if self.cluster:
+            subprocess.run([self.script, "restart", self.state, str(node)], check=True,
+                           capture_output=True)
+        else:  # start.sh on the same state dir: the same broker, its own data
+            subprocess.run([self.script, "--state-dir", self.state, "--timeout", "120"],
+                           check=True, capture_output=True)
+
+    def stop(self):
+        if self.cluster:
+            subprocess.run([self.script, "stop", self.state], capture_output=True)
+        else:
+            subprocess.run([os.path.join(ROOT, "tools", "kafka", "stop.sh"), self.state],
+                           capture_output=True)
+
+
+def glog_time(line):
+    """The time of a glog line ('I20261201 07:01:49.260628 ...'), or None."""
+    m = re.match(r"[IWEF](\d{8}) (\d\d:\d\d:\d\d\.\d+)", line)
+    if not m:
+        return None
+    t = datetime.datetime.strptime(m.group(1) + " " + m.group(2), "%Y%m%d %H:%M:%S.%f")
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
