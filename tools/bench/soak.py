@@ -117,6 +117,7 @@ class Soak:
         self.schedulers = {}  # name -> [Proc, address]
         self.workers = []
         self.acked = 0
+        self.ingest_lag = 0  # events the tracker has not applied yet
         self.submit_retries = 0
         self.stop_submit = threading.Event()
         self.samples = []
@@ -132,6 +133,8 @@ class Soak:
             f"--topic_prefix={self.prefix}", f"--partitions={self.args.partitions}",
             f"--scheduler_id={name}", "--kafka_wait_ms=60000",
             "--metrics_listen="], self.work).start()
+        previous = self.schedulers.get(name, [None, f"127.0.0.1:{port}"])[1]
+        self.schedulers[name] = [p, previous]  # killed on stop even if it hangs
         address = p.wait_line(r"listening on (\S+)", 120).group(1)
         self.schedulers[name] = [p, address]
         return address
@@ -172,14 +175,18 @@ class Soak:
         stubs = {}
         payload = b"x" * 128
         n, batch = self.args.tasks, self.args.batch
-        b = 0
+        b, turn = 0, 0
         while b < n and not self.stop_submit.is_set():
             # Backpressure: never more than max_outstanding ahead of the
-            # completions the events topic shows.
-            while (self.acked - self.tally.last["completed"] >
-                   self.args.max_outstanding and not self.stop_submit.is_set()):
+            # completions the events topic shows, and never more than
+            # max_ingest_lag events ahead of the tracker (the grid runs at the
+            # pace of its slowest part, the tracker included; while the
+            # tracker is down, submits go on).
+            while (not self.stop_submit.is_set() and
+                   (self.acked - self.tally.last["completed"] > self.args.max_outstanding
+                    or self.ingest_lag > self.args.max_ingest_lag)):
                 time.sleep(0.05)
-            name = names[(b // batch) % len(names)]
+            name = names[turn % len(names)]
             address = self.schedulers[name][1]
             if address not in stubs:
                 stubs[address] = scheduler_pb2_grpc.SchedulerStub(
@@ -191,16 +198,31 @@ class Soak:
                 t.tags["currency"] = ("USD", "EUR", "GBP", "JPY")[i % 4]
                 t.tags["risk"] = ("CR01", "DV01")[i % 2]
                 t.tags["book"] = f"b{i % 16}"
+            turn += 1  # the next batch (or this one again) goes to the next instance
             try:
                 stubs[address].Submit(req, timeout=30)
             except grpc.RpcError as e:
                 self.submit_retries += 1
                 if self.submit_retries % 20 == 1:
-                    log(f"submit retry ({e.code().name}: {(e.details() or '')[:120]})")
+                    log(f"submit to {name} failed, retrying on the next instance "
+                        f"({e.code().name}: {(e.details() or '')[:120]})")
                 time.sleep(0.2)
                 continue  # the same ids again (dedup makes it safe)
             self.acked = min(n, b + batch)
             b += batch
+
+    def watch_ingest_lag(self):
+        """Keeps self.ingest_lag (events the tracker has not applied) fresh;
+        while the tracker does not answer, it counts as no lag."""
+        while not self.stop_submit.is_set():
+            try:
+                thr = self.tracker_stub.GetThroughput(
+                    tracker_pb2.GetThroughputRequest(bucket_seconds=10, buckets=1),
+                    timeout=2)
+                self.ingest_lag = max(0, self.tally.last["end"] - thr.total_events)
+            except grpc.RpcError:
+                self.ingest_lag = 0
+            self.stop_submit.wait(0.5)
 
     # --- queries ---------------------------------------------------------
     def timed(self, fn):
@@ -298,8 +320,16 @@ class Soak:
         p.send(signal.SIGKILL)
         p.p.wait()
         self.events.append((time.time() - self.t0, f"{name} killed -9"))
-        self.start_scheduler(name, int(address.rsplit(":", 1)[1]))
-        log(f"{name} killed -9 and restarted")
+        for attempt in (1, 2):
+            try:
+                self.start_scheduler(name, int(address.rsplit(":", 1)[1]))
+                break
+            except RuntimeError as e:  # recorded: a restart that fails is a finding
+                self.events.append((time.time() - self.t0,
+                                    f"{name} restart {attempt} failed: {e}"))
+                log(f"{name} restart {attempt} failed: {e}")
+                self.schedulers[name][0].send(signal.SIGKILL)
+        log(f"{name} killed -9 and restarted (pid {self.schedulers[name][0].p.pid})")
 
     # --- the run ---------------------------------------------------------
     def run(self):
@@ -319,12 +349,16 @@ class Soak:
         self.t0 = time.time()
         submitter = threading.Thread(target=self.submit_loop, daemon=True)
         submitter.start()
+        threading.Thread(target=self.watch_ingest_lag, daemon=True).start()
         last, faults_done, restart_s = None, False, None
         at10 = at100 = None
         deadline = self.t0 + a.timeout_s
         while time.time() < deadline and not self.interrupted:
-            time.sleep(max(0.0, self.t0 + (len(self.samples) + 1) * a.sample_s
-                           - time.time()))
+            # Every sample_s; after a long step (the tracker restart) the next
+            # sample is sample_s later, not a burst catching up.
+            next_at = (self.samples[-1]["t"] + self.t0 + a.sample_s
+                       if self.samples else self.t0 + a.sample_s)
+            time.sleep(max(0.0, next_at - time.time()))
             if self.interrupted:
                 break
             last = self.sample(last)
@@ -371,6 +405,8 @@ class Soak:
             "tracker_done": bool(final_summary and final_summary.done),
             "interrupted": self.interrupted,
             "submit_retries": self.submit_retries,
+            "max_outstanding": a.max_outstanding,
+            "max_ingest_lag": a.max_ingest_lag,
             "tracker_restart_seconds": (round(restart_s, 2)
                                         if restart_s is not None else None),
             "max_rss_mib": {},
@@ -470,6 +506,8 @@ def main():
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--max-outstanding", type=int, default=200_000,
                     help="submitted but not completed tasks at most")
+    ap.add_argument("--max-ingest-lag", type=int, default=400_000,
+                    help="events the tracker may be behind before submits wait")
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--timeout-s", type=float, default=0,
                     help="give up after this long (default: 1 ms per task + 10 min)")

@@ -27,19 +27,25 @@ class Proc:
         self.name, self.cmd = name, cmd
         self.out = os.path.join(out_dir, f"{name}.log")
         self.p = None
+        self.start_offset = 0  # where this run's output begins in the log
 
     def start(self):
+        # The log is appended to (a restarted process keeps its predecessor's
+        # lines), so wait_line reads only what this run wrote.
         f = open(self.out, "ab")
+        self.start_offset = f.tell()
         self.p = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
         f.close()
         return self
 
     def wait_line(self, pattern, timeout=60):
+        """The first match of pattern in what this run has written."""
         deadline = time.time() + timeout
         rx = re.compile(pattern)
         while time.time() < deadline:
             with open(self.out, "r", errors="replace") as f:
+                f.seek(self.start_offset)
                 for line in f:
                     m = rx.search(line)
                     if m:
