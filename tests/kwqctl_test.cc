@@ -48,7 +48,8 @@ class KwqctlTest : public ::testing::Test {
     dev_ = new testing::ChildProcess();
     ASSERT_TRUE(
         dev_->Start("tools/kwqctl", {"dev", "--scheduler-listen", "127.0.0.1:0",
-                                     "--tracker-listen", "127.0.0.1:0"}))
+                                     "--tracker-listen", "127.0.0.1:0",
+                                     "--console-listen", "127.0.0.1:0"}))
         << "kwqctl dev did not start";
     // "ready: scheduler listening on A tracker B"
     const std::string& line = dev_->line();

@@ -19,6 +19,7 @@ Usage: kwqctl <noun> <verb> [args] [flags]
 
   dev                          scheduler + tracker + embedded Kafka in this process
                                [--scheduler-listen 127.0.0.1:50051] [--tracker-listen 127.0.0.1:50052]
+                               [--console-listen 127.0.0.1:8080] (web console; "" turns it off)
                                [--bootstrap-servers HOST:PORT] [--kafka-config FILE]
                                [--topic-prefix kwq]
   submit                       one task from flags: --job J [--id ID] [--priority 0-9]
@@ -55,7 +56,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
                                [--jitter-ms 0] [--error-rate 0] [--priorities 10]
                                [--affinity-keys K] [--batch 1000] [--bootstrap-servers HOST:PORT]
                                [--kafka-config FILE] [--partitions 4] (per topic of the
-                               grid it starts)
+                               grid it starts) [--console-listen 127.0.0.1:0] (its console;
+                               "" turns it off)
                                [--rate R] (one task per Submit at R/s: latency)
                                [--cpu-of-pid PID] (also report PID's CPU seconds
                                in the measured window, e.g. the Kafka broker's)

@@ -4,8 +4,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,7 @@
 #include "server/util/grpc_server.h"
 #include "server/util/main_prologue.h"
 #include "server/util/mutex_mode.h"
+#include "tracker/console/console_server.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 #include "tracker/tracker_service.h"
@@ -55,6 +58,18 @@ DEFINE_int32(max_batch_events, 10000,
              "events applied per RocksDB write batch at most");
 DEFINE_int32(kafka_wait_ms, 15000,
              "how long to wait for Kafka at start before giving up");
+DEFINE_string(http_listen, "",
+              "the console (web UI over HTTP, tracker/console/README.md): "
+              "host:port, port 0 picks one (printed at start); empty: off. "
+              "Plain HTTP: off loopback it needs --insecure (put a TLS proxy "
+              "in front); with --identities_file the page asks for a token");
+DEFINE_string(console_scheduler, "",
+              "a scheduler instance (host:port) the console asks for workers, "
+              "queues and explanations and sends pause/resume/cancel to (with "
+              "the signed-in user's token); empty: the console is read-only");
+DEFINE_string(console_scheduler_ca, "",
+              "PEM file of the CA of --console_scheduler's TLS certificate; "
+              "empty: plaintext");
 
 namespace {
 
@@ -159,12 +174,47 @@ int main(int argc, char** argv) {
     std::cerr << "kwq_tracker: " << kwq::CannotListen(FLAGS_listen) << "\n";
     return 1;
   }
+  std::unique_ptr<kwq::tracker::ConsoleServer> console;
+  if (!FLAGS_http_listen.empty()) {
+    if (!kwq::auth::IsLoopbackAddress(FLAGS_http_listen) &&
+        !kwq::auth::ServerSecurityFromFlags().insecure) {
+      std::cerr << "kwq_tracker: --http_listen=" << FLAGS_http_listen
+                << " is not loopback and the console speaks plain HTTP: put "
+                   "a TLS proxy in front and pass --insecure\n";
+      return 2;
+    }
+    kwq::tracker::ConsoleOptions co;
+    co.listen = FLAGS_http_listen;
+    co.scheduler = FLAGS_console_scheduler;
+    co.authorizer = security->authorizer;
+    if (!FLAGS_console_scheduler_ca.empty()) {
+      std::ifstream f(FLAGS_console_scheduler_ca);
+      std::stringstream pem;
+      pem << f.rdbuf();
+      if (!f || pem.str().empty()) {
+        std::cerr << "kwq_tracker: cannot read --console_scheduler_ca "
+                  << FLAGS_console_scheduler_ca << "\n";
+        return 2;
+      }
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = pem.str();
+      co.scheduler_credentials = grpc::SslCredentials(ssl);
+    }
+    auto c = kwq::tracker::ConsoleServer::Start(store->get(), std::move(co));
+    if (!c.ok()) {
+      std::cerr << "kwq_tracker: " << c.status().message() << "\n";
+      return 1;
+    }
+    console = std::move(*c);
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
   std::cout << "kwq_tracker listening on " << host << ":" << port << " (kafka "
             << cluster->bootstrap_servers() << ", topic "
             << ingest_options.topic << ", db " << FLAGS_db << "; "
-            << security->description << ")" << std::endl;
+            << security->description
+            << (console ? "; console http://" + console->address() : "") << ")"
+            << std::endl;
 
   absl::Notification& stop = kwq::StopOnSignals();
   int exit_code = 0;
@@ -177,6 +227,7 @@ int main(int argc, char** argv) {
   }
   LOG(INFO) << "stopping";
   server->GetHealthCheckService()->SetServingStatus(false);
+  console.reset();
   service.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*ingestor)->Stop();

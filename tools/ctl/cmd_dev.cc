@@ -19,8 +19,8 @@ void OnSignal(int) {
 int RunDev(const Context& c) {
   std::string error;
   if (!c.args.CheckAllowed(
-          {"scheduler_listen", "tracker_listen", "bootstrap_servers",
-           "kafka_config", "topic_prefix", "partitions"},
+          {"scheduler_listen", "tracker_listen", "console_listen",
+           "bootstrap_servers", "kafka_config", "topic_prefix", "partitions"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -37,15 +37,29 @@ int RunDev(const Context& c) {
                 error.empty() ? "--partitions must be 1-100" : error);
   }
   o.partitions = static_cast<int>(partitions);
+  // The console: 127.0.0.1:8080 unless told otherwise ("" turns it off); when
+  // the default port is taken, any free one (the banner shows which).
+  const bool console_default = !c.args.Has("console_listen");
+  o.console_listen = c.args.Get("console_listen", "127.0.0.1:8080");
   auto grid = devgrid::DevGrid::Start(o);
+  if (!grid.ok() && console_default &&
+      grid.status().code() == absl::StatusCode::kUnavailable) {
+    o.console_listen = "127.0.0.1:0";
+    grid = devgrid::DevGrid::Start(o);
+  }
   if (!grid.ok())
     return Fail(kExitFailure, std::string(grid.status().message()));
   const std::string sched = (*grid)->scheduler().address();
   const std::string tracker = (*grid)->tracker().address();
+  const std::string console = (*grid)->console_address();
   std::cout
       << "kwq dev grid\n"
       << "  scheduler  " << sched << "\n"
       << "  tracker    " << tracker << "\n"
+      << "  console    "
+      << (console.empty() ? std::string("off (--console_listen)")
+                          : absl::StrCat("http://", console, "/"))
+      << "\n"
       << "  kafka      "
       << ((*grid)->embedded()
               ? absl::StrCat(
@@ -59,9 +73,13 @@ int RunDev(const Context& c) {
       << "  kwqctl simulate --scheduler " << sched << " --tracker " << tracker
       << " --tasks 10000 --workers 4\n"
       << "  kwqctl job list --tracker " << tracker << "\n"
+      << (console.empty() ? ""
+                          : absl::StrCat("  open http://", console,
+                                         "/ in a browser (the console)\n"))
       << "Ctrl-C stops it.\n"
       << "ready: scheduler listening on " << sched << " tracker " << tracker
-      << " kafka " << (*grid)->cluster().bootstrap_servers() << std::endl;
+      << " kafka " << (*grid)->cluster().bootstrap_servers()
+      << (console.empty() ? "" : " console http://" + console) << std::endl;
   absl::Notification stop;
   g_stop = &stop;
   std::signal(SIGINT, OnSignal);

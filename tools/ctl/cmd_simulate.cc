@@ -133,7 +133,8 @@ int RunSimulate(const Context& c) {
           {"tasks", "workers", "slots", "prefetch", "payload_bytes",
            "duration_ms", "jitter_ms", "error_rate", "priorities",
            "affinity_keys", "batch", "job_timeout_s", "bootstrap_servers",
-           "kafka_config", "rate", "partitions", "cpu_of_pid"},
+           "kafka_config", "rate", "partitions", "cpu_of_pid",
+           "console_listen"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -160,6 +161,7 @@ int RunSimulate(const Context& c) {
                                   absl::ToUnixSeconds(absl::Now()));
     o.scheduler.core.max_task_errors = 5;
     o.delete_topics_at_shutdown = true;  // its own throwaway prefix
+    o.console_listen = c.args.Get("console_listen", "127.0.0.1:0");
     o.partitions = static_cast<int>(f.partitions);
     auto g = devgrid::DevGrid::Start(o);
     if (!g.ok()) return Fail(kExitFailure, std::string(g.status().message()));
@@ -171,6 +173,10 @@ int RunSimulate(const Context& c) {
               << (grid->embedded()
                       ? "embedded (in memory; nothing is kept on disk)"
                       : o.bootstrap_servers)
+              << (grid->console_address().empty()
+                      ? std::string()
+                      : absl::StrCat(", console http://",
+                                     grid->console_address(), "/"))
               << "\n";
   }
   std::cerr << "simulating " << Thousands(f.tasks) << " tasks on " << f.workers

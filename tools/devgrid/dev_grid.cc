@@ -37,6 +37,14 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
                               options.partitions, options.tracker_listen);
   if (!t.ok()) return t.status();
   g->tracker_ = std::move(*t);
+  if (!options.console_listen.empty()) {
+    tracker::ConsoleOptions co;
+    co.listen = options.console_listen;
+    co.scheduler = g->scheduler_->address();
+    auto console = tracker::ConsoleServer::Start(&g->tracker_->store(), co);
+    if (!console.ok()) return console.status();
+    g->console_ = std::move(*console);
+  }
   if (options.delete_topics_at_shutdown && !g->cluster_->embedded()) {
     g->delete_prefix_ = options.topic_prefix + ".";
   }
@@ -48,6 +56,7 @@ void DevGrid::Shutdown(absl::Duration grace) {
 }
 
 DevGrid::~DevGrid() {
+  console_.reset();
   tracker_.reset();
   scheduler_.reset();
   if (cluster_ && !delete_prefix_.empty()) {

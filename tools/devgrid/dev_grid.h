@@ -7,6 +7,7 @@
 #include "server/kafka/kafka_cluster.h"
 #include "tools/devgrid/in_process_scheduler.h"
 #include "tools/devgrid/in_process_tracker.h"
+#include "tracker/console/console_server.h"
 
 namespace kwq::devgrid {
 
@@ -17,6 +18,9 @@ struct GridOptions {
   std::string kafka_config;
   std::string scheduler_listen = "127.0.0.1:0";
   std::string tracker_listen = "127.0.0.1:0";
+  // The web console (tracker/console) over the tracker's model, with the
+  // scheduler for workers, queues and pause/resume/cancel; empty: none.
+  std::string console_listen;
   std::string topic_prefix = "kwq";
   int partitions = 4;
   // Delete the topic_prefix's topics at Shutdown (a throwaway grid on a shared
@@ -36,6 +40,10 @@ class DevGrid {
   KafkaCluster& cluster() { return *cluster_; }
   InProcessScheduler& scheduler() { return *scheduler_; }
   InProcessTracker& tracker() { return *tracker_; }
+  // "host:port" of the console, or empty when it is off.
+  std::string console_address() const {
+    return console_ ? console_->address() : std::string();
+  }
   bool embedded() const { return cluster_->embedded(); }
   void Shutdown(absl::Duration grace);
 
@@ -44,6 +52,7 @@ class DevGrid {
   std::unique_ptr<KafkaCluster> cluster_;
   std::unique_ptr<InProcessScheduler> scheduler_;
   std::unique_ptr<InProcessTracker> tracker_;
+  std::unique_ptr<tracker::ConsoleServer> console_;
   std::string db_dir_;
   std::string delete_prefix_;  // empty: keep the topics
 };
