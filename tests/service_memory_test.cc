@@ -17,6 +17,7 @@
 #include "kwq/v1/task.pb.h"
 #include "server/api/topics.h"
 #include "server/kafka/memory_backend.h"
+#include "server/scheduler_service.h"
 #include "tools/devgrid/in_process_scheduler.h"
 #include "worker_sdk/worker.h"
 
@@ -170,5 +171,71 @@ TEST_F(ServiceOnMemoryTest, APausedJobSpillsToTheParkedTopicAndComesBack) {
   sched->Shutdown(absl::Seconds(2));
 }
 
+// The gRPC server answers while Start() still waits for Kafka (scheduler_main
+// starts it first, for health probes). Every RPC that arrives then is refused
+// UNAVAILABLE, and the service works once started. (A Submit or ListQueues in
+// that window used to reach the task log before it existed: SIGSEGV on a
+// scheduler restarted under load, found by the 50M soak.)
+TEST_F(ServiceOnMemoryTest, CallsBeforeStartAreRefusedNotCrashed) {
+  scheduler::ServiceOptions so;
+  so.core.topic_prefix = "mem";
+  so.core.scheduler_id = "early";
+  so.partitions = 2;
+  std::unique_ptr<SchedulerBackend> backend = MakeMemoryBackend(&broker_);
+  scheduler::SchedulerService service(so, backend.get());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  auto stub = kwq::v1::Scheduler::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto deadline = [](grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10));
+  };
+  EXPECT_EQ(Submit(address, "early-job", 0, 10).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    kwq::v1::ListQueuesResponse r;
+    EXPECT_EQ(stub->ListQueues(&c, {}, &r).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    kwq::v1::ListWorkersResponse r;
+    EXPECT_EQ(stub->ListWorkers(&c, {}, &r).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    kwq::v1::ExplainTaskRequest q;
+    q.set_task_id("early-job-1");
+    kwq::v1::ExplainTaskResponse r;
+    EXPECT_EQ(stub->ExplainTask(&c, q, &r).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+  EXPECT_EQ(Control(address, "early-job", true).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // Started, the same calls work.
+  ASSERT_TRUE(service.Start().ok());
+  EXPECT_TRUE(Submit(address, "early-job", 0, 10).ok());
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    kwq::v1::ListQueuesResponse r;
+    EXPECT_TRUE(stub->ListQueues(&c, {}, &r).ok());
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+}
+
 }  // namespace
+
 }  // namespace kwq
