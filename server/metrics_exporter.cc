@@ -3,11 +3,11 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 #include "prometheus/metric_family.h"
 
 namespace kwq::scheduler {
@@ -56,30 +56,60 @@ class MetricsExporter::Collector : public prometheus::Collectable {
         "Per priority, seconds since the submit of the oldest task queued here "
         "(0: none)",
         [&](size_t p) { return m.oldest_queued_seconds[p]; });
-    {
+    // A cumulative histogram over SchedulerMetrics::kStartLatencyBounds.
+    auto histogram = [&](const std::string& name, const std::string& help,
+                         const std::array<int64_t, 14>& buckets, int64_t count,
+                         double sum) {
       prometheus::MetricFamily h{
-          "kwq_submit_to_start_seconds",
-          "First attempts: submit time to the worker's first RUNNING",
-          prometheus::MetricType::Histogram,
-          {}};
+          name, help, prometheus::MetricType::Histogram, {}};
       prometheus::ClientMetric cm;
-      cm.histogram.sample_count =
-          static_cast<std::uint64_t>(m.start_latency_count);
-      cm.histogram.sample_sum = m.start_latency_sum_seconds;
+      cm.histogram.sample_count = static_cast<std::uint64_t>(count);
+      cm.histogram.sample_sum = sum;
       for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size();
            ++b) {
         prometheus::ClientMetric::Bucket bucket;
         bucket.upper_bound = SchedulerMetrics::kStartLatencyBounds[b];
-        bucket.cumulative_count =
-            static_cast<std::uint64_t>(m.start_latency_buckets[b]);
+        bucket.cumulative_count = static_cast<std::uint64_t>(buckets[b]);
         cm.histogram.bucket.push_back(bucket);
       }
       prometheus::ClientMetric::Bucket inf;
       inf.upper_bound = std::numeric_limits<double>::infinity();
-      inf.cumulative_count = static_cast<std::uint64_t>(m.start_latency_count);
+      inf.cumulative_count = static_cast<std::uint64_t>(count);
       cm.histogram.bucket.push_back(inf);
       h.metric.push_back(std::move(cm));
       out.push_back(std::move(h));
+    };
+    histogram("kwq_submit_to_start_seconds",
+              "First attempts: submit time to the worker's first RUNNING",
+              m.start_latency_buckets, m.start_latency_count,
+              m.start_latency_sum_seconds);
+    histogram("kwq_task_run_seconds",
+              "Completed attempts: the worker's RUNNING to the completion "
+              "made durable",
+              m.run_time_buckets, m.run_time_count, m.run_time_sum_seconds);
+    {
+      // How attempts ended, one counter with an outcome label (the same
+      // counts as the kwq_tasks_completed_total, kwq_task_errors_total,
+      // kwq_infra_failures_total, kwq_timeouts_total, kwq_cancelled_total and
+      // kwq_dead_lettered_total names, kept).
+      prometheus::MetricFamily f{"kwq_task_outcomes_total",
+                                 "Attempts or tasks ended, by outcome",
+                                 counter,
+                                 {}};
+      for (const auto& [outcome, value] :
+           std::vector<std::pair<std::string, int64_t>>{
+               {"completed", m.completed},
+               {"error", m.task_errors},
+               {"infra_failure", m.infra_failures},
+               {"timeout", m.timeouts},
+               {"cancelled", m.cancelled},
+               {"dead_lettered", m.dead_lettered}}) {
+        prometheus::ClientMetric cm;
+        cm.label.push_back({"outcome", outcome});
+        cm.counter.value = static_cast<double>(value);
+        f.metric.push_back(std::move(cm));
+      }
+      out.push_back(std::move(f));
     }
     add("kwq_parked_tasks",
         "Tasks of paused jobs held in memory (the rest are in <prefix>.parked)",
@@ -170,26 +200,12 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(
     const std::string& listen, std::function<MetricsSnapshot()> snapshot,
     std::shared_ptr<auth::Authorizer> authorizer) {
   std::unique_ptr<MetricsExporter> e(new MetricsExporter());
-  try {
-    e->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
-  } catch (const std::exception& ex) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics on ", listen, ": ", ex.what()));
-  }
-  e->collector_ = std::make_shared<Collector>(std::move(snapshot));
-  e->exposer_->RegisterCollectable(e->collector_);
-  if (authorizer != nullptr && !authorizer->open()) {
-    e->exposer_->RegisterAuth(
-        [authorizer](const std::string&, const std::string& password) {
-          return authorizer
-              ->Authorize(absl::string_view(password), std::nullopt,
-                          auth::Role::kView)
-              .ok();
-        },
-        "kwq");
-  }
-  const auto ports = e->exposer_->GetListeningPorts();
-  e->port_ = ports.empty() ? 0 : ports.front();
+  auto http = metrics::MetricsHttp::Start(
+      listen, "scheduler", {std::make_shared<Collector>(std::move(snapshot))},
+      std::move(authorizer));
+  if (!http.ok()) return http.status();
+  e->http_ = std::move(*http);
+  e->port_ = e->http_->port();
   return e;
 }
 

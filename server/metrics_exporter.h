@@ -9,10 +9,7 @@
 #include "server/api/priorities.h"
 #include "server/auth/authorizer.h"
 #include "server/core/scheduler_core.h"
-
-namespace prometheus {
-class Exposer;
-}
+#include "server/metrics/metrics_http.h"
 
 namespace kwq::scheduler {
 
@@ -27,11 +24,12 @@ struct MetricsSnapshot {
   int64_t consumer_lag = -1;  // -1: not known (yet)
 };
 
-// Prometheus text format at http://<listen>/metrics (prometheus-cpp's exposer);
-// every scrape calls `snapshot`. Port 0 in `listen` picks a free port (see
-// port()). With an authorizer that is not open, a scrape must give a bearer
-// token whose principal holds the `view` role as the HTTP basic-auth password
-// (any user name; Prometheus: basic_auth.password_file).
+// Prometheus text format at http://<listen>/metrics (metrics::MetricsHttp,
+// with process_* and kwq_build_info); every scrape calls `snapshot`. Port 0 in
+// `listen` picks a free port (see port()). With an authorizer that is not open,
+// a scrape must give a bearer token whose principal holds the `view` role as
+// the HTTP basic-auth password (any user name; Prometheus:
+// basic_auth.password_file).
 class MetricsExporter {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsExporter>> Start(
@@ -43,8 +41,7 @@ class MetricsExporter {
  private:
   class Collector;
   MetricsExporter() = default;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  std::shared_ptr<Collector> collector_;
+  std::unique_ptr<metrics::MetricsHttp> http_;
   int port_ = 0;
 };
 

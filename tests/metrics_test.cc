@@ -76,6 +76,18 @@ TEST(MetricsTest, PrometheusMetricsFollowTheScheduler) {
             0);
   EXPECT_EQ(Sample(text, "kwq_parked_tasks"), 0);
   EXPECT_TRUE(absl::StrContains(text, "# TYPE kwq_queue_depth gauge")) << text;
+  // Outcomes as one labelled counter; run times; process and build info; no
+  // NaN anywhere (prometheus-cpp's exposer used to print NaN quantiles).
+  EXPECT_EQ(Sample(text, "kwq_task_outcomes_total{outcome=\"completed\"}"), 3);
+  EXPECT_EQ(Sample(text, "kwq_task_outcomes_total{outcome=\"error\"}"), 0);
+  EXPECT_EQ(Sample(text, "kwq_task_run_seconds_count"), 3);
+  EXPECT_GT(Sample(text, "process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(Sample(text, "process_open_fds"), 0);
+  EXPECT_GT(Sample(text, "process_start_time_seconds"), 1.5e9);
+  EXPECT_TRUE(absl::StrContains(
+      text, "kwq_build_info{service=\"scheduler\",version=\""))
+      << text;
+  EXPECT_FALSE(absl::StrContains(text, "NaN")) << text;
   w.Stop(absl::Seconds(2));
   runner.join();
   sched.Kill(15);

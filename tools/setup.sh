@@ -14,7 +14,7 @@ DEB_PACKAGES=(
   libgtest-dev libgmock-dev libssl-dev libbenchmark-dev librocksdb-dev
   prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libjemalloc-dev
   openjdk-17-jre-headless maven redis-server python3-venv openssl
-  chromium chromium-driver
+  chromium chromium-driver prometheus
 )
 
 missing=()

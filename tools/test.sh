@@ -75,9 +75,22 @@ if [ "${TARGETS[*]}" = "//..." ]; then
     "$failure" > "$RESULTS/chaos.xml"
 fi
 
+# The alert rules: syntax (promtool check rules) and their unit tests (promtool test
+# rules), as one test case.
+RULES_JUNIT=(--junit "$RESULTS/rules.xml")
+if (cd tools/deploy/monitoring && promtool check rules kwq-alerts.yml &&
+    promtool test rules kwq-alerts.test.yml) >"$RESULTS/rules.out" 2>&1; then
+  failure=""
+else
+  failure="<failure message=\"promtool check/test rules failed\"/>"
+  tail -40 "$RESULTS/rules.out" >&2
+fi
+printf '<testsuite name="alert_rules"><testcase name="promtool_test_rules">%s</testcase></testsuite>\n' \
+  "$failure" > "$RESULTS/rules.xml"
+
 python3 tools/test_summary.py --bazel-targets "$RESULTS/targets" \
   --testlogs "$(bazel info bazel-testlogs 2>/dev/null)" --junit "$RESULTS/pytest.xml" \
-  ${CHAOS_JUNIT[@]+"${CHAOS_JUNIT[@]}"} ${ASAN_JUNIT[@]+"${ASAN_JUNIT[@]}"}
+  ${CHAOS_JUNIT[@]+"${CHAOS_JUNIT[@]}"} ${ASAN_JUNIT[@]+"${ASAN_JUNIT[@]}"} "${RULES_JUNIT[@]}"
 rc=$?
 rm -rf "$RESULTS"
 [ "$bazel_rc" = 0 ] || rc=1

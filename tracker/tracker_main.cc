@@ -23,12 +23,14 @@
 #include "server/auth/security_flags.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/kafka/kafka_flags.h"
+#include "server/metrics/metrics_http.h"
 #include "server/util/grpc_server.h"
 #include "server/util/main_prologue.h"
 #include "server/util/mutex_mode.h"
 #include "tracker/console/console_server.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
+#include "tracker/tracker_metrics.h"
 #include "tracker/tracker_service.h"
 
 DEFINE_string(listen, "127.0.0.1:50052",
@@ -63,6 +65,11 @@ DEFINE_string(http_listen, "",
               "host:port, port 0 picks one (printed at start); empty: off. "
               "Plain HTTP: off loopback it needs --insecure (put a TLS proxy "
               "in front); with --identities_file the page asks for a token");
+DEFINE_string(metrics_listen, "",
+              "serve Prometheus metrics at http://ADDR/metrics (host:port; "
+              "port 0 picks a free one; empty: off); non-loopback needs "
+              "--insecure (plain HTTP); with identities a scrape needs a "
+              "view token (tracker/README.md \"Metrics\")");
 DEFINE_string(console_scheduler, "",
               "a scheduler instance (host:port) the console asks for workers, "
               "queues and explanations and sends pause/resume/cancel to (with "
@@ -207,14 +214,39 @@ int main(int argc, char** argv) {
     }
     console = std::move(*c);
   }
+  std::unique_ptr<kwq::metrics::MetricsHttp> metrics;
+  if (!FLAGS_metrics_listen.empty()) {
+    if (!kwq::auth::IsLoopbackAddress(FLAGS_metrics_listen) &&
+        !kwq::auth::ServerSecurityFromFlags().insecure) {
+      std::cerr << "kwq_tracker: --metrics_listen=" << FLAGS_metrics_listen
+                << " is not loopback and metrics are plain HTTP: pass "
+                   "--insecure to serve them there\n";
+      return 2;
+    }
+    auto m = kwq::metrics::MetricsHttp::Start(
+        FLAGS_metrics_listen, "tracker",
+        {service.metrics(), std::make_shared<kwq::tracker::TrackerMetrics>(
+                                store->get(), ingestor->get(), &service)},
+        security->authorizer);
+    if (!m.ok()) {
+      std::cerr << "kwq_tracker: " << m.status().message() << "\n";
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   const std::string host = FLAGS_listen.substr(0, FLAGS_listen.rfind(':'));
   std::cout << "kwq_tracker listening on " << host << ":" << port << " (kafka "
             << cluster->bootstrap_servers() << ", topic "
             << ingest_options.topic << ", db " << FLAGS_db << "; "
             << security->description
-            << (console ? "; console http://" + console->address() : "") << ")"
-            << std::endl;
+            << (console ? "; console http://" + console->address() : "")
+            << (metrics ? absl::StrCat("; metrics http://",
+                                       FLAGS_metrics_listen.substr(
+                                           0, FLAGS_metrics_listen.rfind(':')),
+                                       ":", metrics->port(), "/metrics")
+                        : "")
+            << ")" << std::endl;
 
   absl::Notification& stop = kwq::StopOnSignals();
   int exit_code = 0;
@@ -228,6 +260,7 @@ int main(int argc, char** argv) {
   LOG(INFO) << "stopping";
   server->GetHealthCheckService()->SetServingStatus(false);
   console.reset();
+  metrics.reset();
   service.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   (*ingestor)->Stop();

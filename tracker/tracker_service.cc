@@ -125,7 +125,21 @@ class JobWatcher : public grpc::ServerWriteReactor<kwq::v1::JobSummary> {
 
 TrackerService::TrackerService(const TrackerStore* store,
                                std::shared_ptr<auth::Authorizer> authorizer)
-    : store_(store), authorizer_(std::move(authorizer)) {
+    : store_(store),
+      authorizer_(std::move(authorizer)),
+      metrics_(std::make_shared<prometheus::Registry>()) {
+  auto& family = prometheus::BuildHistogram()
+                     .Name("kwq_tracker_query_seconds")
+                     .Help("Time to answer a query from the model, per RPC")
+                     .Register(*metrics_);
+  const prometheus::Histogram::BucketBoundaries bounds = {
+      0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01,
+      0.02,   0.05,   0.1,    0.2,   0.5,   1,     5};
+  get_task_seconds_ = &family.Add({{"rpc", "GetTask"}}, bounds);
+  list_tasks_seconds_ = &family.Add({{"rpc", "ListTasks"}}, bounds);
+  job_summary_seconds_ = &family.Add({{"rpc", "GetJobSummary"}}, bounds);
+  list_jobs_seconds_ = &family.Add({{"rpc", "ListJobs"}}, bounds);
+  throughput_seconds_ = &family.Add({{"rpc", "GetThroughput"}}, bounds);
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -150,6 +164,11 @@ void TrackerService::Stop() {
       absl::Seconds(5));
 }
 
+size_t TrackerService::watchers() const {
+  absl::MutexLock lock(&mu_);
+  return watchers_.size();
+}
+
 void TrackerService::Remove(JobWatcher* w) {
   absl::MutexLock lock(&mu_);
   watchers_.erase(w);
@@ -168,7 +187,11 @@ grpc::ServerUnaryReactor* TrackerService::GetTask(
     grpc::CallbackServerContext* ctx, const kwq::v1::GetTaskRequest* request,
     kwq::v1::TaskStatus* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->GetTask(request->task_id()); },
+      ctx, CheckView(*ctx),
+      [&] {
+        return Timed(get_task_seconds_,
+                     [&] { return store_->GetTask(request->task_id()); });
+      },
       response);
 }
 
@@ -176,7 +199,11 @@ grpc::ServerUnaryReactor* TrackerService::ListTasks(
     grpc::CallbackServerContext* ctx, const kwq::v1::ListTasksRequest* request,
     kwq::v1::ListTasksResponse* response) {
   return Reply(
-      ctx, CheckView(*ctx), [&] { return store_->ListTasks(*request); },
+      ctx, CheckView(*ctx),
+      [&] {
+        return Timed(list_tasks_seconds_,
+                     [&] { return store_->ListTasks(*request); });
+      },
       response);
 }
 
@@ -187,8 +214,10 @@ grpc::ServerUnaryReactor* TrackerService::GetJobSummary(
   return Reply(
       ctx, CheckView(*ctx),
       [&] {
-        return store_->GetJobSummary(request->job_id(), request->max_tags(),
-                                     absl::Now());
+        return Timed(job_summary_seconds_, [&] {
+          return store_->GetJobSummary(request->job_id(), request->max_tags(),
+                                       absl::Now());
+        });
       },
       response);
 }
@@ -198,7 +227,11 @@ grpc::ServerUnaryReactor* TrackerService::ListJobs(
     kwq::v1::ListJobsResponse* response) {
   return Reply(
       ctx, CheckView(*ctx),
-      [&] { return store_->ListJobs(*request, absl::Now()); }, response);
+      [&] {
+        return Timed(list_jobs_seconds_,
+                     [&] { return store_->ListJobs(*request, absl::Now()); });
+      },
+      response);
 }
 
 grpc::ServerUnaryReactor* TrackerService::GetThroughput(
@@ -207,7 +240,12 @@ grpc::ServerUnaryReactor* TrackerService::GetThroughput(
     kwq::v1::ThroughputStats* response) {
   return Reply(
       ctx, CheckView(*ctx),
-      [&] { return store_->GetThroughput(*request, absl::Now()); }, response);
+      [&] {
+        return Timed(throughput_seconds_, [&] {
+          return store_->GetThroughput(*request, absl::Now());
+        });
+      },
+      response);
 }
 
 grpc::Status TrackerService::CheckView(

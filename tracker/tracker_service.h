@@ -7,6 +7,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "kwq/v1/tracker.grpc.pb.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
 #include "server/auth/authorizer.h"
 #include "tracker/store/tracker_store.h"
 
@@ -26,6 +28,11 @@ class TrackerService final : public kwq::v1::Tracker::CallbackService {
   // Ends every watch stream (CANCELLED) and stops the watch thread; call before
   // grpc::Server::Shutdown so that shutdown does not wait on open streams.
   void Stop();
+
+  // Query latency per RPC (kwq_tracker_query_seconds{rpc=...}), for /metrics.
+  std::shared_ptr<prometheus::Registry> metrics() const { return metrics_; }
+  // Open WatchJob streams.
+  size_t watchers() const;
 
   grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
                                     const kwq::v1::GetTaskRequest* request,
@@ -55,9 +62,24 @@ class TrackerService final : public kwq::v1::Tracker::CallbackService {
   void Remove(JobWatcher* w);
   grpc::Status CheckView(const grpc::CallbackServerContext& ctx) const;
 
+  // Runs `query`, observing its time in `histogram`.
+  template <typename F>
+  auto Timed(prometheus::Histogram* histogram, F query) const {
+    const absl::Time start = absl::Now();
+    auto out = query();
+    histogram->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    return out;
+  }
+
   const TrackerStore* store_;
   const std::shared_ptr<auth::Authorizer> authorizer_;
-  absl::Mutex mu_;
+  std::shared_ptr<prometheus::Registry> metrics_;
+  prometheus::Histogram* get_task_seconds_ = nullptr;
+  prometheus::Histogram* list_tasks_seconds_ = nullptr;
+  prometheus::Histogram* job_summary_seconds_ = nullptr;
+  prometheus::Histogram* list_jobs_seconds_ = nullptr;
+  prometheus::Histogram* throughput_seconds_ = nullptr;
+  mutable absl::Mutex mu_;
   std::set<JobWatcher*> watchers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watch_thread_;

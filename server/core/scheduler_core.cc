@@ -381,6 +381,18 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
     auto l = leases_.find(d.task_id);
     if (ok) {
       ++metrics_.completed;
+      if (l != leases_.end() && l->second.started_at != absl::InfinitePast()) {
+        const double secs = std::max(
+            0.0, absl::ToDoubleSeconds(clock_->Now() - l->second.started_at));
+        ++metrics_.run_time_count;
+        metrics_.run_time_sum_seconds += secs;
+        for (size_t b = 0; b < SchedulerMetrics::kStartLatencyBounds.size();
+             ++b) {
+          if (secs <= SchedulerMetrics::kStartLatencyBounds[b]) {
+            ++metrics_.run_time_buckets[b];
+          }
+        }
+      }
       if (l != leases_.end()) {
         if (auto w = workers_.find(l->second.conn); w != workers_.end()) {
           w->second.task_ids.erase(d.task_id);

@@ -150,6 +150,11 @@ struct SchedulerMetrics {
   std::array<int64_t, 14> start_latency_buckets{};
   int64_t start_latency_count = 0;
   double start_latency_sum_seconds = 0;
+  // Run time of completed attempts (the worker's RUNNING to the completion
+  // made durable), with the same bounds.
+  std::array<int64_t, 14> run_time_buckets{};
+  int64_t run_time_count = 0;
+  double run_time_sum_seconds = 0;
 };
 
 // The key of the control record that holds the group's lease key.
@@ -287,6 +292,7 @@ class SchedulerCore {
     std::optional<kwq::v1::TaskEvent> held_event;
     absl::Time held_until;
     absl::Time run_deadline = absl::InfiniteFuture();  // the task's timeout
+    absl::Time started_at = absl::InfinitePast();      // the worker's RUNNING
     double progress = 0;  // last reported by the worker, [0, 1]
   };
   struct Worker {

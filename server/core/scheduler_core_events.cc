@@ -41,6 +41,7 @@ void SchedulerCore::WriteHeldEvent(Lease& lease) {
 
 void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
   lease.running_reported = true;
+  lease.started_at = clock_->Now();
   if (lease.run_deadline == absl::InfiniteFuture()) StartTimeout(lease);
   if (lease.task.attempt() <= 1 && lease.task.has_submit_time()) {
     const double secs = absl::ToDoubleSeconds(

@@ -735,6 +735,21 @@ TEST_F(SchedulerCoreTest, AShortAttemptIsOneCompletedEventCarryingItsStages) {
   EXPECT_EQ(Acks(1).size(), 1u);
 }
 
+TEST_F(SchedulerCoreTest, ACompletedAttemptsRunTimeIsInTheHistogram) {
+  const Assignment a = AssignOne(absl::ZeroDuration());
+  Update(1, a.token(), kwq::v1::RUNNING);
+  Tick(absl::Milliseconds(30));
+  Update(1, a.token(), kwq::v1::COMPLETED);
+  MakeDurable();
+  const SchedulerMetrics m = core_->metrics();
+  EXPECT_EQ(m.run_time_count, 1);
+  EXPECT_NEAR(m.run_time_sum_seconds, 0.03, 1e-6);
+  const auto& bounds = SchedulerMetrics::kStartLatencyBounds;
+  for (size_t b = 0; b < bounds.size(); ++b) {
+    EXPECT_EQ(m.run_time_buckets[b], bounds[b] >= 0.03 ? 1 : 0) << bounds[b];
+  }
+}
+
 TEST_F(SchedulerCoreTest, ACompletionWithoutRunningStartedWhenItArrived) {
   for (const bool fold : {true, false}) {
     SCOPED_TRACE(fold ? "folding" : "one event per stage");

@@ -114,6 +114,13 @@ void EventIngestor::Stop() {
   if (consumer_) consumer_->close();
 }
 
+double EventIngestor::lag_seconds() const {
+  const int64_t newest = newest_applied_ms_;
+  if (lag_ == 0 || newest <= 0) return 0;
+  return std::max(
+      0.0, absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMillis(newest)));
+}
+
 int64_t EventIngestor::BrokerLag() {
   std::vector<RdKafka::TopicPartition*> parts;
   for (int32_t p : partitions_) {
@@ -177,6 +184,7 @@ void EventIngestor::Loop() {
   std::vector<EventRecord> batch;
   batch.reserve(static_cast<size_t>(options_.max_batch_events));
   absl::Time batch_start = absl::Now();
+  int64_t batch_newest_ms = 0;  // newest Kafka timestamp seen (applied or not)
   absl::Time next_lag = absl::Now();
   absl::Time next_current_check = absl::Now();
   absl::Time next_partition_check =
@@ -195,6 +203,7 @@ void EventIngestor::Loop() {
     switch (msg->err()) {
       case RdKafka::ERR_NO_ERROR:
         if (batch.empty()) batch_start = absl::Now();
+        batch_newest_ms = std::max(batch_newest_ms, msg->timestamp().timestamp);
         batch.push_back({msg->partition(), msg->offset(),
                          std::string(static_cast<const char*>(msg->payload()),
                                      msg->len())});
@@ -218,6 +227,7 @@ void EventIngestor::Loop() {
         return;
       }
       batch.clear();
+      newest_applied_ms_ = batch_newest_ms;
     }
     if (absl::Now() >= next_lag) {
       next_lag = absl::Now() + absl::Milliseconds(200);

@@ -48,6 +48,9 @@ class EventIngestor {
   // position to its end as last reported by the broker (0 when caught up).
   // Updated every 200 ms.
   int64_t lag() const { return lag_; }
+  // Seconds between now and the Kafka timestamp of the newest event applied,
+  // while lag() > 0 (0 when caught up): how far behind the view is in time.
+  double lag_seconds() const;
 
  private:
   EventIngestor() = default;
@@ -67,6 +70,7 @@ class EventIngestor {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> lag_{0};
+  std::atomic<int64_t> newest_applied_ms_{0};  // Kafka timestamp, ms
   mutable absl::Mutex mu_;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };

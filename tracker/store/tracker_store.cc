@@ -1,6 +1,7 @@
 #include "tracker/store/tracker_store.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
@@ -442,6 +443,25 @@ uint64_t TrackerStore::MemoryBytes() const {
   uint64_t mem = 0;
   db_->GetIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &mem);
   return mem + cache_->GetUsage();
+}
+
+TrackerStore::DbStats TrackerStore::GetDbStats() const {
+  DbStats s;
+  using P = rocksdb::DB::Properties;
+  db_->GetIntProperty(P::kTotalSstFilesSize, &s.sst_bytes);
+  db_->GetIntProperty(P::kEstimateLiveDataSize, &s.live_data_bytes);
+  db_->GetIntProperty(P::kCurSizeAllMemTables, &s.memtable_bytes);
+  db_->GetIntProperty(P::kEstimatePendingCompactionBytes,
+                      &s.pending_compaction_bytes);
+  db_->GetIntProperty(P::kNumRunningCompactions, &s.running_compactions);
+  db_->GetIntProperty(P::kNumRunningFlushes, &s.running_flushes);
+  db_->GetIntProperty(P::kIsWriteStopped, &s.write_stopped);
+  std::string l0;
+  if (db_->GetProperty(absl::StrCat(P::kNumFilesAtLevelPrefix, 0), &l0)) {
+    s.l0_files = std::strtoull(l0.c_str(), nullptr, 10);
+  }
+  s.block_cache_bytes = cache_->GetUsage();
+  return s;
 }
 
 }  // namespace kwq::tracker

@@ -90,6 +90,19 @@ class TrackerStore {
   // RocksDB's estimate of live data bytes on disk, and of its memory use.
   uint64_t DiskBytes() const;
   uint64_t MemoryBytes() const;
+  // RocksDB's own figures, for /metrics.
+  struct DbStats {
+    uint64_t sst_bytes = 0;        // SST files on disk
+    uint64_t live_data_bytes = 0;  // estimate of live data
+    uint64_t memtable_bytes = 0;
+    uint64_t block_cache_bytes = 0;
+    uint64_t pending_compaction_bytes = 0;  // estimate still to compact
+    uint64_t running_compactions = 0;
+    uint64_t running_flushes = 0;
+    uint64_t l0_files = 0;
+    uint64_t write_stopped = 0;  // 1 while RocksDB stops writes
+  };
+  DbStats GetDbStats() const;
 
  private:
   TrackerStore() = default;
