@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
+#include "server/metrics/families.h"
 
 namespace kwq::scheduler {
 
@@ -22,15 +23,7 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     std::vector<prometheus::MetricFamily> out;
     auto add = [&](const std::string& name, const std::string& help,
                    prometheus::MetricType type, double value) {
-      prometheus::MetricFamily f{name, help, type, {}};
-      prometheus::ClientMetric m;
-      if (type == prometheus::MetricType::Counter) {
-        m.counter.value = value;
-      } else {
-        m.gauge.value = value;
-      }
-      f.metric.push_back(std::move(m));
-      out.push_back(std::move(f));
+      out.push_back(metrics::SingleValue(name, help, type, value));
     };
     const auto counter = prometheus::MetricType::Counter;
     const auto gauge = prometheus::MetricType::Gauge;

@@ -3,20 +3,14 @@
 #include <string>
 #include <utility>
 
+#include "server/metrics/families.h"
+
 namespace kwq::tracker {
 namespace {
 
 void Add(std::vector<prometheus::MetricFamily>* out, const std::string& name,
          const std::string& help, prometheus::MetricType type, double value) {
-  prometheus::MetricFamily f{name, help, type, {}};
-  prometheus::ClientMetric m;
-  if (type == prometheus::MetricType::Counter) {
-    m.counter.value = value;
-  } else {
-    m.gauge.value = value;
-  }
-  f.metric.push_back(std::move(m));
-  out->push_back(std::move(f));
+  out->push_back(metrics::SingleValue(name, help, type, value));
 }
 
 }  // namespace

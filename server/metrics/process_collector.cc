@@ -7,23 +7,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "server/metrics/families.h"
 #include "server/util/main_prologue.h"
 
 namespace kwq::metrics {
 namespace {
-
-prometheus::MetricFamily One(const std::string& name, const std::string& help,
-                             prometheus::MetricType type, double value) {
-  prometheus::MetricFamily f{name, help, type, {}};
-  prometheus::ClientMetric m;
-  if (type == prometheus::MetricType::Counter) {
-    m.counter.value = value;
-  } else {
-    m.gauge.value = value;
-  }
-  f.metric.push_back(std::move(m));
-  return f;
-}
 
 // Fields of /proc/self/stat after the command name: utime (14), stime (15),
 // starttime (22), vsize (23), rss (24), numbered as in proc(5).
@@ -72,16 +60,17 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   const auto gauge = prometheus::MetricType::Gauge;
   const Stat s = ReadStat();
   if (s.ok) {
-    out.push_back(One("process_cpu_seconds_total",
-                      "Total user and system CPU time spent in seconds",
-                      prometheus::MetricType::Counter, s.cpu_seconds));
-    out.push_back(One("process_resident_memory_bytes",
-                      "Resident memory size in bytes", gauge, s.rss));
-    out.push_back(One("process_virtual_memory_bytes",
-                      "Virtual memory size in bytes", gauge, s.vsize));
-    out.push_back(One("process_start_time_seconds",
-                      "Start time of the process since unix epoch in seconds",
-                      gauge, BootTime() + s.start_seconds_since_boot));
+    out.push_back(SingleValue("process_cpu_seconds_total",
+                              "Total user and system CPU time spent in seconds",
+                              prometheus::MetricType::Counter, s.cpu_seconds));
+    out.push_back(SingleValue("process_resident_memory_bytes",
+                              "Resident memory size in bytes", gauge, s.rss));
+    out.push_back(SingleValue("process_virtual_memory_bytes",
+                              "Virtual memory size in bytes", gauge, s.vsize));
+    out.push_back(
+        SingleValue("process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds",
+                    gauge, BootTime() + s.start_seconds_since_boot));
   }
   size_t fds = 0;
   std::error_code ec;
@@ -89,13 +78,14 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     ++fds;
   }
-  out.push_back(One("process_open_fds", "Number of open file descriptors",
-                    gauge, static_cast<double>(fds)));
+  out.push_back(SingleValue("process_open_fds",
+                            "Number of open file descriptors", gauge,
+                            static_cast<double>(fds)));
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    out.push_back(One("process_max_fds",
-                      "Maximum number of open file descriptors", gauge,
-                      static_cast<double>(lim.rlim_cur)));
+    out.push_back(SingleValue("process_max_fds",
+                              "Maximum number of open file descriptors", gauge,
+                              static_cast<double>(lim.rlim_cur)));
   }
   prometheus::MetricFamily info{
       "kwq_build_info", "kwq's version; always 1", gauge, {}};
