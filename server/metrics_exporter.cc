@@ -171,6 +171,10 @@ class MetricsExporter::Collector : public prometheus::Collectable {
     add("kwq_skipped_decided_total",
         "Records skipped as decided by the commit metadata", counter,
         static_cast<double>(m.skipped_decided));
+    add("kwq_records_never_read_total",
+        "Task records the broker deleted (retention) before they were "
+        "decided: their tasks are lost",
+        counter, static_cast<double>(m.records_never_read));
     add("kwq_durable_failures_total", "Produces Kafka did not acknowledge",
         counter, static_cast<double>(m.durable_failures));
     add("kwq_commit_errors_total", "Offset commits that failed", counter,

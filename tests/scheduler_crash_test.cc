@@ -29,6 +29,7 @@
 #include "server/core/offset_tracker.h"
 #include "server/kafka/test_backends.h"
 #include "tests/child_process.h"
+#include "tests/delete_records.h"
 #include "tests/metrics_scrape.h"
 #include "tools/devgrid/committed_offsets.h"
 #include "tools/devgrid/event_counter.h"
@@ -143,6 +144,86 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
               WEXITSTATUS(sched->exit_status()) == 0)
       << "SIGTERM should drain and exit 0, got status " << sched->exit_status();
   for (auto& t : runners) t.join();
+}
+
+// Issue 20: records the broker deleted (retention.ms; here DeleteRecords)
+// before they were decided are lost. The scheduler says so, with the count in
+// kwq_records_never_read_total and an error log, instead of skipping them
+// silently; the records after them still run.
+TEST(SchedulerCrashTest, RecordsDeletedBeforeTheyWereDecidedAreCounted) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqretain");
+  auto sched = StartScheduler(cluster->bootstrap_servers(), prefix, 0,
+                              {"--partitions=1"});
+  ASSERT_FALSE(sched->address().empty()) << "the scheduler did not start";
+  auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
+  ASSERT_TRUE(events.ok()) << events.status();
+  auto submit = [](const std::string& address, const std::string& id_prefix,
+                   int n, const std::string& label) {
+    auto stub = kwq::v1::Scheduler::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    kwq::v1::SubmitRequest req;
+    for (int i = 0; i < n; ++i) {
+      auto* t = req.add_tasks();
+      t->set_id(absl::StrCat(id_prefix, i));
+      t->set_job_id("retention-job");
+      if (!label.empty()) t->add_required_labels(label);
+    }
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    return stub->Submit(&ctx, req, &resp).ok();
+  };
+  auto run_worker = [](const std::string& address, const std::string& label) {
+    worker::WorkerOptions wo;
+    wo.scheduler_address = address;
+    wo.worker_id = absl::StrCat("retention-", label);
+    wo.slots = 2;
+    wo.labels = {label};
+    return std::make_unique<worker::Worker>(
+        wo, [](worker::TaskContext&) { return worker::Outcome::Success(); });
+  };
+  // 5 tasks run and are committed (offsets 0-4 of tasks.p0, its only
+  // partition) ...
+  auto first = run_worker(sched->address(), "now");
+  std::thread run_first([&] { first->Run(); });
+  ASSERT_TRUE(submit(sched->address(), "done-", 5, "now"));
+  const std::string topic = prefix + ".tasks.p0";
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  int64_t committed = 0;
+  while (committed < 5 && absl::Now() < deadline) {
+    auto sum = devgrid::SumCommittedOffsets(*cluster, prefix + ".schedulers",
+                                            {topic}, 1);
+    ASSERT_TRUE(sum.ok()) << sum.status();
+    committed = *sum;
+  }
+  ASSERT_EQ(committed, 5);
+  // ... 10 wait for a worker labelled "later" (offsets 5-14); the scheduler
+  // dies before they are decided, and the broker deletes offsets 0-10
+  // meanwhile.
+  ASSERT_TRUE(submit(sched->address(), "gone-", 10, "later"));
+  sched->Kill(SIGKILL);
+  first->Stop(absl::Seconds(1));
+  run_first.join();
+  ASSERT_EQ(
+      testing::DeleteRecordsBefore(cluster->bootstrap_servers(), topic, 0, 11),
+      "");
+
+  sched = StartScheduler(cluster->bootstrap_servers(), prefix, 0,
+                         {"--partitions=1", "--metrics_listen=127.0.0.1:0"});
+  ASSERT_FALSE(sched->address().empty()) << "the scheduler did not restart";
+  const testing::MetricsScrape metrics(sched->line());
+  auto later = run_worker(sched->address(), "later");
+  std::thread run_later([&] { later->Run(); });
+  EXPECT_TRUE((*events)->WaitFor(
+      [](const devgrid::EventCounter& e) { return e.completed_tasks() == 9; },
+      absl::Seconds(60)))
+      << (*events)->completed_tasks() << " completed, want 5 + gone-6..9";
+  EXPECT_TRUE(
+      metrics.WaitFor("kwq_records_never_read_total", 6, absl::Seconds(30)))
+      << metrics.Sample("kwq_records_never_read_total");
+  later->Stop(absl::Seconds(1));
+  run_later.join();
+  sched->Kill(SIGTERM);
 }
 
 // Two instances share the priority partitions through the consumer group;

@@ -22,6 +22,8 @@
 #include "server/kafka/test_backends.h"
 #include "server/util/time_util.h"
 #include "tests/child_process.h"
+#include "tests/delete_records.h"
+#include "tests/metrics_scrape.h"
 #include "tools/devgrid/event_counter.h"
 #include "tools/devgrid/in_process_scheduler.h"
 #include "tools/devgrid/in_process_tracker.h"
@@ -435,6 +437,64 @@ TEST(TrackerCrashTest, KillMinusNineDuringIngestThenRestartEqualsARebuild) {
   b->Kill(SIGTERM);
   EXPECT_TRUE(WIFEXITED(a->exit_status()) &&
               WEXITSTATUS(a->exit_status()) == 0);
+}
+
+// Issue 20: events the broker deleted before the tracker read them (it was down
+// longer than the topic's retention) are counted in
+// kwq_tracker_events_never_read_total and logged, not skipped silently.
+TEST(TrackerCrashTest, EventsDeletedBeforeTheTrackerReadThemAreCounted) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, KafkaBackend::kRealBroker);
+  const std::string prefix = testing::UniqueName("kwqtrgap");
+  const std::string topic = prefix + ".events";
+  ASSERT_TRUE(cluster->EnsureTopics({{topic, 1, {}}}, absl::Seconds(15)).ok());
+  const auto events = SyntheticEvents(100);
+  const int64_t total = static_cast<int64_t>(events.size());
+  const int64_t half = total / 2;
+  constexpr int64_t kDeleted = 40;
+  auto conf = MakeKafkaConf(
+      MergeConfig(cluster->ClientConfig(), {{"enable.idempotence", "true"}}));
+  ASSERT_TRUE(conf.ok());
+  std::string err;
+  std::unique_ptr<RdKafka::Producer> producer(
+      RdKafka::Producer::create(conf->get(), err));
+  ASSERT_TRUE(producer) << err;
+  auto produce = [&](int64_t from, int64_t to) {
+    for (int64_t i = from; i < to; ++i) {
+      const std::string value = events[i].SerializeAsString();
+      ASSERT_EQ(producer->produce(topic, 0, RdKafka::Producer::RK_MSG_COPY,
+                                  const_cast<char*>(value.data()), value.size(),
+                                  nullptr, 0, 0, nullptr),
+                RdKafka::ERR_NO_ERROR);
+    }
+    ASSERT_EQ(producer->flush(30000), RdKafka::ERR_NO_ERROR);
+  };
+  produce(0, half);
+  const std::vector<std::string> args = {
+      absl::StrCat("--bootstrap_servers=", cluster->bootstrap_servers()),
+      absl::StrCat("--topic_prefix=", prefix), "--listen=127.0.0.1:0",
+      "--metrics_listen=127.0.0.1:0", "--db=" + TempDir(prefix)};
+  auto t = std::make_unique<testing::ChildProcess>();
+  ASSERT_TRUE(t->Start("tracker/kwq_tracker", args));
+  ASSERT_TRUE(PollUntil([&] { return TotalEvents(t->address()) == half; },
+                        absl::Seconds(60)));
+  t->Kill(SIGTERM);
+  // While it is down: more events, and the broker deletes the first kDeleted
+  // it did not read.
+  produce(half, total);
+  ASSERT_EQ(testing::DeleteRecordsBefore(cluster->bootstrap_servers(), topic, 0,
+                                         half + kDeleted),
+            "");
+  t = std::make_unique<testing::ChildProcess>();
+  ASSERT_TRUE(t->Start("tracker/kwq_tracker", args));
+  EXPECT_TRUE(
+      PollUntil([&] { return TotalEvents(t->address()) == total - kDeleted; },
+                absl::Seconds(60)))
+      << TotalEvents(t->address()) << " of " << total - kDeleted;
+  const testing::MetricsScrape metrics(t->line());
+  EXPECT_TRUE(metrics.WaitFor("kwq_tracker_events_never_read_total",
+                              static_cast<double>(kDeleted), absl::Seconds(30)))
+      << metrics.Sample("kwq_tracker_events_never_read_total");
+  t->Kill(SIGTERM);
 }
 
 }  // namespace

@@ -56,6 +56,10 @@ std::vector<prometheus::MetricFamily> TrackerMetrics::Collect() const {
   Add(&out, "kwq_tracker_view_current",
       "1 when the model has applied the topic up to its end offsets", gauge,
       store_->view_current() ? 1 : 0);
+  Add(&out, "kwq_tracker_events_never_read_total",
+      "Events the broker deleted (retention) before the tracker read them: "
+      "the view misses their effects",
+      counter, static_cast<double>(ingestor_->unread_events()));
   Add(&out, "kwq_tracker_ingest_up",
       "1 while ingest runs (0: it stopped on an error; see the log)", gauge,
       ingestor_->status().ok() ? 1 : 0);

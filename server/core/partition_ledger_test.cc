@@ -37,6 +37,29 @@ TEST(PartitionLedgerTest, RecordsTheCommitMetadataNamesAreSkipped) {
   EXPECT_TRUE(ledger.DecidedBefore(At(13)));
 }
 
+// Issue 20: records deleted by retention before they were decided are counted
+// (from the committed offset and between records), not skipped silently; a
+// rewind or a partition with nothing committed is no gap.
+TEST(PartitionLedgerTest, RecordsNeverReadAreCounted) {
+  PartitionLedger ledger;
+  ledger.OnAssigned({{kTopic, 0, 10, ""}, {kTopic, 1, -1, ""}});
+  ASSERT_TRUE(ledger.Received(At(10)));
+  ASSERT_TRUE(ledger.Received(At(11)));
+  EXPECT_EQ(ledger.unread_records(), 0);
+  ASSERT_TRUE(ledger.Received(At(15)));  // 12, 13, 14 are gone
+  EXPECT_EQ(ledger.unread_records(), 3);
+  EXPECT_FALSE(ledger.Received(At(11)));  // a rewind
+  ASSERT_TRUE(ledger.Received(At(16)));
+  ASSERT_TRUE(ledger.Received(At(40, 1)));  // nothing committed: unknown
+  ASSERT_TRUE(ledger.Received(At(41, 1)));
+  EXPECT_EQ(ledger.unread_records(), 3);
+  // Given back with a committed offset below the log's start.
+  ledger.OnRevoked({{kTopic, 0}});
+  ledger.OnAssigned({{kTopic, 0, 17, ""}});
+  ASSERT_TRUE(ledger.Received(At(20)));
+  EXPECT_EQ(ledger.unread_records(), 6);
+}
+
 // Issue 16: a decision made durable while its partition was away must not be
 // lost when the partition comes back (its record is skipped, not run again).
 TEST(PartitionLedgerTest, ADecisionMadeWhileThePartitionIsAwayIsKept) {

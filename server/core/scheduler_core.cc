@@ -132,6 +132,7 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     ++metrics_.redelivered_records;
     return;
   }
+  metrics_.records_never_read = ledger_.unread_records();
   if (ledger_.DecidedBefore(pos)) {
     ++metrics_.skipped_decided;  // decided by an earlier owner: durable already
     return;

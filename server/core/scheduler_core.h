@@ -99,6 +99,9 @@ struct SchedulerMetrics {
   // Records skipped on arrival because the commit metadata says they were
   // decided (above a committed prefix held back by a long task).
   int64_t skipped_decided = 0;
+  // Records the broker deleted before they were decided (offsets skipped in a
+  // partition: retention.ms or DeleteRecords); their tasks are lost.
+  int64_t records_never_read = 0;
   // Soft affinity: dispatches to a worker holding one of the task's keys, to
   // one that did not (after the wait, or none connected holds a key), and tasks
   // held back waiting.

@@ -86,6 +86,7 @@ absl::Status EventIngestor::AssignNewPartitions(absl::Duration wait) {
   std::vector<RdKafka::TopicPartition*> parts;
   for (int32_t id : added) {
     auto it = offsets.find(id);
+    if (it != offsets.end()) next_expected_[id] = it->second;
     parts.push_back(RdKafka::TopicPartition::create(
         options_.topic, id,
         it == offsets.end() ? RdKafka::Topic::OFFSET_BEGINNING : it->second));
@@ -104,6 +105,24 @@ absl::Status EventIngestor::AssignNewPartitions(absl::Duration wait) {
   }
   partitions_.insert(partitions_.end(), added.begin(), added.end());
   return absl::OkStatus();
+}
+
+void EventIngestor::CheckContiguous(int32_t partition, int64_t offset) {
+  auto it = next_expected_.find(partition);
+  if (it == next_expected_.end()) {
+    next_expected_[partition] = offset + 1;  // read from the start
+    return;
+  }
+  if (offset > it->second) {
+    unread_events_ += offset - it->second;
+    LOG(ERROR) << options_.topic << "/" << partition << ": events ["
+               << it->second << ", " << offset
+               << ") were deleted by the broker (retention.ms or "
+                  "DeleteRecords) before this tracker read them; the view "
+                  "misses them. Keep the events topic's retention above the "
+                  "longest time the tracker may be down or behind.";
+  }
+  it->second = std::max(it->second, offset + 1);
 }
 
 EventIngestor::~EventIngestor() { Stop(); }
@@ -204,6 +223,7 @@ void EventIngestor::Loop() {
       case RdKafka::ERR_NO_ERROR:
         if (batch.empty()) batch_start = absl::Now();
         batch_newest_ms = std::max(batch_newest_ms, msg->timestamp().timestamp);
+        CheckContiguous(msg->partition(), msg->offset());
         batch.push_back({msg->partition(), msg->offset(),
                          std::string(static_cast<const char*>(msg->payload()),
                                      msg->len())});

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -51,6 +52,11 @@ class EventIngestor {
   // Seconds between now and the Kafka timestamp of the newest event applied,
   // while lag() > 0 (0 when caught up): how far behind the view is in time.
   double lag_seconds() const;
+  // Events the broker deleted (retention.ms, DeleteRecords) before this
+  // tracker read them: offsets skipped after the stored offset or between two
+  // events (the topic's offsets are contiguous). The view then misses their
+  // effects; each gap is logged as an error.
+  int64_t unread_events() const { return unread_events_; }
 
  private:
   EventIngestor() = default;
@@ -59,6 +65,8 @@ class EventIngestor {
   // offset or its start; waits up to `wait` for the topic's metadata.
   absl::Status AssignNewPartitions(absl::Duration wait);
   int64_t BrokerLag();
+  // Counts the offsets skipped before `offset` in `partition` (unread_events).
+  void CheckContiguous(int32_t partition, int64_t offset);
   // Whether every partition's position reached its end offset (asked of the
   // broker now): the store's view is current (TrackerStore::SetViewCurrent).
   bool AtEndOffsets();
@@ -71,6 +79,10 @@ class EventIngestor {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> lag_{0};
   std::atomic<int64_t> newest_applied_ms_{0};  // Kafka timestamp, ms
+  std::atomic<int64_t> unread_events_{0};
+  // Per partition read from a stored offset: the offset its next event should
+  // have (the ingest thread's, and Start's before that thread runs).
+  std::map<int32_t, int64_t> next_expected_;
   mutable absl::Mutex mu_;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
