@@ -57,11 +57,11 @@ class Grid:
         self.exec_logs = []
         self.worker_seq = 0
 
-    def start_scheduler(self, name, port=0):
+    def start_scheduler(self, name, port=0, bootstrap=None):
         p = Proc(name, [
             os.path.join(BIN, "server", "kwq_scheduler"),
             f"--listen=127.0.0.1:{port}",
-            f"--bootstrap_servers={self.kafka.bootstrap}",
+            f"--bootstrap_servers={bootstrap or self.kafka.bootstrap}",
             f"--topic_prefix={self.prefix}", "--partitions=4",
             f"--lease_period_ms={LEASE_MS}", "--heartbeat_period_ms=500",
             "--retry_backoff_ms=50", f"--lease_key_file={self.key_file}",
@@ -274,15 +274,20 @@ def main():
     work = tempfile.mkdtemp(prefix="kwq-chaos.")
     log(f"work dir {work}")
     kafka = Kafka(args.cluster, work)
-    grid = None
+    grid = link = None
     faults = []  # (time, kind, detail)
     try:
         kafka.start()
         log(f"kafka at {kafka.bootstrap}")
         grid = Grid(args, kafka, work)
         names = [f"s{i}" for i in range(args.schedulers)]
+        # The full form cuts the last instance off the brokers for a while: it
+        # reaches them only through a forwarder that can drop everything.
+        if not args.quick:
+            link = kafka.isolable_link()
         for name in names:
-            grid.start_scheduler(name)
+            isolated = not args.quick and name == names[-1]
+            grid.start_scheduler(name, bootstrap=link.bootstrap if isolated else None)
         grid.start_tracker()
         for name in names:
             for _ in range(args.workers_per_scheduler):
@@ -349,6 +354,15 @@ def main():
             grid.schedulers[v2][0].send(signal.SIGKILL)
             faults.append((time.time(), "instance_killed", v2))
             log(f"killed {v2} -9")
+            # 6. A network partition between the last instance (the one the
+            #    job is submitted to) and every broker, healed 10 s later.
+            at(60)
+            link.cut()
+            faults.append((time.time(), "instance_partitioned", names[-1]))
+            log(f"{names[-1]} cut off from the brokers for 10 s")
+            at(70)
+            link.heal()
+            log(f"{names[-1]}'s network healed")
 
         submitter.done.wait()
         log(f"all {n} submitted ({len(submitter.acked)} acknowledged, "
@@ -395,7 +409,7 @@ def main():
                 if first[1] is not None and
                 first[1] / 1000 - 10 <= ft <= (first[2] or 0) / 1000 + LEASE_MS / 1000 + 10]
             own = [kind for kind, target in in_window
-                   if kind.startswith("instance_killed")
+                   if kind.startswith("instance_")
                    and worker_instance.get(first[0]) == target]
             if own:
                 cause = own[0]
@@ -425,7 +439,7 @@ def main():
                         yield t, m.group(1), set(m.group(2).split())
 
         for ft, kind, victim in faults:
-            if not kind.startswith("instance_killed"):
+            if not kind.startswith("instance_"):
                 continue
             owned = set()
             for t, what, parts in partition_lines(grid.schedulers[victim][0].out):
@@ -476,6 +490,8 @@ def main():
                 p.stop(signal.SIGKILL)
             if hasattr(grid, "tracker"):
                 grid.tracker.stop(signal.SIGKILL)
+        if link:
+            link.stop()
         kafka.stop()
         if not args.keep:
             subprocess.run(["rm", "-rf", work])

@@ -9,7 +9,9 @@
 #   tools/kafka/cluster.sh restart DIR I              start node I again on its own data
 #   tools/kafka/cluster.sh pause DIR I | resume DIR I SIGSTOP / SIGCONT node I (a stall)
 #
-# `start` prints KWQ_KAFKA_BOOTSTRAP=host:port,host:port,... and KWQ_KAFKA_STATE=DIR on
+# `start` prints KWQ_KAFKA_BOOTSTRAP=host:port,host:port,..., KWQ_KAFKA_ISOLABLE_PORTS=
+# A:L,... (per node a listener advertised on A, listening on L: a forwarder on A can cut
+# one client off, tools/python/grid_processes.IsolatingProxy) and KWQ_KAFKA_STATE=DIR on
 # stdout; each node's log is DIR/nodeI/server.log (stdout/stderr in DIR/nodeI/out.log).
 # Settings (env): KWQ_CLUSTER_RF (3), KWQ_CLUSTER_MIN_ISR (2).
 set -euo pipefail
@@ -17,7 +19,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LIBS="$HERE/.libs"
 CP="$LIBS/*"
 cmd="${1:-}"; STATE="${2:-}"
-[ -n "$cmd" ] && [ -n "$STATE" ] || { sed -n '2,15p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$STATE" ] || { sed -n '2,17p' "$0"; exit 2; }
 RF="${KWQ_CLUSTER_RF:-3}"
 MIN_ISR="${KWQ_CLUSTER_MIN_ISR:-2}"
 
@@ -66,10 +68,11 @@ case "$cmd" in
       echo "cluster.sh: no broker jars in $LIBS: run tools/setup.sh" >&2; exit 1; }
     mkdir -p "$STATE"
     free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-    voters=""; boot=""
+    voters=""; boot=""; isolable=""
     for i in $(seq 1 "$N"); do
-      p="$(free_port)"; c="$(free_port)"
-      echo "$p $c" > "$STATE/ports$i"
+      p="$(free_port)"; c="$(free_port)"; l="$(free_port)"; a="$(free_port)"
+      echo "$p $c $l $a" > "$STATE/ports$i"
+      isolable="${isolable:+$isolable,}$a:$l"
       voters="${voters:+$voters,}$i@127.0.0.1:$c"
       boot="${boot:+$boot,}127.0.0.1:$p"
     done
@@ -79,14 +82,14 @@ case "$cmd" in
     CLUSTER_ID="$(java -cp "$CP" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
     for i in $(seq 1 "$N"); do
       d="$STATE/node$i"; mkdir -p "$d"
-      read -r p c < "$STATE/ports$i"
+      read -r p c l a < "$STATE/ports$i"
       cat > "$d/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$p,CONTROLLER://127.0.0.1:$c
-advertised.listeners=PLAINTEXT://127.0.0.1:$p
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$p,ISOLABLE://127.0.0.1:$l,CONTROLLER://127.0.0.1:$c
+advertised.listeners=PLAINTEXT://127.0.0.1:$p,ISOLABLE://127.0.0.1:$a
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,ISOLABLE:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$d/data
@@ -118,6 +121,7 @@ PROPS
     wait_ready 180 || { "$0" stop "$STATE" --keep; exit 1; }
     echo "[kafka] cluster ready in ${SECONDS}s" >&2
     echo "KWQ_KAFKA_BOOTSTRAP=$boot"
+    echo "KWQ_KAFKA_ISOLABLE_PORTS=$isolable"
     echo "KWQ_KAFKA_STATE=$STATE"
     ;;
   stop)

@@ -13,6 +13,10 @@
 #   KWQ_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:PORT4  (mutual TLS: the broker requires a client
 #   KWQ_KAFKA_TLS_CLIENT_CERT=DIR/tls/client.crt  certificate signed by the same CA;
 #   KWQ_KAFKA_TLS_CLIENT_KEY=DIR/tls/client.key   this one is)
+#   KWQ_KAFKA_ISOLABLE_PORTS=A:L               (a listener whose advertised port A is not
+#                                              the port L it listens on: a forwarder on A
+#                                              can cut one client off, see
+#                                              tools/python/grid_processes.IsolatingProxy)
 #   KWQ_KAFKA_STATE=DIR
 # and writes DIR/pid, DIR/bootstrap, DIR/broker.log (stdout) and DIR/server.log (the
 # broker's log) (DIR defaults to a new mktemp dir, printed on stderr). Stop it with
@@ -30,7 +34,7 @@ while (($#)); do
     --port) PORT="$2"; shift 2 ;;
     --state-dir) STATE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,14 +49,16 @@ REUSE=0
 if [ -f "$STATE/server.properties" ] && [ -f "$STATE/ports" ] &&
    [ -f "$STATE/data/meta.properties" ]; then
   REUSE=1  # a restart on its own data
-  read -r PORT CPORT SPORT TPORT MPORT < "$STATE/ports"
+  read -r PORT CPORT SPORT TPORT MPORT IPORT APORT < "$STATE/ports"
 else
   [ "$PORT" != 0 ] || PORT="$(free_port)"
   CPORT="$(free_port)"
   SPORT="$(free_port)"
   TPORT="$(free_port)"
   MPORT="$(free_port)"
-  echo "$PORT $CPORT $SPORT $TPORT $MPORT" > "$STATE/ports"
+  IPORT="$(free_port)"
+  APORT="$(free_port)"
+  echo "$PORT $CPORT $SPORT $TPORT $MPORT $IPORT $APORT" > "$STATE/ports"
 fi
 TLS="$STATE/tls"
 if [ "$REUSE" = 0 ]; then
@@ -79,9 +85,9 @@ cat > "$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT,ISOLABLE://127.0.0.1:$IPORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SPORT,SSL://127.0.0.1:$TPORT,MTLS://127.0.0.1:$MPORT,ISOLABLE://127.0.0.1:$APORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,ISOLABLE:PLAINTEXT,CONTROLLER:PLAINTEXT
 listener.name.ssl.ssl.keystore.type=PEM
 listener.name.ssl.ssl.keystore.location=$TLS/broker.pem
 listener.name.ssl.ssl.client.auth=none
@@ -169,4 +175,5 @@ echo "KWQ_KAFKA_TLS_CA=$TLS/ca.pem"
 echo "KWQ_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:$MPORT"
 echo "KWQ_KAFKA_TLS_CLIENT_CERT=$TLS/client.crt"
 echo "KWQ_KAFKA_TLS_CLIENT_KEY=$TLS/client.key"
+[ -z "${IPORT:-}" ] || echo "KWQ_KAFKA_ISOLABLE_PORTS=$APORT:$IPORT"
 echo "KWQ_KAFKA_STATE=$STATE"

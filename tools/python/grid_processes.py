@@ -5,8 +5,10 @@ import datetime
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -84,7 +86,18 @@ class Kafka:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         env = dict(line.split("=", 1) for line in out.split() if "=" in line)
         self.bootstrap = env["KWQ_KAFKA_BOOTSTRAP"]
+        # Each broker's isolable listener: (advertised port, listening port).
+        self.isolable = [tuple(int(x) for x in pair.split(":"))
+                         for pair in env.get("KWQ_KAFKA_ISOLABLE_PORTS", "").split(",")
+                         if pair]
         return self
+
+    def isolable_link(self):
+        """A cuttable link to the brokers (see IsolatingProxy), started; connect
+        through its bootstrap."""
+        if not self.isolable:
+            raise RuntimeError("this broker has no isolable listener")
+        return IsolatingProxy(self.isolable).start()
 
     def pid(self, node=1):
         path = (os.path.join(self.state, f"node{node}", "pid") if self.cluster
@@ -109,6 +122,97 @@ class Kafka:
         else:
             subprocess.run([os.path.join(ROOT, "tools", "kafka", "stop.sh"), self.state],
                            capture_output=True)
+
+
+class IsolatingProxy:
+    """A network partition between one process and the brokers, on loopback and
+    without privileges: each broker has a second listener whose advertised port
+    is a forwarder here, so a process bootstrapped on `bootstrap` reaches every
+    broker only through these forwarders (the metadata it gets back names them).
+
+    cut() stops every byte in both directions and holds new connections
+    unanswered (as if the packets were dropped: the client's requests and
+    heartbeats time out, its TCP connections stay up); heal() lets what was held
+    back flow on, as TCP delivers it once a partition heals."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs  # (advertised port, broker's listening port)
+        self.bootstrap = ",".join(f"127.0.0.1:{a}" for a, _ in pairs)
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closed = False
+        self.sockets = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        for advertised, upstream in self.pairs:
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(("127.0.0.1", advertised))
+            ls.listen(64)
+            self._keep(ls)
+            threading.Thread(target=self._accept, args=(ls, upstream),
+                             daemon=True).start()
+        return self
+
+    def cut(self):
+        self.flowing.clear()
+
+    def heal(self):
+        self.flowing.set()
+
+    def stop(self):
+        self.closed = True
+        self.flowing.set()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _keep(self, s):
+        with self.lock:
+            self.sockets.append(s)
+
+    def _accept(self, ls, upstream):
+        while not self.closed:
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return
+            self._keep(client)
+            threading.Thread(target=self._connect, args=(client, upstream),
+                             daemon=True).start()
+
+    def _connect(self, client, upstream):
+        self.flowing.wait()  # a new connection is not answered while cut
+        try:
+            server = socket.create_connection(("127.0.0.1", upstream), timeout=10)
+            server.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        self._keep(server)
+        for src, dst in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while not self.closed:
+                self.flowing.wait()
+                data = src.recv(65536)
+                if not data:
+                    break
+                self.flowing.wait()  # read before the cut: held until heal
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def glog_time(line):
