@@ -374,12 +374,15 @@ void Worker::HandleMessage(SchedulerMessage* in) {
       tc->worker_ = this;
       tc->task_.Swap(in->mutable_assignment()->mutable_task());
       tc->token_.Swap(in->mutable_assignment()->mutable_token());
+      bool wake;
       {
         std::lock_guard<std::mutex> lock(mu_);
         running_[tc->token_.lease_id()] = tc;
         queue_.push_back(tc);
+        wake = idle_slots_ > 0 && !wake_pending_;
+        if (wake) wake_pending_ = true;
       }
-      work_cv_.notify_one();
+      if (wake) work_cv_.notify_one();
       break;
     }
     case SchedulerMessage::kCancel: {
@@ -439,13 +442,25 @@ void Worker::HeartbeatLoop(absl::Duration period) {
 void Worker::SlotLoop() {
   while (true) {
     std::shared_ptr<TaskContext> tc;
+    bool wake_next = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      while (!stopping_ && queue_.empty()) {
+        ++idle_slots_;
+        work_cv_.wait(lock);
+        --idle_slots_;
+        wake_pending_ = false;  // taken (or a spurious wake-up: then the next
+                                // task notifies again)
+      }
       if (queue_.empty()) return;  // stopping and nothing left
-      tc = queue_.front();
+      tc = std::move(queue_.front());
       queue_.pop_front();
+      // More queued and a slot thread idle: pass the wake-up on.
+      if (!queue_.empty() && idle_slots_ > 0 && !wake_pending_) {
+        wake_pending_ = wake_next = true;
+      }
     }
+    if (wake_next) work_cv_.notify_one();
     if (tc->cancelled()) {  // while it waited in the queue (prefetch)
       Finish(tc, Outcome::Error("cancelled before it started", false));
       continue;

@@ -142,6 +142,12 @@ class Worker {
       work_cv_;  // queue_ or stopping_ changed: slot threads wait
   std::condition_variable cv_;  // stream_up_, running_, unacked_ changed
   std::deque<std::shared_ptr<TaskContext>> queue_;
+  // At most one wake-up of a slot thread in flight: a new task wakes one idle
+  // slot thread only if none is being woken; a woken thread that leaves tasks
+  // queued wakes the next. A batch of assignments costs one wake-up, not one
+  // per task, and busy slot threads take queued tasks without sleeping.
+  int idle_slots_ = 0;         // slot threads waiting on work_cv_
+  bool wake_pending_ = false;  // a notify_one not yet taken by a slot thread
   // By lease id: a task may come back under a new lease (a redelivery after a
   // scheduler restart) while its old attempt still runs here.
   std::map<std::string, std::shared_ptr<TaskContext>> running_;
