@@ -30,6 +30,8 @@ PARTITIONS = 1
 # scheduler. Celery here prefetches more (celery_app.py: worker_prefetch_multiplier=16,
 # i.e. 16 per prefork process). One extra run shows kwq without prefetch.
 PREFETCH_PER_SLOT = 1
+# The broker's JMX port (tools/bench/run starts it with one), for request counts.
+JMX_PORT = 0
 
 
 def proc_cpu_seconds(pid):
@@ -40,6 +42,70 @@ def proc_cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except OSError:
         return 0.0
+
+
+def jit_cpu_seconds(pid):
+    """CPU of a JVM's JIT compiler threads (C1/C2 CompilerThread), in seconds: warm-up
+    work that is not the steady cost of serving a request."""
+    total = 0.0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if "Compiler" not in f.read():
+                    continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+KAFKA_LIBS = os.path.join(ROOT, "tools", "kafka", ".libs")
+
+
+def broker_requests(jmx_port):
+    """Requests the broker handled so far, by type (its JMX RequestsPerSec counters,
+    read with Kafka's JmxTool), or None without JMX. Read between runs, outside the
+    measured windows (a JVM start costs a second of CPU)."""
+    if not jmx_port:
+        return None
+    url = "service:jmx:rmi:///jndi/rmi://127.0.0.1:%d/jmxrmi" % jmx_port
+    try:
+        p = subprocess.run(
+            ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", KAFKA_LIBS + "/*",
+             "org.apache.kafka.tools.JmxTool", "--jmx-url", url,
+             "--object-name", "kafka.network:type=RequestMetrics,name=RequestsPerSec,*",
+             "--attributes", "Count", "--one-time", "true", "--report-format", "tsv"],
+            capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    counts = {}
+    # Not clients' requests: the broker's own to its controller (KRaft), and
+    # FetchConsumer / FetchFollower, which are the Fetch count split by who fetched.
+    internal = {"BrokerHeartbeat", "BrokerRegistration", "ControllerRegistration",
+                "FetchConsumer", "FetchFollower", "Vote", "BeginQuorumEpoch",
+                "EndQuorumEpoch", "DescribeQuorum", "AllocateProducerIds"}
+    for line in p.stdout.splitlines():
+        # "kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,
+        #  version=11:Count<TAB>1234"
+        m = re.search(r"request=([A-Za-z]+)[^\t]*:Count\t(\d+)", line)
+        if m and m.group(1) not in internal:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
+    return counts or None
+
+
+def request_delta(before, after, tasks):
+    """Requests per task by type between two broker_requests readings."""
+    if not before or not after:
+        return None
+    per = {k: (after.get(k, 0) - before.get(k, 0)) / tasks for k in after}
+    per = {k: v for k, v in per.items() if v > 0}
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]))
 
 
 def session_pids(sid):
@@ -106,6 +172,9 @@ def wait_broker_quiet(broker_pid, limit_s=30.0):
 
 def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTITIONS,
             prefetch=None):
+    # The request counts first: a JMX query makes the broker compile and work for a
+    # while after it, which must not fall into the measured window.
+    req0 = broker_requests(JMX_PORT)
     wait_broker_quiet(broker_pid)
     if prefetch is None:
         prefetch = PREFETCH_PER_SLOT * slots
@@ -116,7 +185,10 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
            "--payload-bytes", "128"]
     if rate:
         cmd += ["--rate", str(rate)]
+    jit0 = jit_cpu_seconds(broker_pid)
     out, rss, rc, err = timed(cmd)
+    jit = jit_cpu_seconds(broker_pid) - jit0
+    requests = request_delta(req0, broker_requests(JMX_PORT), tasks)
     j = last_json(out)
     res = {"name": "kwq %dx%d" % (workers, slots) + (" @%g/s" % rate if rate else "") +
            (" %d partitions" % partitions if partitions != PARTITIONS else "") +
@@ -139,17 +211,31 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
                cpu_per_task_ms={"kwq (scheduler+tracker+workers)":
                                 1000 * j["cpu_seconds"] / tasks,
                                 "kafka broker": 1000 * j["cpu_seconds_of_pid"] / tasks},
+               broker_cpu=broker_split(j["cpu_seconds_of_pid"], jit, tasks),
+               requests_per_task=requests,
                peak_rss_mib={"kwq": rss / 2**20})
     return res
 
 
+def broker_split(broker_seconds, jit_seconds, tasks):
+    """The broker's CPU per task in µs, its JIT compilers' apart: they are warm-up (a
+    JVM still compiling), not the steady cost. jit_seconds spans the whole run (set-up
+    included), so the steady figure is a slight underestimate when the JIT is busy."""
+    return {"steady_us_per_task": 1e6 * max(0.0, broker_seconds - jit_seconds) / tasks,
+            "jit_us_per_task": 1e6 * jit_seconds / tasks}
+
+
 def run_floor(boot, broker_pid, tasks, rate=0.0):
+    req0 = broker_requests(JMX_PORT)  # before the quiet wait, as in run_kwq
     wait_broker_quiet(broker_pid)
     cmd = [FLOOR, "--bootstrap_servers=" + boot, "--tasks=%d" % tasks,
            "--cpu_of_pid=%d" % broker_pid, "--partitions=%d" % PARTITIONS]
     if rate:
         cmd.append("--rate=%g" % rate)
+    jit0 = jit_cpu_seconds(broker_pid)
     out, rss, rc, err = timed(cmd)
+    jit = jit_cpu_seconds(broker_pid) - jit0
+    requests = request_delta(req0, broker_requests(JMX_PORT), tasks)
     j = last_json(out)
     res = {"name": "kafka floor" + (" @%g/s" % rate if rate else ""), "tasks": tasks}
     if j is None or not j.get("correct"):
@@ -162,6 +248,8 @@ def run_floor(boot, broker_pid, tasks, rate=0.0):
     res.update(tasks_per_second=j["tasks_per_second"],
                cpu_per_task_ms={"floor": 1000 * j["cpu_seconds"] / tasks,
                                 "kafka broker": 1000 * j["cpu_seconds_of_pid"] / tasks},
+               broker_cpu=broker_split(j["cpu_seconds_of_pid"], jit, tasks),
+               requests_per_task=requests,
                peak_rss_mib={"floor": rss / 2**20})
     return res
 
@@ -251,7 +339,11 @@ def main():
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--broker-pid", type=int, required=True)
+    ap.add_argument("--jmx-port", type=int, default=0,
+                    help="the broker's JMX port: Kafka requests per task by type")
     a = ap.parse_args()
+    global JMX_PORT
+    JMX_PORT = a.jmx_port
     n = 50000 if a.quick else 200000
     results = []
     # A fresh broker's JVM is cold: measured, the first floor run after a broker start
@@ -263,10 +355,16 @@ def main():
           file=sys.stderr)
     # Two kwq warm-up runs: measured on a fresh broker, the broker's CPU per kwq task
     # still fell by half between the first and the third run.
-    for _ in range(2):
+    # Then more (up to 4 in all) while the broker's JIT compilers still burn over a tenth
+    # of its CPU: their work is warm-up, and reported apart anyway (broker_jit_cpu_...).
+    for i in range(4):
         warm = run_kwq(a.bootstrap, a.broker_pid, n // 2, 8, 16)
-        print("warm-up kwq run: %s tasks/s" % warm.get("tasks_per_second", warm.get("error")),
-              file=sys.stderr)
+        bc = warm.get("broker_cpu", {})
+        jit, steady = bc.get("jit_us_per_task", 0), bc.get("steady_us_per_task", 0)
+        print("warm-up kwq run: %s tasks/s, broker %.1f us/task + JIT %.1f" % (
+            warm.get("tasks_per_second", warm.get("error")), steady, jit), file=sys.stderr)
+        if i >= 1 and jit <= 0.1 * (steady + jit):
+            break
     # Interleaved: floor, kwq, Celery, floor, kwq, Celery; the best of each pair is
     # reported (this VM's speed drifts by tens of percent within minutes: the ratios
     # compare runs a few seconds apart, each contender's best).
@@ -311,6 +409,14 @@ def main():
             fmt(r.get("p99")), fmt(r.get("p999")),
             ", ".join("%s %.3f" % kv for kv in r["cpu_per_task_ms"].items()),
             ", ".join("%s %.0f MiB" % kv for kv in r.get("peak_rss_mib", {}).items())))
+        if r.get("broker_cpu") or r.get("requests_per_task"):
+            bc = r.get("broker_cpu", {})
+            req = r.get("requests_per_task") or {}
+            print("%-28s broker %.1f us/task steady + %.1f JIT; Kafka requests/task %s%s" % (
+                "", bc.get("steady_us_per_task", 0), bc.get("jit_us_per_task", 0),
+                "%.4f" % sum(req.values()) if req else "-",
+                " (" + ", ".join("%s %.4f" % kv for kv in list(req.items())[:5]) + ")"
+                if req else ""))
     kwq, floor = results[1], results[0]
     ok = lambda r: "error" not in r  # noqa: E731
     summary = {
@@ -330,12 +436,34 @@ def main():
     # throughput figures cost on a machine where everything shares the cores.
     for key, r in (("kwq_cpu_ms_per_task", kwq), ("kafka_floor_cpu_ms_per_task", floor)):
         summary[key] = sum(r["cpu_per_task_ms"].values()) if ok(r) else None
+    # Issue 21's figures: kwq's own processes, the broker in steady state (its JIT
+    # compilers apart) for kwq and for the floor, and Kafka requests per task.
+    summary["kwq_cpu_us_per_task"] = (
+        1000 * kwq["cpu_per_task_ms"]["kwq (scheduler+tracker+workers)"] if ok(kwq) else None)
+    summary["broker_cpu_us_per_task"] = (
+        kwq["broker_cpu"]["steady_us_per_task"] if ok(kwq) else None)
+    summary["broker_jit_cpu_us_per_task"] = (
+        kwq["broker_cpu"]["jit_us_per_task"] if ok(kwq) else None)
+    summary["floor_broker_cpu_us_per_task"] = (
+        floor["broker_cpu"]["steady_us_per_task"] if ok(floor) else None)
+    summary["kafka_requests_per_task"] = (
+        sum(kwq["requests_per_task"].values())
+        if ok(kwq) and kwq.get("requests_per_task") else None)
+    summary["kafka_requests_per_task_by_type"] = (
+        {k: round(v, 4) for k, v in kwq["requests_per_task"].items()}
+        if ok(kwq) and kwq.get("requests_per_task") else None)
+    summary["floor_kafka_requests_per_task"] = (
+        sum(floor["requests_per_task"].values())
+        if ok(floor) and floor.get("requests_per_task") else None)
     summary["ratio_vs_floor"] = (summary["kwq_tasks_per_second"] /
                                  summary["kafka_floor_tasks_per_second"]
                                  if ok(kwq) and ok(floor) else None)
     summary["ratio_vs_celery"] = (summary["kwq_tasks_per_second"] /
                                   summary["celery_tasks_per_second"]
                                   if ok(kwq) and ok(celery) else None)
+    for k, v in summary.items():
+        if isinstance(v, float):
+            summary[k] = round(v, 4)
     if a.json:
         print(json.dumps(summary))
     return 1 if summary["failures"] else 0
