@@ -194,6 +194,14 @@ int main(int argc, char** argv) {
     co.listen = FLAGS_http_listen;
     co.scheduler = FLAGS_console_scheduler;
     co.authorizer = security->authorizer;
+    kwq::tracker::DeadLetterReader::Options dlo;
+    dlo.topic = kwq::api::Topics(FLAGS_topic_prefix).Dlq();
+    if (auto dl = kwq::tracker::DeadLetterReader::Create(*cluster, dlo);
+        dl.ok()) {
+      co.dead_letters = std::move(*dl);
+    } else {
+      LOG(WARNING) << "console: no dead letters page: " << dl.status();
+    }
     if (!FLAGS_console_scheduler_ca.empty()) {
       std::ifstream f(FLAGS_console_scheduler_ca);
       std::stringstream pem;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "server/api/topics.h"
 #include "server/kafka/kafka_flags.h"
 
 namespace kwq::devgrid {
@@ -41,6 +42,11 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
     tracker::ConsoleOptions co;
     co.listen = options.console_listen;
     co.scheduler = g->scheduler_->address();
+    tracker::DeadLetterReader::Options dlo;
+    dlo.topic = api::Topics(options.topic_prefix).Dlq();
+    auto dl = tracker::DeadLetterReader::Create(*g->cluster_, dlo);
+    if (!dl.ok()) return dl.status();
+    co.dead_letters = std::move(*dl);
     auto console = tracker::ConsoleServer::Start(&g->tracker_->store(), co);
     if (!console.ok()) return console.status();
     g->console_ = std::move(*console);

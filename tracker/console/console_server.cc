@@ -459,6 +459,94 @@ void ConsoleServer::Routes() {
     Reply(res, "{}");
   });
 
+  // Dead letters: the newest of the dead-letter topic (bounded scan, see
+  // DeadLetterReader), those of `job` when given.
+  h.Get("/api/dlq", [self, may_view](const httplib::Request& req,
+                                     httplib::Response& res) {
+    if (!may_view(req, res)) return;
+    if (!self->options_.dead_letters) {
+      return Error(res, absl::FailedPreconditionError(
+                            "the dead-letter topic is not configured"));
+    }
+    auto job = Param(req, "job");
+    if (!job.ok()) return Error(res, job.status());
+    auto limit = IntParam(req, "limit", 100, 1, kMaxPageSize);
+    if (!limit.ok()) return Error(res, limit.status());
+    size_t scanned = 0;
+    auto letters = self->options_.dead_letters->Newest(
+        *job, static_cast<size_t>(*limit), &scanned);
+    if (!letters.ok()) return Error(res, letters.status());
+    std::string out = "{\"dead_letters\":[";
+    for (size_t i = 0; i < letters->size(); ++i) {
+      const auto& l = (*letters)[i];
+      absl::StrAppend(&out, i ? "," : "", "{\"position\":", Quote(l.position),
+                      ",\"letter\":", Json(l.dead_letter), "}");
+    }
+    absl::StrAppend(&out, "],\"scanned\":", scanned, ",\"can_resubmit\":",
+                    self->scheduler_channel_ ? "true" : "false", "}");
+    Reply(res, out);
+  });
+
+  // Resubmit a dead-lettered task: Submit of its task (payload included) as a
+  // new task <id>.r<unix seconds> (the old id may still be in the scheduler's
+  // dedup window, and the tracker keeps the failed task as it was), with the
+  // caller's token (the scheduler checks the submit role).
+  h.Post("/api/dlq/resubmit", [self](const httplib::Request& req,
+                                     httplib::Response& res) {
+    if (req.get_header_value("X-Kwq-Console") != "1") {
+      return Error(res, absl::PermissionDeniedError(
+                            "actions need the X-Kwq-Console: 1 header"));
+    }
+    if (!self->scheduler_channel_ || !self->options_.dead_letters) {
+      return Error(res, absl::FailedPreconditionError(
+                            "no scheduler or dead-letter topic configured: "
+                            "the console is read-only"));
+    }
+    std::string task_id;
+    for (absl::string_view kv : absl::StrSplit(req.body, '&')) {
+      std::pair<std::string, std::string> p =
+          absl::StrSplit(kv, absl::MaxSplits('=', 1));
+      if (p.first == "task")
+        task_id = httplib::detail::decode_url(p.second, true);
+    }
+    if (task_id.empty()) {
+      return Error(res, absl::InvalidArgumentError("the body must be task=ID"));
+    }
+    auto found = self->options_.dead_letters->Find(task_id);
+    if (!found.ok()) return Error(res, found.status());
+    if (!*found) {
+      return Error(res, absl::NotFoundError(absl::StrCat(
+                            "no dead letter of task ", task_id,
+                            " among the newest records of the topic")));
+    }
+    kwq::v1::Task task = (*found)->dead_letter.task();
+    task.set_id(
+        absl::StrCat(task.id(), ".r", absl::ToUnixSeconds(absl::Now())));
+    task.clear_last_error();
+    kwq::v1::SubmitRequest sr;
+    *sr.add_tasks() = task;
+    kwq::v1::SubmitResponse out;
+    auto stub = kwq::v1::Scheduler::NewStub(self->scheduler_channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    if (auto t = Token(req)) ctx.AddMetadata("authorization", "Bearer " + *t);
+    grpc::Status st = stub->Submit(&ctx, sr, &out);
+    if (!st.ok()) {
+      return Error(res,
+                   absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                                st.error_message()));
+    }
+    if (out.duplicate_ids_size() > 0) {
+      return Error(res, absl::FailedPreconditionError(absl::StrCat(
+                            "the scheduler already has a task ", task.id(),
+                            "; try again in a second")));
+    }
+    LOG(INFO) << "console: resubmitted dead letter " << task_id << " as "
+              << task.id();
+    Reply(res, absl::StrCat("{\"task_id\":", Quote(task.id()), "}"));
+  });
+
   // Live: a server-sent event with the job's summary (or the first page of
   // jobs) every live_period, until the page goes away.
   h.Get("/api/live", [self, may_view](const httplib::Request& req,

@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authorizer.h"
+#include "tracker/ingest/dead_letter_reader.h"
 #include "tracker/store/tracker_store.h"
 
 namespace httplib {
@@ -27,6 +28,9 @@ struct ConsoleOptions {
   // caller's own token, forwarded); null or open: anyone may look, and
   // actions go to the scheduler without a token.
   std::shared_ptr<auth::Authorizer> authorizer;
+  // The dead-letter topic's newest records, for the dead letters page; null:
+  // the page says it is not configured. Resubmit needs `scheduler` too.
+  std::shared_ptr<DeadLetterReader> dead_letters;
   // How often a live page gets a new summary.
   absl::Duration live_period = absl::Seconds(1);
   // Live (server-sent events) streams open at once; more are refused (503)

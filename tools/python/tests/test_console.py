@@ -310,3 +310,39 @@ def http_live_ok(grid):
             return res.readline().startswith(b"data: {")
     except urllib.error.HTTPError:
         return False
+
+
+def test_dead_letters_page_lists_the_failed_tasks_and_resubmits_one(grid, jobs, browser,
+                                                                     shots):
+    # Last in this file: the resubmitted task adds a task to JOB.
+    browser.get(f"http://{grid['console']}/#/dlq/{JOB}")
+    ids = browser.wait(
+        "const r = [...document.querySelectorAll('#dlq tbody td:nth-child(2) a')]"
+        ".map((a) => a.textContent); return r.length >= 2 ? r : null;",
+        what="the dead letters of the job")
+    assert sorted(ids) == [f"{JOB}-7", f"{JOB}-77"]
+    assert "curve missing" in browser.script(
+        "return document.querySelector('#dlq tbody').textContent;")
+    browser.screenshot(os.path.join(shots, "dead-letters.png"))
+    # The API refuses a resubmit without the console's header (another site's page).
+    status, _ = http(grid, "/api/dlq/resubmit", body=f"task={JOB}-7".encode())
+    assert status == 403
+    browser.click(f"#dlq button[data-task='{JOB}-7']")
+    new_id = browser.wait(
+        "const a = document.querySelector('#dlq-msg a'); return a ? a.textContent : null;",
+        what="the resubmitted task's id")
+    assert re.fullmatch(rf"{JOB}-7\.r\d+", new_id), new_id
+    old = jobs["tracker"].GetTask(tracker_pb2.GetTaskRequest(task_id=f"{JOB}-7"))
+
+    def resubmitted():
+        try:
+            return jobs["tracker"].GetTask(tracker_pb2.GetTaskRequest(task_id=new_id),
+                                           timeout=10)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+    t = wait_for(resubmitted, 30)
+    assert t, "the scheduler did not take the resubmitted task"
+    assert t.job_id == JOB and t.priority == old.priority
+    assert dict(t.tags) == dict(old.tags)

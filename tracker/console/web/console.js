@@ -177,7 +177,7 @@ async function showJob(id) {
     <div><h2>Submit-to-start and run time (latest completed tasks)</h2><div class="chart"><canvas id="dist"></canvas></div></div></div>
     <h2>By tag</h2><table id="tags"><thead><tr><th>Tag</th><th>Progress</th><th class="num">Completed</th>
       <th class="num">Failed</th><th class="num">Running</th><th class="num">Pending</th><th class="num">Total</th></tr></thead><tbody></tbody></table>
-    <h2>Recent errors</h2><div id="errors"></div>
+    <h2>Recent errors <a class="small" href="#/dlq/${encodeURIComponent(id)}">dead letters of this job</a></h2><div id="errors"></div>
     <h2>Tasks</h2><div class="toolbar">State <select id="t-state">${[""].concat(STATES)
       .map((s) => `<option value="${s}" ${s === taskView.state ? "selected" : ""}>${s || "all"}</option>`).join("")}</select>
       Tag <input id="t-tag" placeholder="key=value" value="${esc(taskView.tag)}" size="18">
@@ -372,6 +372,52 @@ async function showWorkers() {
   timers.push(setInterval(load, 2000));
 }
 
+// ---- Dead letters ------------------------------------------------------------
+// The newest records of the dead-letter topic (the tracker reads at most the last
+// 1,000 of each partition per request); operators resubmit a task as a new one.
+async function showDeadLetters(job) {
+  let data;
+  const load = async () => {
+    try {
+      data = await api(`/api/dlq?limit=200&job=${encodeURIComponent(job || "")}`);
+    } catch (e) {
+      el(`<h1>Dead letters</h1><p class="error">${esc(e.message)}</p>`);
+      return;
+    }
+    const rows = data.dead_letters || [];
+    el(`<h1>Dead letters${job ? ` of job <a href="#/job/${encodeURIComponent(job)}">${esc(job)}</a>` : ""}</h1>
+      <p class="muted">Tasks that used up their attempts, and records that were not tasks, newest first
+        (${fmt(rows.length)} shown of the newest ${fmt(data.scanned)} in the topic).
+        ${data.can_resubmit ? "Resubmit sends the task again as a new task (its id + .r and the time)." :
+          "Read-only: no scheduler configured."}</p>
+      <p id="dlq-msg" class="muted"></p>
+      <table id="dlq"><thead><tr><th>Time</th><th>Task</th><th>Job</th><th class="num">Priority</th>
+        <th>Reason</th><th>Record</th><th></th></tr></thead><tbody>
+      ${rows.map((r) => {
+        const d = r.letter || {}, t = d.task || {};
+        return `<tr><td>${fmtTime(d.time)}</td>
+          <td>${t.id ? `<a href="#/task/${encodeURIComponent(t.id)}">${esc(t.id)}</a>` : '<span class="muted">(not a task)</span>'}</td>
+          <td>${t.job_id ? `<a href="#/job/${encodeURIComponent(t.job_id)}">${esc(t.job_id)}</a>` : "–"}</td>
+          <td class="num">${t.id ? num(t.priority) : "–"}</td><td>${esc(d.reason)}</td>
+          <td class="muted">${esc(d.source_topic ? `${d.source_topic}/${num(d.source_partition)}@${num(d.source_offset)}` : r.position)}</td>
+          <td>${data.can_resubmit && t.id ? `<button data-task="${esc(t.id)}">Resubmit</button>` : ""}</td></tr>`;
+      }).join("") || '<tr><td colspan="7" class="muted">No dead letters.</td></tr>'}
+      </tbody></table>`);
+    document.querySelectorAll("#dlq button[data-task]").forEach((b) => b.onclick = async () => {
+      const msg = document.getElementById("dlq-msg");
+      try {
+        const r = await api("/api/dlq/resubmit", { method: "POST", headers: { "X-Kwq-Console": "1",
+          "Content-Type": "application/x-www-form-urlencoded" },
+          body: `task=${encodeURIComponent(b.dataset.task)}` });
+        msg.innerHTML = `Resubmitted ${esc(b.dataset.task)} as <a href="#/task/${encodeURIComponent(r.task_id)}">${esc(r.task_id)}</a>.`;
+        msg.className = "muted";
+        b.disabled = true;
+      } catch (e) { msg.textContent = e.message; msg.className = "error"; }
+    });
+  };
+  await load();
+}
+
 // ---- routing ---------------------------------------------------------------
 async function route() {
   clearPage();
@@ -382,6 +428,7 @@ async function route() {
   if ((m = /^#\/job\/(.+)$/.exec(h))) return showJob(decodeURIComponent(m[1]));
   if ((m = /^#\/task\/(.+)$/.exec(h))) return showTask(decodeURIComponent(m[1]));
   if (h === "#/workers") return showWorkers();
+  if ((m = /^#\/dlq(?:\/(.+))?$/.exec(h))) return showDeadLetters(m[1] ? decodeURIComponent(m[1]) : "");
   return showJobs();
 }
 

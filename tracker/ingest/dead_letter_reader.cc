@@ -1,0 +1,169 @@
+#include "tracker/ingest/dead_letter_reader.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+
+namespace kwq::tracker {
+
+absl::StatusOr<std::unique_ptr<DeadLetterReader>> DeadLetterReader::Create(
+    const KafkaCluster& cluster, Options options) {
+  std::unique_ptr<DeadLetterReader> r(new DeadLetterReader());
+  r->options_ = std::move(options);
+  r->options_.scan_per_partition =
+      std::clamp(r->options_.scan_per_partition, 1, 100000);
+  auto conf = MakeKafkaConf(
+      MergeConfig(cluster.ConsumerConfig(r->options_.topic + ".console"),
+                  {{"enable.auto.commit", "false"},
+                   {"enable.partition.eof", "true"},
+                   {"statistics.interval.ms", "0"}}));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  absl::MutexLock lock(&r->mu_);
+  r->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!r->consumer_) {
+    return absl::InternalError(absl::StrCat("dead-letter reader: ", err));
+  }
+  return r;
+}
+
+DeadLetterReader::~DeadLetterReader() {
+  absl::MutexLock lock(&mu_);
+  if (consumer_) consumer_->close();
+}
+
+absl::Status DeadLetterReader::Scan(const std::function<void(Letter)>& fn) {
+  const int timeout_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options_.timeout));
+  std::string err;
+  std::unique_ptr<RdKafka::Topic> topic(
+      RdKafka::Topic::create(consumer_.get(), options_.topic, nullptr, err));
+  if (!topic) return absl::InternalError(absl::StrCat("dead letters: ", err));
+  RdKafka::Metadata* raw = nullptr;
+  const RdKafka::ErrorCode code =
+      consumer_->metadata(false, topic.get(), &raw, timeout_ms);
+  std::unique_ptr<RdKafka::Metadata> md(raw);
+  if (code != RdKafka::ERR_NO_ERROR || !md || md->topics()->empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        "no metadata for ", options_.topic, ": ", RdKafka::err2str(code)));
+  }
+  const RdKafka::TopicMetadata* t = md->topics()->at(0);
+  if (t->err() == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART) {
+    return absl::OkStatus();  // nothing was ever dead-lettered
+  }
+  std::vector<RdKafka::TopicPartition*> parts;
+  std::map<int32_t, int64_t> ends;  // partitions not read to their end yet
+  for (const RdKafka::PartitionMetadata* p : *t->partitions()) {
+    int64_t low = 0, high = 0;
+    if (consumer_->query_watermark_offsets(options_.topic, p->id(), &low, &high,
+                                           timeout_ms) !=
+        RdKafka::ERR_NO_ERROR) {
+      RdKafka::TopicPartition::destroy(parts);
+      return absl::UnavailableError(
+          absl::StrCat("no offsets for ", options_.topic, "/", p->id()));
+    }
+    if (high <= low) continue;
+    ends[p->id()] = high;
+    parts.push_back(RdKafka::TopicPartition::create(
+        options_.topic, p->id(),
+        std::max(low, high - options_.scan_per_partition)));
+  }
+  if (parts.empty()) return absl::OkStatus();
+  consumer_->assign(parts);
+  RdKafka::TopicPartition::destroy(parts);
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  while (!ends.empty() && absl::Now() < deadline) {
+    std::unique_ptr<RdKafka::Message> m(consumer_->consume(100));
+    auto end = ends.find(m->partition());
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      if (end != ends.end() && m->offset() >= end->second) ends.erase(end);
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR || end == ends.end()) continue;
+    if (m->offset() >= end->second) {  // written after this call began
+      ends.erase(end);
+      continue;
+    }
+    Letter l;
+    l.position =
+        absl::StrCat(options_.topic, "/", m->partition(), "/", m->offset());
+    if (!l.dead_letter.ParseFromArray(m->payload(),
+                                      static_cast<int>(m->len()))) {
+      l.dead_letter.Clear();
+      l.dead_letter.set_reason("(this record is not a kwq.v1.DeadLetter)");
+    }
+    if (m->offset() + 1 >= end->second) ends.erase(end);
+    fn(std::move(l));
+  }
+  consumer_->unassign();
+  if (!ends.empty()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("read only part of ", options_.topic, " within ",
+                     absl::FormatDuration(options_.timeout)));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+// A letter for a list: the task's payload and the raw record left out (a
+// thousand of them must not hold megabytes), long texts cut.
+void Trim(DeadLetterReader::Letter* l) {
+  kwq::v1::DeadLetter& d = l->dead_letter;
+  d.clear_raw_value();
+  d.mutable_task()->clear_payload();
+  if (d.reason().size() > 1024) d.mutable_reason()->resize(1024);
+  if (d.task().last_error().size() > 1024) {
+    d.mutable_task()->mutable_last_error()->resize(1024);
+  }
+}
+
+bool Newer(const DeadLetterReader::Letter& a,
+           const DeadLetterReader::Letter& b) {
+  const auto& ta = a.dead_letter.time();
+  const auto& tb = b.dead_letter.time();
+  if (ta.seconds() != tb.seconds()) return ta.seconds() > tb.seconds();
+  if (ta.nanos() != tb.nanos()) return ta.nanos() > tb.nanos();
+  return a.position > b.position;
+}
+}  // namespace
+
+absl::StatusOr<std::vector<DeadLetterReader::Letter>> DeadLetterReader::Newest(
+    const std::string& job, size_t limit, size_t* scanned) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Now() - read_at_ > options_.max_age) {
+    std::vector<Letter> fresh;
+    absl::Status s = Scan([&](Letter l) {
+      Trim(&l);
+      fresh.push_back(std::move(l));
+    });
+    if (!s.ok()) return s;
+    std::sort(fresh.begin(), fresh.end(), Newer);
+    letters_ = std::move(fresh);
+    read_at_ = absl::Now();
+  }
+  if (scanned != nullptr) *scanned = letters_.size();
+  std::vector<Letter> out;
+  for (const Letter& l : letters_) {
+    if (out.size() >= limit) break;
+    if (!job.empty() && l.dead_letter.task().job_id() != job) continue;
+    out.push_back(l);
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<DeadLetterReader::Letter>> DeadLetterReader::Find(
+    const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  std::optional<Letter> found;
+  absl::Status s = Scan([&](Letter l) {
+    if (l.dead_letter.task().id() != task_id) return;
+    if (!found || Newer(l, *found)) found = std::move(l);
+  });
+  if (!s.ok()) return s;
+  return found;
+}
+
+}  // namespace kwq::tracker
