@@ -62,7 +62,7 @@ class Grid:
             os.path.join(BIN, "server", "kwq_scheduler"),
             f"--listen=127.0.0.1:{port}",
             f"--bootstrap_servers={bootstrap or self.kafka.bootstrap}",
-            f"--topic_prefix={self.prefix}", "--partitions=4",
+            f"--topic_prefix={self.prefix}", f"--partitions={self.args.partitions}",
             f"--lease_period_ms={LEASE_MS}", "--heartbeat_period_ms=500",
             "--retry_backoff_ms=50", f"--lease_key_file={self.key_file}",
             f"--scheduler_id={name}", "--kafka_wait_ms=60000",
@@ -258,6 +258,8 @@ def main():
     ap.add_argument("--rate", type=float, default=None,
                     help="submits per second (default 250)")
     ap.add_argument("--schedulers", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=4,
+                    help="partitions per priority topic")
     ap.add_argument("--workers-per-scheduler", type=int, default=2)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--task-ms", type=int, default=20)
@@ -265,6 +267,9 @@ def main():
                     help="the schedulers' consumer-group session timeout "
                          "(session.timeout.ms through --kafka_config; the "
                          "failover time is about one session)")
+    ap.add_argument("--steady", action="store_true",
+                    help="inject no fault: the same grid and job in steady state "
+                         "(priority inversions across instances, duplicates)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
@@ -283,10 +288,11 @@ def main():
         names = [f"s{i}" for i in range(args.schedulers)]
         # The full form cuts the last instance off the brokers for a while: it
         # reaches them only through a forwarder that can drop everything.
-        if not args.quick:
+        partitioned = not args.quick and not args.steady
+        if partitioned:
             link = kafka.isolable_link()
         for name in names:
-            isolated = not args.quick and name == names[-1]
+            isolated = partitioned and name == names[-1]
             grid.start_scheduler(name, bootstrap=link.bootstrap if isolated else None)
         grid.start_tracker()
         for name in names:
@@ -303,66 +309,69 @@ def main():
             while time.time() < t0 + seconds:
                 time.sleep(0.05)
 
-        # 1. A new instance joins (a rebalance); right after it got partitions,
-        #    the first instance is killed -9; then it comes back on its port.
-        at(4)
-        joiner = f"s{args.schedulers}"
-        grid.start_scheduler(joiner)
-        grid.start_worker(joiner)  # an instance takes partitions once it has workers
-        grid.schedulers[joiner][0].wait_line(r"assigned [1-9]\d* partitions", 60)
-        victim, vaddr = names[0], grid.schedulers[names[0]][1]
-        grid.schedulers[victim][0].send(signal.SIGKILL)
-        faults.append((time.time(), "instance_killed_after_rebalance", victim))
-        log(f"killed {victim} -9 right after {joiner} joined")
-        at(10)
-        grid.start_scheduler(victim, port=int(vaddr.rsplit(":", 1)[1]))
-        log(f"{victim} restarted")
-        # 2. A worker is killed -9 (its running tasks re-run elsewhere).
-        at(13)
-        wname = sorted(grid.workers)[1]
-        grid.workers[wname][0].send(signal.SIGKILL)
-        faults.append((time.time(), "worker_killed", wname))
-        log(f"killed worker {wname} -9")
-        grid.start_worker(grid.workers[wname][1])
-        # 3. A worker stalls past its lease (SIGSTOP), then goes on.
-        at(16)
-        sname = sorted(grid.workers)[2]
-        grid.workers[sname][0].send(signal.SIGSTOP)
-        faults.append((time.time(), "worker_stalled", sname))
-        log(f"stopped worker {sname} for {LEASE_MS / 1000 + 2:.0f}s")
-        at(16 + LEASE_MS / 1000 + 2)
-        grid.workers[sname][0].send(signal.SIGCONT)
-        if not args.quick:
-            # 4. The broker stalls for 10 s (SIGSTOP), then a broker is killed -9
-            #    and restarted on its own data.
-            at(24)
-            os.kill(kafka.pid(2 if args.cluster else 1), signal.SIGSTOP)
-            faults.append((time.time(), "broker_stalled", "10s"))
-            log("broker stalled (SIGSTOP) for 10 s")
-            at(34)
-            os.kill(kafka.pid(2 if args.cluster else 1), signal.SIGCONT)
-            at(40)
-            kafka.kill(3 if args.cluster else 1)
-            faults.append((time.time(), "broker_killed", "node 3" if args.cluster else "the broker"))
-            log("broker killed -9")
-            at(45)
-            kafka.restart(3 if args.cluster else 1)
-            log("broker restarted on its own data")
-            # 5. Another instance killed -9 mid-run.
-            at(52)
-            v2 = names[1]
-            grid.schedulers[v2][0].send(signal.SIGKILL)
-            faults.append((time.time(), "instance_killed", v2))
-            log(f"killed {v2} -9")
-            # 6. A network partition between the last instance (the one the
-            #    job is submitted to) and every broker, healed 10 s later.
-            at(60)
-            link.cut()
-            faults.append((time.time(), "instance_partitioned", names[-1]))
-            log(f"{names[-1]} cut off from the brokers for 10 s")
-            at(70)
-            link.heal()
-            log(f"{names[-1]}'s network healed")
+        # --steady: no fault at all, to measure the group's priority
+        # inversions and duplicates in steady state.
+        if not args.steady:
+            # 1. A new instance joins (a rebalance); right after it got partitions,
+            #    the first instance is killed -9; then it comes back on its port.
+            at(4)
+            joiner = f"s{args.schedulers}"
+            grid.start_scheduler(joiner)
+            grid.start_worker(joiner)  # an instance takes partitions once it has workers
+            grid.schedulers[joiner][0].wait_line(r"assigned [1-9]\d* partitions", 60)
+            victim, vaddr = names[0], grid.schedulers[names[0]][1]
+            grid.schedulers[victim][0].send(signal.SIGKILL)
+            faults.append((time.time(), "instance_killed_after_rebalance", victim))
+            log(f"killed {victim} -9 right after {joiner} joined")
+            at(10)
+            grid.start_scheduler(victim, port=int(vaddr.rsplit(":", 1)[1]))
+            log(f"{victim} restarted")
+            # 2. A worker is killed -9 (its running tasks re-run elsewhere).
+            at(13)
+            wname = sorted(grid.workers)[1]
+            grid.workers[wname][0].send(signal.SIGKILL)
+            faults.append((time.time(), "worker_killed", wname))
+            log(f"killed worker {wname} -9")
+            grid.start_worker(grid.workers[wname][1])
+            # 3. A worker stalls past its lease (SIGSTOP), then goes on.
+            at(16)
+            sname = sorted(grid.workers)[2]
+            grid.workers[sname][0].send(signal.SIGSTOP)
+            faults.append((time.time(), "worker_stalled", sname))
+            log(f"stopped worker {sname} for {LEASE_MS / 1000 + 2:.0f}s")
+            at(16 + LEASE_MS / 1000 + 2)
+            grid.workers[sname][0].send(signal.SIGCONT)
+            if not args.quick:
+                # 4. The broker stalls for 10 s (SIGSTOP), then a broker is killed -9
+                #    and restarted on its own data.
+                at(24)
+                os.kill(kafka.pid(2 if args.cluster else 1), signal.SIGSTOP)
+                faults.append((time.time(), "broker_stalled", "10s"))
+                log("broker stalled (SIGSTOP) for 10 s")
+                at(34)
+                os.kill(kafka.pid(2 if args.cluster else 1), signal.SIGCONT)
+                at(40)
+                kafka.kill(3 if args.cluster else 1)
+                faults.append((time.time(), "broker_killed", "node 3" if args.cluster else "the broker"))
+                log("broker killed -9")
+                at(45)
+                kafka.restart(3 if args.cluster else 1)
+                log("broker restarted on its own data")
+                # 5. Another instance killed -9 mid-run.
+                at(52)
+                v2 = names[1]
+                grid.schedulers[v2][0].send(signal.SIGKILL)
+                faults.append((time.time(), "instance_killed", v2))
+                log(f"killed {v2} -9")
+                # 6. A network partition between the last instance (the one the
+                #    job is submitted to) and every broker, healed 10 s later.
+                at(60)
+                link.cut()
+                faults.append((time.time(), "instance_partitioned", names[-1]))
+                log(f"{names[-1]} cut off from the brokers for 10 s")
+                at(70)
+                link.heal()
+                log(f"{names[-1]}'s network healed")
 
         submitter.done.wait()
         log(f"all {n} submitted ({len(submitter.acked)} acknowledged, "
@@ -389,6 +398,13 @@ def main():
         completed = read_events(kafka.bootstrap, f"{grid.prefix}.events",
                                 starts, submits, priorities)
         inversions = count_inversions(starts, submits, priorities)
+        # A task becomes visible to the schedulers some time after its Submit
+        # began (the produce's acknowledgement, the dispatcher's next fetch):
+        # the same count with more slack separates that delay from tasks that
+        # really waited while a lower priority started.
+        inversions_by_slack = {
+            f"{int(sl * 1000)}ms": count_inversions(starts, submits, priorities, sl)
+            for sl in (0.005, 0.05, 0.2, 1.0)}
         runs = read_exec_logs(grid.exec_logs)
         acked, submitted = submitter.acked, submitter.submitted
         lost = sorted(acked - set(completed))
@@ -466,6 +482,7 @@ def main():
             "failover_seconds": [round(f, 2) for f in failovers],
             "failover_seconds_max": round(max(failovers), 2) if failovers else None,
             "priority_inversions": inversions,
+            "priority_inversions_by_slack": inversions_by_slack,
             "faults": [k for _, k, _ in faults],
             "brokers": 3 if args.cluster else 1,
         }
@@ -474,6 +491,7 @@ def main():
                   "unexpected", "stuck", "failover_seconds_max", "priority_inversions"):
             print(f"{k:<26}{str(result[k]):>10}")
         print(f"duplicated by cause: {dict(causes)}")
+        print(f"priority inversions by slack: {inversions_by_slack}")
         if lost:
             print(f"lost (first 20): {lost[:20]}")
         if unexpected:
