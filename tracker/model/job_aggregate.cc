@@ -77,15 +77,48 @@ void CountFinishIn(int64_t sec, internal::Aggregate* agg) {
   while (recent->size() > kRecentSeconds) recent->DeleteSubrange(0, 1);
 }
 
+// The counts of `priority` in a job aggregate (kept sorted by priority).
+StateCounts* PriorityCountsOf(internal::Aggregate* agg, int32_t priority) {
+  auto* list = agg->mutable_by_priority();
+  int pos = 0;
+  while (pos < list->size() && list->Get(pos).priority() < priority) ++pos;
+  if (pos < list->size() && list->Get(pos).priority() == priority) {
+    return list->Mutable(pos)->mutable_counts();
+  }
+  internal::PriorityCounts* added = list->Add();
+  added->set_priority(priority);
+  for (int i = list->size() - 1; i > pos; --i) list->SwapElements(i, i - 1);
+  return list->Mutable(pos)->mutable_counts();
+}
+
 }  // namespace
 
 void ApplyToJob(const ApplyOutcome& o, const kwq::v1::TaskEvent& ev,
-                const std::string& task_id, internal::Aggregate* agg) {
+                const std::string& task_id, int32_t priority,
+                internal::Aggregate* agg) {
   StateCounts* c = agg->mutable_counts();
   if (o.new_task) c->set_total(c->total() + 1);
   if (o.old_state != o.new_state) {
     Bump(c, o.old_state, -1);
     Bump(c, o.new_state, +1);
+  }
+  // By priority: an event's priority is untrusted input, 0-9 is what Submit
+  // accepts.
+  priority = std::clamp(priority, 0, 9);
+  StateCounts* pc = PriorityCountsOf(agg, priority);
+  if (o.priority_learned && !o.new_task && priority != 0) {
+    // Counted under 0 until now (its first events came before its PENDING).
+    StateCounts* zero = PriorityCountsOf(agg, 0);
+    zero->set_total(zero->total() - 1);
+    Bump(zero, o.old_state, -1);
+    pc = PriorityCountsOf(agg, priority);  // the list may have moved
+    pc->set_total(pc->total() + 1);
+    Bump(pc, o.old_state, +1);
+  }
+  if (o.new_task) pc->set_total(pc->total() + 1);
+  if (o.old_state != o.new_state) {
+    Bump(pc, o.old_state, -1);
+    Bump(pc, o.new_state, +1);
   }
   if (o.retry_started) c->set_retries(c->retries() + 1);
   if (o.repeated_execution) {

@@ -22,8 +22,11 @@ inline constexpr size_t kMaxSummaryErrorBytes = 1024;  // each recent error
 // second for the rate (the last kRecentSeconds), and an attempt's error joins
 // the recent errors (cut to kMaxSummaryErrorBytes; the whole text is on the
 // task).
+// Counts by priority move the same way, under the task's priority (clamped to
+// 0-9); a task whose priority arrives after its first events moves from 0.
 void ApplyToJob(const ApplyOutcome& o, const kwq::v1::TaskEvent& ev,
-                const std::string& task_id, internal::Aggregate* agg);
+                const std::string& task_id, int32_t priority,
+                internal::Aggregate* agg);
 
 // Whether the task's (job, tag) aggregates change with this outcome.
 bool TagsChange(const ApplyOutcome& o, const kwq::v1::TaskStatus& task);

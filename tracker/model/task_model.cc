@@ -113,6 +113,7 @@ ApplyOutcome ApplyEvent(const TaskEvent& ev, TaskStatus* task) {
     *task->mutable_tags() = ev.tags();
     *task->mutable_affinity_keys() = ev.affinity_keys();
     out.tags_learned = !ev.tags().empty();
+    out.priority_learned = ev.priority() != 0;
     out.changed = true;
   }
 

@@ -20,8 +20,9 @@ struct ApplyOutcome {
   bool new_task = false;  // the first event ever seen for this task
   kwq::v1::TaskState old_state = kwq::v1::TASK_STATE_UNSPECIFIED;  // task-level
   kwq::v1::TaskState new_state = kwq::v1::TASK_STATE_UNSPECIFIED;
-  bool tags_learned = false;   // priority/tags/affinity arrived with this event
-  bool retry_started = false;  // the first event of an attempt > 1
+  bool tags_learned = false;  // priority/tags/affinity arrived with this event
+  bool priority_learned = false;  // a priority other than 0 arrived with it
+  bool retry_started = false;     // the first event of an attempt > 1
   bool finished = false;  // the task became COMPLETED, FAILED or CANCELLED now
   bool attempt_errored = false;  // an attempt ended in ERROR now
   // A second terminal report of an ended attempt from another run (another

@@ -163,6 +163,13 @@ absl::StatusOr<kwq::v1::JobSummary> TrackerStore::Summarize(
   *out.mutable_first_submit() = agg.first_submit();
   *out.mutable_last_finish() = agg.last_finish();
   for (const auto& e : agg.recent_errors()) out.add_recent_errors(e);
+  for (auto it = agg.by_priority().rbegin(); it != agg.by_priority().rend();
+       ++it) {
+    if (it->counts().total() == 0) continue;  // a priority learned away
+    kwq::v1::PrioritySummary* p = out.add_priorities();
+    p->set_priority(it->priority());
+    *p->mutable_counts() = it->counts();
+  }
   const auto& c = agg.counts();
   const int64_t finished = c.completed() + c.failed() + c.cancelled();
   out.set_done(view_current_ && c.total() > 0 && finished == c.total());

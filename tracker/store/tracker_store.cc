@@ -331,7 +331,7 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
           keys::JobList(absl::ToUnixMicros(FromProto(ev.time())), job));
       wb.Put(agg->list_key(), "");
     }
-    ApplyToJob(o, ev, id, agg);
+    ApplyToJob(o, ev, id, task->priority(), agg);
 
     // The (job, tag) aggregates.
     if (TagsChange(o, *task)) {

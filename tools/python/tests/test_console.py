@@ -187,7 +187,28 @@ def test_job_page_tag_breakdown_equals_the_tracker(grid, jobs, browser, shots):
     assert set(errors) <= {f"{JOB}-7", f"{JOB}-77"} and errors
     assert browser.script("return !!document.querySelector('#thr') &&"
                           " document.querySelector('#thr').width > 0;")
+    # The run-time histogram counts every completed task of the sample (up to 500,
+    # here the job's 238).
+    runs = browser.wait(
+        "const c = Chart.getChart(document.getElementById('dist'));"
+        "const n = c ? c.data.datasets[1].data.reduce((a, b) => a + b, 0) : 0;"
+        "return n || null;", what="the run-time histogram")
+    assert runs == s.counts.completed == 238
     browser.screenshot(os.path.join(shots, "job.png"))
+
+
+def test_job_page_priority_breakdown_equals_the_tracker(grid, jobs, browser, shots):
+    s = jobs["tracker"].GetJobSummary(tracker_pb2.GetJobSummaryRequest(job_id=JOB))
+    want = {p.priority: (p.counts.completed, p.counts.total) for p in s.priorities}
+    assert want == {0: (80, 80), 1: (79, 80), 2: (79, 80)}  # 7 and 77 failed
+    browser.get(f"http://{grid['console']}/#/job/{JOB}")
+    rows = browser.wait(
+        "const r = [...document.querySelectorAll('#priorities tbody tr')].map((tr) =>"
+        " [Number(tr.dataset.priority), tr.querySelector('.completed').textContent,"
+        " tr.querySelector('.total').textContent]); return r.length ? r : null;",
+        what="the priority table")
+    assert {p: (numbers(c), numbers(t)) for p, c, t in rows} == want
+    assert [r[0] for r in rows] == sorted(want, reverse=True)  # highest first
 
 
 def test_task_page_shows_the_attempts_of_a_failed_task(grid, jobs, browser, shots):

@@ -175,6 +175,8 @@ async function showJob(id) {
     <div class="cards" id="cards"></div><div id="progress"></div>
     <div class="grid2"><div><h2>Completions per second (the grid, last 2 minutes)</h2><div class="chart"><canvas id="thr"></canvas></div></div>
     <div><h2>Submit-to-start and run time (latest completed tasks)</h2><div class="chart"><canvas id="dist"></canvas></div></div></div>
+    <h2>By priority</h2><table id="priorities"><thead><tr><th>Priority</th><th>Progress</th><th class="num">Completed</th>
+      <th class="num">Failed</th><th class="num">Running</th><th class="num">Pending</th><th class="num">Total</th></tr></thead><tbody></tbody></table>
     <h2>By tag</h2><table id="tags"><thead><tr><th>Tag</th><th>Progress</th><th class="num">Completed</th>
       <th class="num">Failed</th><th class="num">Running</th><th class="num">Pending</th><th class="num">Total</th></tr></thead><tbody></tbody></table>
     <h2>Recent errors <a class="small" href="#/dlq/${encodeURIComponent(id)}">dead letters of this job</a></h2><div id="errors"></div>
@@ -196,6 +198,12 @@ async function showJob(id) {
       `<div class="card"><span class="muted">ETA</span><b>${j.done ? "done" : fmtDuration(num(j.eta_seconds))}</b></div>`;
     document.getElementById("progress").innerHTML = bar(c) +
       `<div class="legend muted">${STATES.map((s) => `<span class="s-${s}"></span>${s.toLowerCase()}`).join("")}</div>`;
+    document.querySelector("#priorities tbody").innerHTML = (j.priorities || []).map((p) => {
+      const pc = counts(p.counts);
+      return `<tr data-priority="${num(p.priority)}"><td>p${num(p.priority)}</td><td>${bar(pc)}</td>
+        <td class="num completed">${fmt(pc.COMPLETED)}</td><td class="num">${fmt(pc.FAILED)}</td>
+        <td class="num">${fmt(pc.RUNNING + pc.ALLOCATED)}</td><td class="num">${fmt(pc.PENDING)}</td><td class="num total">${fmt(pc.total)}</td></tr>`;
+    }).join("");
     document.querySelector("#tags tbody").innerHTML = (j.tags || []).map((t) => {
       const tc = counts(t.counts);
       return `<tr data-tag="${esc(t.tag)}"><td><a href="#" data-filter-tag="${esc(t.tag)}">${esc(t.tag)}</a></td><td>${bar(tc)}</td>
