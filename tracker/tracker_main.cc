@@ -56,6 +56,10 @@ DEFINE_bool(
 DEFINE_int32(block_cache_mb, 128,
              "RocksDB block cache (index and filters included)");
 DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (up to 3 of them)");
+DEFINE_string(rocksdb_compaction, "leveled",
+              "RocksDB compaction style of the model: leveled or universal "
+              "(less rewriting, up to twice the disk during a merge); a store "
+              "made under one style needs --rebuild to change it");
 DEFINE_int32(max_batch_events, 10000,
              "events applied per RocksDB write batch at most");
 DEFINE_int32(kafka_wait_ms, 15000,
@@ -89,6 +93,9 @@ bool ValidateFlags(std::string* error) {
     *error = "give --db=DIR, the RocksDB directory of the tracker's model";
   } else if (FLAGS_partitions < 1 || FLAGS_partitions > 1000) {
     *error = "--partitions must be 1-1000";
+  } else if (FLAGS_rocksdb_compaction != "leveled" &&
+             FLAGS_rocksdb_compaction != "universal") {
+    *error = "--rocksdb_compaction must be leveled or universal";
   } else if (FLAGS_block_cache_mb < 8 || FLAGS_write_buffer_mb < 1) {
     *error =
         "--block_cache_mb must be at least 8 and --write_buffer_mb at least 1";
@@ -144,6 +151,7 @@ int main(int argc, char** argv) {
                                     << 20;
   store_options.write_buffer_bytes = static_cast<size_t>(FLAGS_write_buffer_mb)
                                      << 20;
+  store_options.universal_compaction = FLAGS_rocksdb_compaction == "universal";
   std::error_code ec;
   std::filesystem::create_directories(FLAGS_db, ec);
   auto store =
@@ -201,6 +209,13 @@ int main(int argc, char** argv) {
       co.dead_letters = std::move(*dl);
     } else {
       LOG(WARNING) << "console: no dead letters page: " << dl.status();
+    }
+    kwq::tracker::ResultReader::Options ro;
+    ro.topic = kwq::api::Topics(FLAGS_topic_prefix).Results();
+    if (auto rr = kwq::tracker::ResultReader::Create(*cluster, ro); rr.ok()) {
+      co.results = std::move(*rr);
+    } else {
+      LOG(WARNING) << "console: no result previews: " << rr.status();
     }
     if (!FLAGS_console_scheduler_ca.empty()) {
       std::ifstream f(FLAGS_console_scheduler_ca);

@@ -47,6 +47,11 @@ absl::StatusOr<std::unique_ptr<DevGrid>> DevGrid::Start(GridOptions options) {
     auto dl = tracker::DeadLetterReader::Create(*g->cluster_, dlo);
     if (!dl.ok()) return dl.status();
     co.dead_letters = std::move(*dl);
+    tracker::ResultReader::Options ro;
+    ro.topic = api::Topics(options.topic_prefix).Results();
+    auto rr = tracker::ResultReader::Create(*g->cluster_, ro);
+    if (!rr.ok()) return rr.status();
+    co.results = std::move(*rr);
     auto console = tracker::ConsoleServer::Start(&g->tracker_->store(), co);
     if (!console.ok()) return console.status();
     g->console_ = std::move(*console);

@@ -38,6 +38,9 @@ DEFINE_string(
     "work directory (default: a fresh one under /tmp); deleted at the end");
 DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
+DEFINE_bool(universal_compaction, false,
+            "RocksDB universal compaction (StoreOptions)");
+DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (StoreOptions)");
 DEFINE_int64(pending_lead, 0,
              "how many tasks ahead of the rest of its events a task's PENDING "
              "event comes (0: a task's events back to back, so that most tasks "
@@ -223,6 +226,8 @@ int main(int argc, char** argv) {
   // 2. Ingest, timed.
   const int64_t rss_before = CurrentRssBytes();
   kwq::tracker::StoreOptions so;
+  so.universal_compaction = FLAGS_universal_compaction;
+  so.write_buffer_bytes = static_cast<size_t>(FLAGS_write_buffer_mb) << 20;
   auto store = kwq::tracker::TrackerStore::Open(db, so, /*wipe=*/true);
   if (!store.ok()) {
     std::cerr << "tracker_bench: " << store.status() << "\n";

@@ -14,6 +14,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "httplib.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
+#include "server/util/time_util.h"
 #include "tracker/console/console_assets.h"
 
 namespace kwq::tracker {
@@ -457,6 +458,35 @@ void ConsoleServer::Routes() {
     }
     LOG(INFO) << "console: " << action << " job " << job;
     Reply(res, "{}");
+  });
+
+  // A completed task's result (its first KiB), looked up in the results topic
+  // near the completing attempt's finish (see ResultReader).
+  h.Get("/api/result", [self, may_view](const httplib::Request& req,
+                                        httplib::Response& res) {
+    if (!may_view(req, res)) return;
+    if (!self->options_.results) {
+      return Error(res, absl::FailedPreconditionError(
+                            "the results topic is not configured"));
+    }
+    auto id = Param(req, "task");
+    if (!id.ok()) return Error(res, id.status());
+    auto task = self->store_->GetTask(*id);
+    if (!task.ok()) return Error(res, task.status());
+    const kwq::v1::AttemptStatus* done = nullptr;
+    for (const auto& a : task->history()) {
+      if (a.state() == kwq::v1::COMPLETED) done = &a;
+    }
+    if (done == nullptr || !done->has_finished_time()) {
+      return Error(res, absl::FailedPreconditionError(
+                            "the task has no completed attempt"));
+    }
+    auto found = self->options_.results->Find(*id, done->attempt(),
+                                              FromProto(done->finished_time()));
+    if (!found.ok()) return Error(res, found.status());
+    Reply(res, absl::StrCat("{\"result\":", Json(found->result),
+                            ",\"size\":", found->size,
+                            ",\"position\":", Quote(found->position), "}"));
   });
 
   // Dead letters: the newest of the dead-letter topic (bounded scan, see

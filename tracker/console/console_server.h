@@ -9,6 +9,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/auth/authorizer.h"
 #include "tracker/ingest/dead_letter_reader.h"
+#include "tracker/ingest/result_reader.h"
 #include "tracker/store/tracker_store.h"
 
 namespace httplib {
@@ -31,6 +32,9 @@ struct ConsoleOptions {
   // The dead-letter topic's newest records, for the dead letters page; null:
   // the page says it is not configured. Resubmit needs `scheduler` too.
   std::shared_ptr<DeadLetterReader> dead_letters;
+  // Results looked up near a task's finish, for the task page's preview; null:
+  // no preview.
+  std::shared_ptr<ResultReader> results;
   // How often a live page gets a new summary.
   absl::Duration live_period = absl::Seconds(1);
   // Live (server-sent events) streams open at once; more are refused (503)

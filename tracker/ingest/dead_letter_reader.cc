@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "tracker/ingest/partition_scan.h"
 
 namespace kwq::tracker {
 
@@ -36,75 +37,28 @@ DeadLetterReader::~DeadLetterReader() {
 }
 
 absl::Status DeadLetterReader::Scan(const std::function<void(Letter)>& fn) {
-  const int timeout_ms =
-      static_cast<int>(absl::ToInt64Milliseconds(options_.timeout));
-  std::string err;
-  std::unique_ptr<RdKafka::Topic> topic(
-      RdKafka::Topic::create(consumer_.get(), options_.topic, nullptr, err));
-  if (!topic) return absl::InternalError(absl::StrCat("dead letters: ", err));
-  RdKafka::Metadata* raw = nullptr;
-  const RdKafka::ErrorCode code =
-      consumer_->metadata(false, topic.get(), &raw, timeout_ms);
-  std::unique_ptr<RdKafka::Metadata> md(raw);
-  if (code != RdKafka::ERR_NO_ERROR || !md || md->topics()->empty()) {
-    return absl::UnavailableError(absl::StrCat(
-        "no metadata for ", options_.topic, ": ", RdKafka::err2str(code)));
-  }
-  const RdKafka::TopicMetadata* t = md->topics()->at(0);
-  if (t->err() == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART) {
+  auto ranges = Watermarks(consumer_.get(), options_.topic, options_.timeout);
+  if (absl::IsNotFound(ranges.status())) {
     return absl::OkStatus();  // nothing was ever dead-lettered
   }
-  std::vector<RdKafka::TopicPartition*> parts;
-  std::map<int32_t, int64_t> ends;  // partitions not read to their end yet
-  for (const RdKafka::PartitionMetadata* p : *t->partitions()) {
-    int64_t low = 0, high = 0;
-    if (consumer_->query_watermark_offsets(options_.topic, p->id(), &low, &high,
-                                           timeout_ms) !=
-        RdKafka::ERR_NO_ERROR) {
-      RdKafka::TopicPartition::destroy(parts);
-      return absl::UnavailableError(
-          absl::StrCat("no offsets for ", options_.topic, "/", p->id()));
-    }
-    if (high <= low) continue;
-    ends[p->id()] = high;
-    parts.push_back(RdKafka::TopicPartition::create(
-        options_.topic, p->id(),
-        std::max(low, high - options_.scan_per_partition)));
+  if (!ranges.ok()) return ranges.status();
+  for (auto& [p, r] : *ranges) {
+    r.from = std::max(r.from, r.end - options_.scan_per_partition);
   }
-  if (parts.empty()) return absl::OkStatus();
-  consumer_->assign(parts);
-  RdKafka::TopicPartition::destroy(parts);
-  const absl::Time deadline = absl::Now() + options_.timeout;
-  while (!ends.empty() && absl::Now() < deadline) {
-    std::unique_ptr<RdKafka::Message> m(consumer_->consume(100));
-    auto end = ends.find(m->partition());
-    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
-      if (end != ends.end() && m->offset() >= end->second) ends.erase(end);
-      continue;
-    }
-    if (m->err() != RdKafka::ERR_NO_ERROR || end == ends.end()) continue;
-    if (m->offset() >= end->second) {  // written after this call began
-      ends.erase(end);
-      continue;
-    }
-    Letter l;
-    l.position =
-        absl::StrCat(options_.topic, "/", m->partition(), "/", m->offset());
-    if (!l.dead_letter.ParseFromArray(m->payload(),
-                                      static_cast<int>(m->len()))) {
-      l.dead_letter.Clear();
-      l.dead_letter.set_reason("(this record is not a kwq.v1.DeadLetter)");
-    }
-    if (m->offset() + 1 >= end->second) ends.erase(end);
-    fn(std::move(l));
-  }
-  consumer_->unassign();
-  if (!ends.empty()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("read only part of ", options_.topic, " within ",
-                     absl::FormatDuration(options_.timeout)));
-  }
-  return absl::OkStatus();
+  return ScanPartitions(
+      consumer_.get(), options_.topic, *ranges, options_.timeout,
+      [&](const RdKafka::Message& m) {
+        Letter l;
+        l.position =
+            absl::StrCat(options_.topic, "/", m.partition(), "/", m.offset());
+        if (!l.dead_letter.ParseFromArray(m.payload(),
+                                          static_cast<int>(m.len()))) {
+          l.dead_letter.Clear();
+          l.dead_letter.set_reason("(this record is not a kwq.v1.DeadLetter)");
+        }
+        fn(std::move(l));
+        return true;
+      });
 }
 
 namespace {

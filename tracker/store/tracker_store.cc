@@ -120,6 +120,9 @@ absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
   db_options.memtable_insert_with_hint_prefix_extractor =
       std::make_shared<InsertHintPrefix>();
   db_options.max_write_buffer_number = options.max_write_buffers;
+  if (options.universal_compaction) {
+    db_options.compaction_style = rocksdb::kCompactionStyleUniversal;
+  }
   db_options.max_background_jobs = 2;
   db_options.max_open_files = 512;
   db_options.compression = rocksdb::kNoCompression;

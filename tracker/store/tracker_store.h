@@ -25,6 +25,12 @@ struct StoreOptions {
   size_t block_cache_bytes = 128 << 20;
   size_t write_buffer_bytes = 32 << 20;
   int max_write_buffers = 3;
+  // RocksDB's compaction style. Leveled rewrites each byte once per level;
+  // universal merges whole sorted runs, rewriting less (the tracker writes
+  // mostly new keys and overwrites each task record a few times) for up to
+  // twice the disk while a merge runs. A store made under one style must be
+  // rebuilt (--rebuild) to change it.
+  bool universal_compaction = false;
   // Job and (job, tag) aggregates kept in memory between batches.
   size_t aggregate_cache_entries = 20000;
   // Records of unfinished tasks written by recent batches, kept serialized

@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 
 from kwq_client import Error, Success, Worker, connect_scheduler, submit  # noqa: E402
 from kwq_client import channel  # noqa: E402
-from kwq.v1 import scheduler_pb2, tracker_pb2, tracker_pb2_grpc  # noqa: E402
+from kwq.v1 import scheduler_pb2, task_pb2, tracker_pb2, tracker_pb2_grpc  # noqa: E402
 from webdriver import CHROMEDRIVER, CHROMIUM, Browser  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -219,6 +219,22 @@ def test_task_page_shows_the_attempts_of_a_failed_task(grid, jobs, browser, shot
     assert n == len(t.history) == 3  # max_task_errors: three attempts, then FAILED
     assert "curve missing" in browser.script("return document.body.textContent;")
     browser.screenshot(os.path.join(shots, "task.png"))
+
+
+def test_task_page_shows_the_result_of_a_completed_task(grid, jobs, browser, shots):
+    # The worker returned b"done" (the tracker keeps only its size; the page reads
+    # the bytes from the results topic near the task's finish).
+    t = jobs["tracker"].GetTask(tracker_pb2.GetTaskRequest(task_id=f"{JOB}-3"))
+    assert t.state == task_pb2.COMPLETED and t.history[-1].result_size == 4
+    browser.get(f"http://{grid['console']}/#/task/{JOB}-3")
+    shown = browser.wait(
+        "const r = document.getElementById('result');"
+        "if (!r || r.textContent.includes('Looking it up')) return null;"
+        "const p = document.getElementById('result-bytes');"
+        "return p ? ['bytes', p.textContent] : ['other', r.textContent];",
+        what="the result")
+    assert shown == ["bytes", "done"], shown
+    browser.screenshot(os.path.join(shots, "task-result.png"))
 
 
 def test_pause_button_pauses_a_waiting_job_and_resume_undoes_it(grid, jobs, browser,

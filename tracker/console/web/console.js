@@ -339,7 +339,27 @@ async function showTask(id) {
       ${a.error ? `<tr><td></td><td colspan="10"><pre class="error">${esc(a.error)}</pre></td></tr>` : ""}
       ${a.waiting ? `<tr><td></td><td colspan="10" class="muted">waiting: ${esc(a.waiting)}</td></tr>` : ""}`).join("")}
     </tbody></table>
-    <p class="muted">Results are not kept by the tracker: <code>kwqctl job results ${esc(t.job_id)}</code> reads them from the results topic.</p>`);
+    ${t.state === "COMPLETED" ? `<h2>Result</h2><div id="result"><p class="muted">Looking it up in the results topic&hellip;</p></div>` : ""}`);
+  if (t.state === "COMPLETED") {
+    api(`/api/result?task=${encodeURIComponent(id)}`).then((r) => {
+      // The first KiB of the bytes the worker returned: as text when it is UTF-8
+      // without control characters, else as hex.
+      const raw = atob((r.result && r.result.result) || "");
+      const bytes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
+      let text = null;
+      try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (e) {}
+      if (text !== null && /[\u0000-\u0008\u000e-\u001f]/.test(text)) text = null;
+      const shown = text !== null ? text : Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
+      document.getElementById("result").innerHTML =
+        `<p class="muted">${fmt(r.size)} bytes` +
+        `${num(r.size) > bytes.length ? `, the first ${fmt(bytes.length)} shown` : ""}` +
+        `${text === null && bytes.length ? " (hex)" : ""}, attempt ${num(r.result.attempt)} on ${esc(r.result.worker_id)}` +
+        ` (${esc(r.position)})</p><pre id="result-bytes">${esc(shown) || '<span class="muted">(empty)</span>'}</pre>`;
+    }).catch((e) => {
+      const el2 = document.getElementById("result");
+      if (el2) el2.innerHTML = `<p class="muted">${esc(e.message)}; <code>kwqctl job results ${esc(t.job_id)}</code> reads every result of the job.</p>`;
+    });
+  }
   if (!["COMPLETED", "FAILED", "CANCELLED"].includes(t.state)) {
     timers.push(setInterval(() => { if (location.hash === `#/task/${encodeURIComponent(id)}`) showTask(id); }, 3000));
   }
