@@ -16,18 +16,10 @@ absl::StatusOr<std::unique_ptr<DeadLetterReader>> DeadLetterReader::Create(
   r->options_ = std::move(options);
   r->options_.scan_per_partition =
       std::clamp(r->options_.scan_per_partition, 1, 100000);
-  auto conf = MakeKafkaConf(
-      MergeConfig(cluster.ConsumerConfig(r->options_.topic + ".console"),
-                  {{"enable.auto.commit", "false"},
-                   {"enable.partition.eof", "true"},
-                   {"statistics.interval.ms", "0"}}));
-  if (!conf.ok()) return conf.status();
-  std::string err;
+  auto consumer = ScanConsumer(cluster, r->options_.topic);
+  if (!consumer.ok()) return consumer.status();
   absl::MutexLock lock(&r->mu_);
-  r->consumer_.reset(RdKafka::KafkaConsumer::create(conf->get(), err));
-  if (!r->consumer_) {
-    return absl::InternalError(absl::StrCat("dead-letter reader: ", err));
-  }
+  r->consumer_ = std::move(*consumer);
   return r;
 }
 

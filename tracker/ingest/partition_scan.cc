@@ -8,6 +8,23 @@
 
 namespace kwq::tracker {
 
+absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> ScanConsumer(
+    const KafkaCluster& cluster, const std::string& topic) {
+  auto conf =
+      MakeKafkaConf(MergeConfig(cluster.ConsumerConfig(topic + ".console"),
+                                {{"enable.auto.commit", "false"},
+                                 {"enable.partition.eof", "true"},
+                                 {"statistics.interval.ms", "0"}}));
+  if (!conf.ok()) return conf.status();
+  std::string err;
+  std::unique_ptr<RdKafka::KafkaConsumer> c(
+      RdKafka::KafkaConsumer::create(conf->get(), err));
+  if (!c) {
+    return absl::InternalError(absl::StrCat("consumer of ", topic, ": ", err));
+  }
+  return c;
+}
+
 absl::StatusOr<std::map<int32_t, OffsetRange>> Watermarks(
     RdKafka::KafkaConsumer* consumer, const std::string& topic,
     absl::Duration timeout) {

@@ -8,11 +8,17 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "librdkafka/rdkafkacpp.h"
+#include "server/kafka/kafka_cluster.h"
 
 namespace kwq::tracker {
 
 // Bounded reads of a topic by a consumer that assigns partitions itself
 // (nothing is committed): for the console's on-demand lookups.
+
+// A consumer for these reads of `topic`: its group (`topic`.console) is only a
+// label, nothing is committed; end-of-partition events on.
+absl::StatusOr<std::unique_ptr<RdKafka::KafkaConsumer>> ScanConsumer(
+    const KafkaCluster& cluster, const std::string& topic);
 
 struct OffsetRange {
   int64_t from = 0;  // first offset to read
