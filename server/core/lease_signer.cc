@@ -2,8 +2,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -23,10 +24,57 @@ std::string RandomKey() {
 
 }  // namespace
 
+struct LeaseSigner::DigestState {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~DigestState() { EVP_MD_CTX_free(ctx); }
+};
+
+void LeaseSigner::DigestStateDeleter::operator()(DigestState* s) const {
+  delete s;
+}
+
+namespace {
+
+constexpr size_t kBlockBytes = 64;  // SHA-256's block
+
+// One reusable digest context per thread: Mac() is const and may run on
+// several threads at once.
+EVP_MD_CTX* ScratchContext() {
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(
+      EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  return ctx.get();
+}
+
+}  // namespace
+
 LeaseSigner::LeaseSigner(std::string key) { SetKey(std::move(key)); }
 
 void LeaseSigner::SetKey(std::string key) {
-  key_ = key.empty() ? RandomKey() : std::move(key);
+  if (key.empty()) key = RandomKey();
+  const EVP_MD* md = EVP_sha256();
+  // HMAC (RFC 2104): a key longer than a block is hashed first, then padded
+  // with zeros to a block.
+  unsigned char block[kBlockBytes] = {0};
+  if (key.size() > kBlockBytes) {
+    unsigned int len = 0;
+    EVP_Digest(key.data(), key.size(), block, &len, md, nullptr);
+  } else {
+    std::memcpy(block, key.data(), key.size());
+  }
+  unsigned char ipad[kBlockBytes], opad[kBlockBytes];
+  for (size_t i = 0; i < kBlockBytes; ++i) {
+    ipad[i] = block[i] ^ 0x36;
+    opad[i] = block[i] ^ 0x5c;
+  }
+  inner_.reset(new DigestState());
+  outer_.reset(new DigestState());
+  EVP_DigestInit_ex(inner_->ctx, md, nullptr);
+  EVP_DigestUpdate(inner_->ctx, ipad, sizeof ipad);
+  EVP_DigestInit_ex(outer_->ctx, md, nullptr);
+  EVP_DigestUpdate(outer_->ctx, opad, sizeof opad);
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(ipad, sizeof ipad);
+  OPENSSL_cleanse(opad, sizeof opad);
 }
 
 std::string LeaseSigner::Mac(const std::string& prefix,
@@ -35,11 +83,15 @@ std::string LeaseSigner::Mac(const std::string& prefix,
   const std::string msg =
       absl::StrCat(prefix, std::string(1, '\0'), task_id, std::string(1, '\0'),
                    attempt, std::string(1, '\0'), worker_id);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out,
-       &len);
+  EVP_MD_CTX* ctx = ScratchContext();
+  unsigned char inner[EVP_MAX_MD_SIZE], out[EVP_MAX_MD_SIZE];
+  unsigned int inner_len = 0, len = 0;
+  EVP_MD_CTX_copy_ex(ctx, inner_->ctx);
+  EVP_DigestUpdate(ctx, msg.data(), msg.size());
+  EVP_DigestFinal_ex(ctx, inner, &inner_len);
+  EVP_MD_CTX_copy_ex(ctx, outer_->ctx);
+  EVP_DigestUpdate(ctx, inner, inner_len);
+  EVP_DigestFinal_ex(ctx, out, &len);
   return absl::BytesToHexString(absl::string_view(
       reinterpret_cast<const char*>(out), std::min<size_t>(len, kMacBytes)));
 }

@@ -1,5 +1,12 @@
 #include "server/core/lease_signer.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace kwq::scheduler {
@@ -23,6 +30,32 @@ TEST(LeaseSignerTest, ALeaseVerifiesForItsWorkerOnly) {
   EXPECT_FALSE(signer.Verify(Token("t1", 2, id), "worker-b"));  // stolen
   EXPECT_FALSE(signer.Verify(Token("t2", 2, id), "worker-a"));  // other task
   EXPECT_FALSE(signer.Verify(Token("t1", 3, id), "worker-a"));  // other try
+}
+
+// The MAC is HMAC-SHA256 (first 128 bits) of the lease's fields, as OpenSSL's
+// one-shot HMAC() computes it, for keys shorter than, as long as and longer
+// than SHA-256's 64-byte block (hashed first).
+TEST(LeaseSignerTest, TheMacIsHmacSha256OfTheLeaseFields) {
+  for (const std::string& key :
+       {std::string("k"), std::string(64, 'b'), std::string(100, 'c')}) {
+    LeaseSigner signer(key);
+    for (int attempt : {1, 7}) {
+      const std::string id = signer.Issue("s2", 42, "task-9", attempt, "w-1");
+      const std::string msg = absl::StrCat(
+          "s2-42", std::string(1, '\0'), "task-9", std::string(1, '\0'),
+          attempt, std::string(1, '\0'), "w-1");
+      unsigned char out[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), out,
+           &len);
+      ASSERT_EQ(len, 32u);
+      EXPECT_EQ(id, absl::StrCat("s2-42.",
+                                 absl::BytesToHexString(absl::string_view(
+                                     reinterpret_cast<const char*>(out), 16))))
+          << "key of " << key.size() << " bytes";
+    }
+  }
 }
 
 TEST(LeaseSignerTest, MadeUpAndSequentialIdsAreRefused) {

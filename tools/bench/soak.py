@@ -351,7 +351,7 @@ class Soak:
     # --- the run ---------------------------------------------------------
     def run(self):
         a = self.args
-        self.kafka = Kafka(False, self.work).start()
+        self.kafka = Kafka(False, self.work, heap=a.broker_heap or None).start()
         log(f"kafka at {self.kafka.bootstrap}")
         for i in range(a.schedulers):
             self.start_scheduler(f"s{i}")
@@ -527,6 +527,9 @@ def main():
                     help="submitted but not completed tasks at most")
     ap.add_argument("--max-ingest-lag", type=int, default=100_000,
                     help="events the tracker may be behind before submits wait")
+    ap.add_argument("--broker-heap", default="1g",
+                    help="the broker's fixed JVM heap (start.sh --heap), allocated at "
+                    "start so its RSS is flat; '' for the default growing heap")
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--timeout-s", type=float, default=0,
                     help="give up after this long (default: 1 ms per task + 10 min)")

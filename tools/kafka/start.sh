@@ -2,8 +2,12 @@
 # Starts a single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback
 # with a fresh temp data dir, and waits until it really accepts a produce and a consume.
 #
-#   tools/kafka/start.sh [--port N] [--state-dir DIR] [--timeout SECONDS]
+#   tools/kafka/start.sh [--port N] [--state-dir DIR] [--timeout SECONDS] [--heap SIZE]
 #
+# --heap SIZE (e.g. 1g) fixes the broker's JVM heap at SIZE, allocated and touched at
+# start (-Xms = -Xmx, -XX:+AlwaysPreTouch, as Kafka's operations guide advises), so its
+# RSS is flat from the first record (a long soak); a restart on DIR keeps it. Default:
+# a heap that starts at 256 MiB and grows to 1 GiB as the JVM sees fit.
 # --port 0 (the default) picks a free port. On success prints to stdout:
 #   KWQ_KAFKA_BOOTSTRAP=127.0.0.1:PORT        (plaintext)
 #   KWQ_KAFKA_SASL_BOOTSTRAP=127.0.0.1:PORT2  (SASL/PLAIN, user kwq, password kwq-secret:
@@ -29,12 +33,14 @@ LIBS="$DIR/.libs"
 PORT=0
 STATE=""
 TIMEOUT=90
+HEAP=""
 while (($#)); do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
     --state-dir) STATE="$2"; shift 2 ;;
     --timeout) TIMEOUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --heap) HEAP="$2"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -122,7 +128,15 @@ PROPS
 # Extra broker properties, one per line (e.g. to try a setting in a benchmark).
 [ -z "${KWQ_KAFKA_EXTRA_PROPS:-}" ] || printf '%s\n' "$KWQ_KAFKA_EXTRA_PROPS" >> "$STATE/server.properties"
 fi  # REUSE = 0: certificates, properties
-JAVA_OPTS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+if [ -z "$HEAP" ] && [ -f "$STATE/heap" ]; then HEAP="$(cat "$STATE/heap")"; fi
+if [ -n "$HEAP" ]; then
+  [[ "$HEAP" =~ ^[0-9]+[mMgG]$ ]] || { echo "start.sh: --heap takes a size such as 512m or 1g, not '$HEAP'" >&2; exit 2; }
+  echo "$HEAP" > "$STATE/heap"
+  HEAP_OPTS=("-Xms$HEAP" "-Xmx$HEAP" -XX:+AlwaysPreTouch)
+else
+  HEAP_OPTS=(-Xms256m -Xmx1g)
+fi
+JAVA_OPTS=(-XX:+UseG1GC -Djava.awt.headless=true
   "-Dkafka.logs.dir=$STATE" "-Dlog4j2.configurationFile=$DIR/log4j2.properties")
 # Extra JVM options for the broker only, e.g. JMX for tools/bench/broker_requests.sh.
 read -r -a EXTRA_BROKER_OPTS <<<"${KWQ_KAFKA_BROKER_JAVA_OPTS:-}"
@@ -133,7 +147,7 @@ java -cp "$CP" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$CLUSTER_ID"
   -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 || {
   echo "start.sh: formatting the storage dir failed:" >&2; cat "$STATE/format.log" >&2; exit 1; }
 fi
-nohup java -cp "$CP" "${JAVA_OPTS[@]}" ${EXTRA_BROKER_OPTS[@]+"${EXTRA_BROKER_OPTS[@]}"} kafka.Kafka "$STATE/server.properties" \
+nohup java -cp "$CP" "${HEAP_OPTS[@]}" "${JAVA_OPTS[@]}" ${EXTRA_BROKER_OPTS[@]+"${EXTRA_BROKER_OPTS[@]}"} kafka.Kafka "$STATE/server.properties" \
   >>"$STATE/broker.log" 2>&1 </dev/null &
 PID=$!
 echo "$PID" > "$STATE/pid"

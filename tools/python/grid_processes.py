@@ -75,14 +75,19 @@ class Proc:
 
 
 class Kafka:
-    def __init__(self, cluster, work):
+    def __init__(self, cluster, work, heap=None):
+        """heap: a fixed JVM heap for the single broker (start.sh --heap), e.g.
+        "1g", so its RSS is flat from the start; None: the default growing heap."""
         self.cluster, self.state = cluster, os.path.join(work, "kafka")
+        self.heap = heap
         script = "cluster.sh" if cluster else "start.sh"
         self.script = os.path.join(ROOT, "tools", "kafka", script)
 
     def start(self):
         cmd = ([self.script, "start", self.state] if self.cluster
                else [self.script, "--state-dir", self.state])
+        if self.heap and not self.cluster:
+            cmd += ["--heap", self.heap]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         env = dict(line.split("=", 1) for line in out.split() if "=" in line)
         self.bootstrap = env["KWQ_KAFKA_BOOTSTRAP"]

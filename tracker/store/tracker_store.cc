@@ -463,6 +463,12 @@ TrackerStore::DbStats TrackerStore::GetDbStats() const {
   if (db_->GetProperty(absl::StrCat(P::kNumFilesAtLevelPrefix, 0), &l0)) {
     s.l0_files = std::strtoull(l0.c_str(), nullptr, 10);
   }
+  for (int level = 1; level < db_->NumberLevels(); ++level) {
+    std::string n;
+    if (db_->GetProperty(absl::StrCat(P::kNumFilesAtLevelPrefix, level), &n)) {
+      s.files_below_l0 += std::strtoull(n.c_str(), nullptr, 10);
+    }
+  }
   s.block_cache_bytes = cache_->GetUsage();
   return s;
 }

@@ -1,5 +1,6 @@
 #include "tracker/store/tracker_store.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -280,6 +281,59 @@ TEST_F(TrackerStoreTest, HugeErrorsKeepSummariesSmall) {
   auto t = store_->GetTask("e0");
   ASSERT_TRUE(t.ok());
   EXPECT_LE(t->last_error().size(), 16u * 1024);
+}
+
+// The compaction style can change on an existing store, both ways, without
+// --rebuild: a store written under leveled compaction (with files below L0)
+// opens under universal with every task and count intact and keeps taking
+// batches, and opens again under leveled.
+TEST_F(TrackerStoreTest, ACompactionStyleChangeKeepsEveryTask) {
+  StoreOptions small;
+  small.write_buffer_bytes = 64 << 10;  // many flushes, so compactions run
+  small.recent_task_records = 0;
+  auto apply_tasks = [&](int from, int to) {
+    for (int i = from; i < to; i += 500) {
+      std::vector<TaskEvent> events;
+      for (int k = i; k < std::min(to, i + 500); ++k) {
+        const std::string id = absl::StrCat("c", k);
+        events.push_back(Ev(id, "cj", kwq::v1::PENDING, 1, 10));
+        events.push_back(Ev(id, "cj", kwq::v1::COMPLETED, 1, 11));
+      }
+      Apply(events);
+    }
+  };
+  auto expect_completed = [&](int n, const char* when) {
+    auto s = store_->GetJobSummary("cj", 0, absl::FromUnixSeconds(12));
+    ASSERT_TRUE(s.ok()) << when << ": " << s.status();
+    EXPECT_EQ(s->counts().completed(), n) << when;
+    EXPECT_EQ(s->counts().total(), n) << when;
+    for (int k : {0, n / 2, n - 1}) {
+      auto t = store_->GetTask(absl::StrCat("c", k));
+      ASSERT_TRUE(t.ok()) << when << " c" << k << ": " << t.status();
+      EXPECT_EQ(t->state(), kwq::v1::COMPLETED) << when << " c" << k;
+    }
+  };
+  Reopen(/*wipe=*/true, small);
+  apply_tasks(0, 20000);
+  // Wait (bounded) for a compaction to have moved files out of L0.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (store_->GetDbStats().files_below_l0 == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GT(store_->GetDbStats().files_below_l0, 0u)
+      << "no compaction under leveled: the test would prove nothing";
+  expect_completed(20000, "leveled");
+
+  small.universal_compaction = true;
+  Reopen(/*wipe=*/false, small);
+  expect_completed(20000, "leveled store opened under universal");
+  apply_tasks(20000, 30000);
+  expect_completed(30000, "universal, more batches");
+
+  small.universal_compaction = false;
+  Reopen(/*wipe=*/false, small);
+  expect_completed(30000, "opened under leveled again");
+  EXPECT_EQ(store_->Offsets("kwq.events").at(0), next_offset_);
 }
 
 }  // namespace
