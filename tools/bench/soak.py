@@ -398,11 +398,18 @@ class Soak:
                     break
         self.stop_submit.set()
         at100 = dict(self.samples[-1]["rss"])
+        # The tracker says done once its view is current again (it may have been
+        # restarted moments ago): asked for a bounded while.
         final_summary = None
-        try:
-            final_summary = self.summary()
-        except grpc.RpcError:
-            pass
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                final_summary = self.summary()
+                if final_summary.done:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
         self.tally.stop()
         tl = self.tally.last
         seconds = self.samples[-1]["t"]
