@@ -20,10 +20,6 @@
 namespace kwq::scheduler {
 namespace {
 
-// Submits of at least this many tasks are produced batched (LogRecord): a few
-// ms of linger are nothing next to the time to send them, and they save the
-// broker most of its requests for them.
-
 // How long a revoke waits for the decisions on their way about records of the
 // partitions it gives up (see on_revoked).
 constexpr absl::Duration kRevokeWait = absl::Seconds(3);

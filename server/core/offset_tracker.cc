@@ -5,8 +5,13 @@
 
 namespace kwq::scheduler {
 
-bool OffsetTracker::Received(int64_t offset) {
+bool OffsetTracker::Received(int64_t offset, int64_t* skipped) {
   if (offset <= last_received_) return false;
+  if (skipped != nullptr) {
+    const int64_t expected =
+        last_received_ >= 0 ? last_received_ + 1 : first_expected_;
+    *skipped = expected >= 0 && offset > expected ? offset - expected : 0;
+  }
   last_received_ = offset;
   entries_.push_back({offset, false});
   ++open_;

@@ -14,10 +14,18 @@ namespace kwq::scheduler {
 // thread-safe (owned by the core).
 class OffsetTracker {
  public:
+  // `first_expected`: the offset the first record should have (the committed
+  // offset the partition was assigned with), or -1 when unknown.
+  explicit OffsetTracker(int64_t first_expected = -1)
+      : first_expected_(first_expected) {}
+
   // A record was received. Returns false, and tracks nothing, when the offset
   // is not above every offset received before: the consumer rewound (an offset
-  // reset, a re-fetch) and this is a record this owner already has.
-  bool Received(int64_t offset);
+  // reset, a re-fetch) and this is a record this owner already has. Otherwise
+  // `*skipped` (when given) is the number of offsets between the one expected
+  // next (first_expected, then one past the last record) and this one: records
+  // never received (0 when none, or when nothing was expected yet).
+  bool Received(int64_t offset, int64_t* skipped = nullptr);
   // The record reached a decision. Returns the new committable offset when the
   // prefix moved (offset+1 of the last decided record of the prefix), or
   // nullopt.
@@ -49,6 +57,7 @@ class OffsetTracker {
   };
   std::deque<Entry> entries_;
   size_t open_ = 0;
+  int64_t first_expected_;
   int64_t last_received_ = -1;
 };
 

@@ -29,6 +29,23 @@ TEST(OffsetTrackerTest, RefusesOffsetsAtOrBelowWhatWasReceived) {
   EXPECT_TRUE(t.Received(7));
 }
 
+TEST(OffsetTrackerTest, CountsTheOffsetsSkippedBeforeARecord) {
+  OffsetTracker from_committed(10);
+  int64_t skipped = -1;
+  ASSERT_TRUE(from_committed.Received(12, &skipped));
+  EXPECT_EQ(skipped, 2);  // 10 and 11 never came
+  ASSERT_TRUE(from_committed.Received(13, &skipped));
+  EXPECT_EQ(skipped, 0);
+  EXPECT_FALSE(from_committed.Received(5, &skipped));  // a rewind
+  ASSERT_TRUE(from_committed.Received(20, &skipped));
+  EXPECT_EQ(skipped, 6);
+  OffsetTracker unknown;  // nothing committed: the start is unknown
+  ASSERT_TRUE(unknown.Received(100, &skipped));
+  EXPECT_EQ(skipped, 0);
+  ASSERT_TRUE(unknown.Received(103, &skipped));
+  EXPECT_EQ(skipped, 2);
+}
+
 TEST(OffsetTrackerTest, IgnoresUnknownAndRepeatedDecisions) {
   OffsetTracker t;
   t.Received(1);

@@ -15,19 +15,16 @@ bool PartitionLedger::Received(const RecordPosition& pos) {
              .emplace(TopicPartition{pos.topic, pos.partition}, OffsetTracker())
              .first;
   }
-  if (!it->second.Received(pos.offset)) return false;
-  auto next = next_expected_.find(it->first);
-  if (next != next_expected_.end()) {
-    if (pos.offset > next->second) {
-      unread_records_ += pos.offset - next->second;
-      LOG(ERROR) << pos.topic << "/" << pos.partition << ": records ["
-                 << next->second << ", " << pos.offset
-                 << ") were never read here: the broker deleted them "
-                    "(retention.ms or DeleteRecords) before they were "
-                    "decided, so their tasks are lost. Keep the priority "
-                    "topics' retention above the longest backlog.";
-    }
-    next->second = pos.offset + 1;
+  int64_t skipped = 0;
+  if (!it->second.Received(pos.offset, &skipped)) return false;
+  if (skipped > 0) {
+    unread_records_ += skipped;
+    LOG(ERROR) << pos.topic << "/" << pos.partition << ": records ["
+               << pos.offset - skipped << ", " << pos.offset
+               << ") were never read here: the broker deleted them "
+                  "(retention.ms or DeleteRecords) before they were "
+                  "decided, so their tasks are lost. Keep the priority "
+                  "topics' retention above the longest backlog.";
   }
   return true;
 }
@@ -90,12 +87,7 @@ std::vector<Effects::Commit> PartitionLedger::TakeCommits() {
 void PartitionLedger::OnAssigned(const std::vector<Assigned>& partitions) {
   for (const auto& p : partitions) {
     const TopicPartition tp{p.topic, p.partition};
-    offsets_[tp] = OffsetTracker();
-    if (p.committed >= 0) {
-      next_expected_[tp] = p.committed;
-    } else {
-      next_expected_.erase(tp);
-    }
+    offsets_[tp] = OffsetTracker(p.committed >= 0 ? p.committed : -1);
     if (auto r = revoked_prefix_.find(tp); r != revoked_prefix_.end()) {
       const int64_t from = std::max<int64_t>(p.committed, 0);
       const int64_t upto = std::min<int64_t>(
@@ -136,7 +128,6 @@ void PartitionLedger::OnRevoked(const std::vector<TopicPartition>& partitions) {
     }
     revoked_prefix_[tp] = it->second.committable();
     offsets_.erase(it);
-    next_expected_.erase(tp);
     commit_due_.erase(tp);
   }
 }

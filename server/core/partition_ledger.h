@@ -58,11 +58,11 @@ class PartitionLedger {
   // For tests and metrics.
   size_t remembered() const { return remembered_; }
   // Records this instance never read: offsets skipped between where it started
-  // a partition (the committed offset) or the last record it got, and the next
-  // record it got. kwq's topics have contiguous offsets (no compaction, no
-  // transactions), so a gap means records were deleted (retention.ms or
-  // DeleteRecords) before they were decided: their tasks are lost. Each gap is
-  // logged as an error naming its offsets.
+  // a partition (the committed offset; unknown when nothing was committed) or
+  // the last record it got, and the next record it got. kwq's topics have
+  // contiguous offsets (no compaction, no transactions), so a gap means records
+  // were deleted (retention.ms or DeleteRecords) before they were decided:
+  // their tasks are lost. Each gap is logged as an error naming its offsets.
   int64_t unread_records() const { return unread_records_; }
 
  private:
@@ -79,10 +79,6 @@ class PartitionLedger {
   // skipped.
   std::map<TopicPartition, int64_t> revoked_prefix_;
   std::set<TopicPartition> commit_due_;
-  // Per owned partition the offset its next record should have (the committed
-  // offset at first, then one past the last record received); absent when
-  // unknown (nothing committed yet).
-  std::map<TopicPartition, int64_t> next_expected_;
   int64_t unread_records_ = 0;
 };
 

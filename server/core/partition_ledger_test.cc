@@ -50,14 +50,23 @@ TEST(PartitionLedgerTest, RecordsNeverReadAreCounted) {
   EXPECT_EQ(ledger.unread_records(), 3);
   EXPECT_FALSE(ledger.Received(At(11)));  // a rewind
   ASSERT_TRUE(ledger.Received(At(16)));
-  ASSERT_TRUE(ledger.Received(At(40, 1)));  // nothing committed: unknown
+  // Nothing committed: where the partition starts is unknown, so the first
+  // record counts nothing; after it, gaps count as anywhere.
+  ASSERT_TRUE(ledger.Received(At(40, 1)));
   ASSERT_TRUE(ledger.Received(At(41, 1)));
   EXPECT_EQ(ledger.unread_records(), 3);
+  ASSERT_TRUE(ledger.Received(At(45, 1)));  // 42, 43, 44 are gone
+  EXPECT_EQ(ledger.unread_records(), 6);
   // Given back with a committed offset below the log's start.
   ledger.OnRevoked({{kTopic, 0}});
   ledger.OnAssigned({{kTopic, 0, 17, ""}});
   ASSERT_TRUE(ledger.Received(At(20)));
-  EXPECT_EQ(ledger.unread_records(), 6);
+  EXPECT_EQ(ledger.unread_records(), 9);
+  // A record of a partition not assigned here (racing a revoke) starts
+  // unknown too.
+  ASSERT_TRUE(ledger.Received(At(7, 2)));
+  ASSERT_TRUE(ledger.Received(At(9, 2)));
+  EXPECT_EQ(ledger.unread_records(), 10);
 }
 
 // Issue 16: a decision made durable while its partition was away must not be
