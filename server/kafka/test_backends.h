@@ -2,8 +2,12 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
 
 namespace kwq::testing {
@@ -23,6 +27,23 @@ absl::StatusOr<std::unique_ptr<KafkaCluster>> OpenBackend(KafkaBackend backend);
 // A name unique to this process and call, for topics and groups on a shared
 // broker.
 std::string UniqueName(const std::string& prefix);
+
+// A producer for tests that write records straight to a topic (idempotent:
+// a retry never writes a record twice).
+class TestProducer {
+ public:
+  static absl::StatusOr<std::unique_ptr<TestProducer>> Create(
+      const KafkaCluster& cluster, KafkaConfigMap extra = {});
+  // Queues one record; partition -1: chosen by key. Waits while librdkafka's
+  // queue is full.
+  absl::Status Produce(const std::string& topic, int32_t partition,
+                       std::string_view key, std::string_view value);
+  // Until every queued record is acknowledged.
+  absl::Status Flush(absl::Duration timeout = absl::Seconds(30));
+
+ private:
+  std::unique_ptr<RdKafka::Producer> producer_;
+};
 
 }  // namespace kwq::testing
 

@@ -21,12 +21,8 @@ TEST_P(DeadLetterReaderTest, ReadsTheNewestRecordsOfEachPartitionBounded) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
   const std::string topic = ::kwq::testing::UniqueName("kwqdlq") + ".dlq";
   ASSERT_TRUE(cluster->EnsureTopics({{topic, 2, {}}}, absl::Seconds(15)).ok());
-  auto conf = MakeKafkaConf(cluster->ClientConfig());
-  ASSERT_TRUE(conf.ok());
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(
-      RdKafka::Producer::create(conf->get(), err));
-  ASSERT_TRUE(producer) << err;
+  auto producer = ::kwq::testing::TestProducer::Create(*cluster);
+  ASSERT_TRUE(producer.ok()) << producer.status();
   // 30 dead letters per partition (jobs a and b in turn), then one record
   // that is not a DeadLetter in partition 1.
   for (int32_t p = 0; p < 2; ++p) {
@@ -37,18 +33,13 @@ TEST_P(DeadLetterReaderTest, ReadsTheNewestRecordsOfEachPartitionBounded) {
       dl.mutable_task()->set_payload(std::string(1000, 'x'));
       dl.set_reason("used up its attempts");
       dl.mutable_time()->set_seconds(1000 + i);
-      const std::string v = dl.SerializeAsString();
-      ASSERT_EQ(producer->produce(topic, p, RdKafka::Producer::RK_MSG_COPY,
-                                  const_cast<char*>(v.data()), v.size(),
-                                  nullptr, 0, 0, nullptr),
-                RdKafka::ERR_NO_ERROR);
+      ASSERT_TRUE(
+          (*producer)->Produce(topic, p, "", dl.SerializeAsString()).ok());
     }
   }
-  std::string junk = "\xff\xff\xff not a protobuf";
-  ASSERT_EQ(producer->produce(topic, 1, RdKafka::Producer::RK_MSG_COPY,
-                              junk.data(), junk.size(), nullptr, 0, 0, nullptr),
-            RdKafka::ERR_NO_ERROR);
-  ASSERT_EQ(producer->flush(30000), RdKafka::ERR_NO_ERROR);
+  ASSERT_TRUE(
+      (*producer)->Produce(topic, 1, "", "\xff\xff\xff not a protobuf").ok());
+  ASSERT_TRUE((*producer)->Flush().ok());
 
   DeadLetterReader::Options o;
   o.topic = topic;

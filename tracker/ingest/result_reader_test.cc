@@ -22,18 +22,10 @@ TEST_P(ResultReaderTest, FindsAResultNearItsFinish) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, GetParam());
   const std::string topic = ::kwq::testing::UniqueName("kwqres") + ".results";
   ASSERT_TRUE(cluster->EnsureTopics({{topic, 3, {}}}, absl::Seconds(15)).ok());
-  auto conf = MakeKafkaConf(cluster->ClientConfig());
-  ASSERT_TRUE(conf.ok());
-  std::string err;
-  std::unique_ptr<RdKafka::Producer> producer(
-      RdKafka::Producer::create(conf->get(), err));
-  ASSERT_TRUE(producer) << err;
+  auto producer = ::kwq::testing::TestProducer::Create(*cluster);
+  ASSERT_TRUE(producer.ok()) << producer.status();
   auto produce = [&](const std::string& key, const std::string& value) {
-    ASSERT_EQ(producer->produce(topic, RdKafka::Topic::PARTITION_UA,
-                                RdKafka::Producer::RK_MSG_COPY,
-                                const_cast<char*>(value.data()), value.size(),
-                                key.data(), key.size(), 0, nullptr),
-              RdKafka::ERR_NO_ERROR);
+    ASSERT_TRUE((*producer)->Produce(topic, -1, key, value).ok());
   };
   const absl::Time finished = absl::Now();
   for (int i = 0; i < 200; ++i) {
@@ -46,7 +38,7 @@ TEST_P(ResultReaderTest, FindsAResultNearItsFinish) {
     produce(r.job_id(), r.SerializeAsString());
     if (i == 100) produce("job1", "\xff\xfe not a TaskResult");
   }
-  ASSERT_EQ(producer->flush(30000), RdKafka::ERR_NO_ERROR);
+  ASSERT_TRUE((*producer)->Flush().ok());
 
   ResultReader::Options o;
   o.topic = topic;
