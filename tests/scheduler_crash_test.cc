@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +56,30 @@ std::unique_ptr<testing::ChildProcess> StartScheduler(
   return p;
 }
 
+// Submits n tasks "<id_prefix><i>" of `job` to the scheduler at `address`,
+// task i at priority i % priorities and requiring `label` when given, in
+// Submits of at most 500 tasks. Whether every Submit was accepted.
+bool SubmitTasks(const std::string& address, const std::string& id_prefix,
+                 int n, const std::string& job, int priorities = 1,
+                 const std::string& label = "") {
+  auto stub = kwq::v1::Scheduler::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  for (int from = 0; from < n; from += 500) {
+    kwq::v1::SubmitRequest req;
+    for (int i = from; i < std::min(n, from + 500); ++i) {
+      auto* t = req.add_tasks();
+      t->set_id(absl::StrCat(id_prefix, i));
+      t->set_job_id(job);
+      t->set_priority(i % priorities);
+      if (!label.empty()) t->add_required_labels(label);
+    }
+    kwq::v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    if (!stub->Submit(&ctx, req, &resp).ok()) return false;
+  }
+  return true;
+}
+
 TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
   const std::string prefix = testing::UniqueName("kwqcrash");
@@ -79,22 +104,7 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
   constexpr int kTasks = 3000;
-  {
-    auto stub = kwq::v1::Scheduler::NewStub(grpc::CreateChannel(
-        sched->address(), grpc::InsecureChannelCredentials()));
-    for (int b = 0; b < kTasks / 500; ++b) {
-      kwq::v1::SubmitRequest req;
-      for (int i = 0; i < 500; ++i) {
-        auto* t = req.add_tasks();
-        t->set_id(absl::StrCat("c", b * 500 + i));
-        t->set_job_id("crash-job");
-        t->set_priority(i % 3);
-      }
-      kwq::v1::SubmitResponse resp;
-      grpc::ClientContext ctx;
-      ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
-    }
-  }
+  ASSERT_TRUE(SubmitTasks(sched->address(), "c", kTasks, "crash-job", 3));
   // Mid-run: some tasks done, not all ...
   ASSERT_TRUE((*events)->WaitFor(
       [](const devgrid::EventCounter& e) { return e.completed_tasks() >= 300; },
@@ -160,18 +170,7 @@ TEST(SchedulerCrashTest, RecordsDeletedBeforeTheyWereDecidedAreCounted) {
   ASSERT_TRUE(events.ok()) << events.status();
   auto submit = [](const std::string& address, const std::string& id_prefix,
                    int n, const std::string& label) {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    kwq::v1::SubmitRequest req;
-    for (int i = 0; i < n; ++i) {
-      auto* t = req.add_tasks();
-      t->set_id(absl::StrCat(id_prefix, i));
-      t->set_job_id("retention-job");
-      if (!label.empty()) t->add_required_labels(label);
-    }
-    kwq::v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    return stub->Submit(&ctx, req, &resp).ok();
+    return SubmitTasks(address, id_prefix, n, "retention-job", 1, label);
   };
   auto run_worker = [](const std::string& address, const std::string& label) {
     worker::WorkerOptions wo;
@@ -258,22 +257,7 @@ TEST(SchedulerCrashTest, KillingOneOfTwoInstancesLosesNothing) {
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
   constexpr int kTasks = 3000;
-  {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(b->address(), grpc::InsecureChannelCredentials()));
-    for (int batch = 0; batch < kTasks / 500; ++batch) {
-      kwq::v1::SubmitRequest req;
-      for (int i = 0; i < 500; ++i) {
-        auto* t = req.add_tasks();
-        t->set_id(absl::StrCat("two-", batch * 500 + i));
-        t->set_job_id("two-job");
-        t->set_priority(i % 2);
-      }
-      kwq::v1::SubmitResponse resp;
-      grpc::ClientContext ctx;
-      ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
-    }
-  }
+  ASSERT_TRUE(SubmitTasks(b->address(), "two-", kTasks, "two-job", 2));
   // Both instances did work (the group split the partitions), then a dies.
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while ((ran_on_a < 50 || ran_on_b < 50) && absl::Now() < deadline) {
@@ -326,18 +310,8 @@ TEST(SchedulerCrashTest, AKillRightAfterARebalanceLosesNoRunningTask) {
   std::thread run_a([&] { on_a.Run(); });
   auto submit = [](const std::string& address, const std::string& id_prefix,
                    int n) {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    kwq::v1::SubmitRequest req;
-    for (int i = 0; i < n; ++i) {
-      auto* t = req.add_tasks();
-      t->set_id(absl::StrCat(id_prefix, i));
-      t->set_job_id("rebalance-job");
-      t->set_priority(i % 4);  // 4 topics x 2 partitions
-    }
-    kwq::v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    return stub->Submit(&ctx, req, &resp).ok();
+    // 4 topics x 2 partitions
+    return SubmitTasks(address, id_prefix, n, "rebalance-job", 4);
   };
   constexpr int kLong = 8;
   ASSERT_TRUE(submit(a->address(), "long-", kLong));
@@ -429,20 +403,8 @@ TEST(SchedulerCrashTest, AWorkerOfAKilledInstanceKeepsItsTasksOnTheOther) {
   });
   std::thread runner([&] { w.Run(); });
   constexpr int kTasks = 8;
-  {
-    auto stub = kwq::v1::Scheduler::NewStub(
-        grpc::CreateChannel(b->address(), grpc::InsecureChannelCredentials()));
-    kwq::v1::SubmitRequest req;
-    for (int i = 0; i < kTasks; ++i) {
-      auto* t = req.add_tasks();
-      t->set_id(absl::StrCat("long-", i));
-      t->set_job_id("adopt-job");
-      t->set_priority(i % 4);  // spread over topics, so over both instances
-    }
-    kwq::v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
-  }
+  // Spread over topics, so over both instances.
+  ASSERT_TRUE(SubmitTasks(b->address(), "long-", kTasks, "adopt-job", 4));
   // The worker, connected to a, runs a's share (a holds one of the two
   // partitions); b's share waits for a worker on b.
   auto running = [&] {
