@@ -56,10 +56,10 @@ DEFINE_bool(
 DEFINE_int32(block_cache_mb, 128,
              "RocksDB block cache (index and filters included)");
 DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (up to 3 of them)");
-DEFINE_string(rocksdb_compaction, "universal",
-              "RocksDB compaction style of the model: universal (less "
-              "rewriting, up to twice the disk during a merge) or leveled; an "
-              "existing store opens under either");
+DEFINE_string(rocksdb_compaction, "leveled",
+              "RocksDB compaction style of the model: leveled or universal "
+              "(less rewriting, up to twice the disk during a merge, slower "
+              "deep pages); an existing store opens under either");
 DEFINE_int32(max_batch_events, 10000,
              "events applied per RocksDB write batch at most");
 DEFINE_int32(kafka_wait_ms, 15000,

@@ -38,7 +38,7 @@ DEFINE_string(
     "work directory (default: a fresh one under /tmp); deleted at the end");
 DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
-DEFINE_bool(universal_compaction, true,
+DEFINE_bool(universal_compaction, false,
             "RocksDB universal compaction (StoreOptions)");
 DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (StoreOptions)");
 DEFINE_int64(pending_lead, 0,

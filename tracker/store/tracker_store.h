@@ -28,11 +28,12 @@ struct StoreOptions {
   // RocksDB's compaction style. Leveled rewrites each byte once per level;
   // universal merges whole sorted runs, rewriting less (the tracker writes
   // mostly new keys and overwrites each task record a few times) for up to
-  // twice the disk while a merge runs. Universal is the default (leveled's
-  // compaction took 46% of the tracker's CPU in the 50M soak and stalled its
-  // writes once). The style can change on an existing store, either way (see
-  // ACompactionStyleChangeKeepsEveryTask).
-  bool universal_compaction = true;
+  // twice the disk while a merge runs, and more sorted runs for a seek to
+  // visit. Leveled is the default: in the 50M soak universal did not lower
+  // the tracker's CPU per task enough to show and a deep ListTasks page's p99
+  // rose from 39 to 75 ms (tools/bench/README.md). The style can change on an
+  // existing store, either way (ACompactionStyleChangeKeepsEveryTask).
+  bool universal_compaction = false;
   // Job and (job, tag) aggregates kept in memory between batches.
   size_t aggregate_cache_entries = 20000;
   // Records of unfinished tasks written by recent batches, kept serialized
