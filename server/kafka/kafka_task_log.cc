@@ -162,7 +162,8 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
           delete e;
         }
       } else {
-        log_->applied_paused_.clear();  // a fresh assignment fetches all
+        // Every partition was revoked, and resumed, before this.
+        log_->applied_paused_.clear();
         consumer->assign(partitions);
       }
       {
@@ -195,6 +196,14 @@ class KafkaTaskLog::Rebalancer : public RdKafka::RebalanceCb {
           absl::SleepFor(absl::Milliseconds(200));
         }
       }
+      // librdkafka keeps a partition's pause through a revoke and a later
+      // assignment (confluentinc/librdkafka#1849). A partition revoked while
+      // paused for backpressure, and given back after the backpressure
+      // lifted (the revoke empties its queue), would stay paused with
+      // nothing here to resume it: its records never read (the 50M soak
+      // stalled so). Revoked partitions leave unpaused; resuming one that
+      // was not paused is harmless, as it is unassigned next.
+      consumer->resume(partitions);
       for (const auto& tp : revoked) {
         log_->owned_.erase(tp);
         log_->applied_paused_.erase(tp);

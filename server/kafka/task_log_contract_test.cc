@@ -119,12 +119,17 @@ class TaskLogContractTest : public ::testing::TestWithParam<Impl> {
 
   std::unique_ptr<TaskLog> Open(const std::vector<std::string>& topics,
                                 Sink* sink) {
+    return Open(topics, sink->callbacks());
+  }
+  std::unique_ptr<TaskLog> Open(const std::vector<std::string>& topics,
+                                TaskLog::Callbacks callbacks) {
     const std::string group = prefix_ + ".group";
     if (!cluster_) {
       return std::make_unique<MemoryTaskLog>(&broker_, group, topics,
-                                             sink->callbacks());
+                                             std::move(callbacks));
     }
-    auto log = KafkaTaskLog::Open(*cluster_, group, topics, sink->callbacks());
+    auto log =
+        KafkaTaskLog::Open(*cluster_, group, topics, std::move(callbacks));
     EXPECT_TRUE(log.ok()) << log.status();
     return log.ok() ? std::move(*log) : nullptr;
   }
@@ -252,6 +257,83 @@ TEST_P(TaskLogContractTest, APausedTopicDeliversNothingUntilResumed) {
   EXPECT_EQ(sink.count(a), 10u);
   EXPECT_EQ(sink.count(b), 8u);
   log->Stop(absl::Seconds(5));
+}
+
+// The 50M soak stalled: a priority paused for backpressure, its partitions
+// revoked by a rebalance (which emptied its queue, so the core lifted the
+// pause while they were away) and given back: librdkafka had kept them paused
+// while the log believed them fresh, and their records were never read. Here
+// the pause is lifted in on_revoked, as the core does; after the rebalances
+// every record of the topic must be delivered.
+TEST_P(TaskLogContractTest, APauseLiftedDuringARevokeDoesNotOutliveIt) {
+  if (GetParam() == Impl::kMemory) {
+    GTEST_SKIP() << "the in-memory log has one member: no rebalance";
+  }
+  const std::string a = Topic("a"), b = Topic("b");
+  CreateTopic(a, 2);
+  CreateTopic(b, 1);
+  Sink sink1, sink2;
+  std::atomic<TaskLog*> log1_ptr{nullptr};
+  std::atomic<bool> lift_on_revoke{false};
+  TaskLog::Callbacks cb = sink1.callbacks();
+  cb.on_revoked = [&](const std::vector<std::pair<std::string, int32_t>>&) {
+    if (lift_on_revoke && log1_ptr != nullptr) {
+      log1_ptr.load()->SetTopicPaused(a, false);
+    }
+  };
+  auto log1 = Open({a, b}, std::move(cb));
+  ASSERT_NE(log1, nullptr);
+  log1_ptr = log1.get();
+  log1->Start();
+  ProduceDurably(*log1, b, 1, "barrier0");
+  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 1; },
+                            absl::Seconds(60)));
+  log1->SetTopicPaused(a, true);
+  // Two rounds through the consumer after the pause: it is applied by then.
+  ProduceDurably(*log1, b, 1, "barrier1");
+  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 2; },
+                            absl::Seconds(60)));
+  ProduceDurably(*log1, b, 1, "barrier2");
+  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 3; },
+                            absl::Seconds(60)));
+  ProduceDurably(*log1, a, 20, "held");
+  ProduceDurably(*log1, b, 1, "barrier3");
+  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 4; },
+                            absl::Seconds(60)));
+  ASSERT_EQ(sink1.count(a), 0u) << "records of a paused topic were delivered";
+
+  // A second member joins (log1's partitions are revoked and the pause lifted
+  // meanwhile), then leaves (log1 gets them all back).
+  lift_on_revoke = true;
+  {
+    auto log2 = Open({a, b}, &sink2);
+    ASSERT_NE(log2, nullptr);
+    log2->Start();
+    const absl::Time joined_by = absl::Now() + absl::Seconds(60);
+    while (sink2.assigned().empty() && absl::Now() < joined_by) {
+      sink2.WaitFor([](const auto&) { return false; }, absl::Milliseconds(20));
+    }
+    ASSERT_FALSE(sink2.assigned().empty())
+        << "the second member was never assigned anything";
+    log2->Stop(absl::Seconds(5));
+  }
+  auto delivered = [&] {
+    std::set<std::pair<int32_t, int64_t>> seen;
+    for (Sink* s : {&sink1, &sink2}) {
+      for (const auto& r : s->got()) {
+        if (r.topic == a) seen.insert({r.partition, r.offset});
+      }
+    }
+    return seen.size();
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (delivered() < 20 && absl::Now() < deadline) {
+    sink1.WaitFor([](const auto&) { return false; }, absl::Milliseconds(50));
+  }
+  EXPECT_EQ(delivered(), 20u)
+      << "records of a partition that came back from a rebalance were never "
+         "delivered: it stayed paused";
+  log1->Stop(absl::Seconds(5));
 }
 
 INSTANTIATE_TEST_SUITE_P(Impls, TaskLogContractTest,

@@ -123,6 +123,7 @@ class Soak:
         self.samples = []
         self.events = []  # (time, what)
         self.interrupted = False  # SIGTERM/SIGINT: stop and report what ran
+        self.stalled_s = 0.0  # set when no task completed for --stall-s
 
     # --- processes -------------------------------------------------------
     def start_scheduler(self, name, port=0):
@@ -370,6 +371,7 @@ class Soak:
         last, faults_done, restart_s, catch_up_s = None, False, None, None
         at10 = at100 = None
         deadline = self.t0 + a.timeout_s
+        last_done, last_progress = 0, time.time()
         while time.time() < deadline and not self.interrupted:
             # Every sample_s; after a long step (the tracker restart) the next
             # sample is sample_s later, not a burst catching up.
@@ -386,6 +388,15 @@ class Soak:
                 f"ingest lag {last['ingest_lag_records']}, RSS "
                 + " ".join(f"{k} {v / 2**20:.0f}M" for k, v in last["rss"].items()
                            if v and not k.startswith("w")))
+            # A grid that stops completing while tasks are outstanding is a
+            # finding, not a wait: stop and report it.
+            if done > last_done or self.acked <= done:
+                last_done, last_progress = done, time.time()
+            elif time.time() - last_progress > a.stall_s:
+                self.stalled_s = round(time.time() - last_progress, 1)
+                log(f"STALLED: no task completed for {self.stalled_s} s with "
+                    f"{self.acked - done:,} outstanding; stopping")
+                break
             if at10 is None and done >= a.tasks // 10:
                 at10 = dict(last["rss"])
             if not faults_done and not a.no_faults and done >= a.tasks // 2:
@@ -420,7 +431,8 @@ class Soak:
             "seconds": round(seconds, 1),
             "tasks_per_second": round(tl["completed"] / seconds, 1) if seconds else 0,
             # Interrupted: what had not completed yet is outstanding, not lost.
-            "lost": None if self.interrupted else self.acked - tl["completed"],
+            "lost": (None if self.interrupted or self.stalled_s
+                     else self.acked - tl["completed"]),
             "outstanding": self.acked - tl["completed"],
             "repeated_executions": tl["duplicates"],
             "unexpected": tl["unexpected"],
@@ -428,6 +440,7 @@ class Soak:
             "double_counted": max(0, tracker_completed - tl["completed"]),
             "tracker_done": bool(final_summary and final_summary.done),
             "interrupted": self.interrupted,
+            "stalled_seconds": self.stalled_s,
             "submit_retries": self.submit_retries,
             "max_outstanding": a.max_outstanding,
             "max_ingest_lag": a.max_ingest_lag,
@@ -537,6 +550,9 @@ def main():
     ap.add_argument("--broker-heap", default="1g",
                     help="the broker's fixed JVM heap (start.sh --heap), allocated at "
                     "start so its RSS is flat; '' for the default growing heap")
+    ap.add_argument("--stall-s", type=float, default=300,
+                    help="stop and fail when no task completed for this long "
+                    "while tasks are outstanding")
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--timeout-s", type=float, default=0,
                     help="give up after this long (default: 1 ms per task + 10 min)")
@@ -583,7 +599,8 @@ def main():
         pass  # the output dir is inside work; keep it, say where
     elif not a.keep:
         subprocess.run(["rm", "-rf", work])
-    return 1 if result["lost"] or result["double_counted"] or soak.interrupted else 0
+    return 1 if (result["lost"] or result["double_counted"] or soak.interrupted
+                 or soak.stalled_s) else 0
 
 
 if __name__ == "__main__":
