@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -89,6 +90,16 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   auto events = devgrid::EventCounter::Start(*cluster, prefix + ".events");
   ASSERT_TRUE(events.ok()) << events.status();
 
+  constexpr int kTasks = 3000;
+  // The kill must come mid-run whatever the machine's speed: tasks past the
+  // 2,500th to start wait for `release`, given after the kill (or when the
+  // test ends early), so the run cannot finish before it.
+  constexpr int kHoldAfter = 2500;
+  std::atomic<int> started{0};
+  absl::Notification release;
+  absl::Cleanup release_on_exit = [&] {
+    if (!release.HasBeenNotified()) release.Notify();
+  };
   std::vector<std::unique_ptr<worker::Worker>> workers;
   std::vector<std::thread> runners;
   for (int i = 0; i < 2; ++i) {
@@ -97,13 +108,15 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
     wo.worker_id = absl::StrCat("crash-w", i);
     wo.slots = 4;
     workers.push_back(
-        std::make_unique<worker::Worker>(wo, [](worker::TaskContext&) {
+        std::make_unique<worker::Worker>(wo, [&](worker::TaskContext&) {
+          if (started.fetch_add(1) >= kHoldAfter) {
+            release.WaitForNotificationWithTimeout(absl::Seconds(120));
+          }
           absl::SleepFor(absl::Milliseconds(5));  // simulated compute
           return worker::Outcome::Success();
         }));
     runners.emplace_back([w = workers.back().get()] { w->Run(); });
   }
-  constexpr int kTasks = 3000;
   ASSERT_TRUE(SubmitTasks(sched->address(), "c", kTasks, "crash-job", 3));
   // Mid-run: some tasks done, not all ...
   ASSERT_TRUE((*events)->WaitFor(
@@ -128,6 +141,7 @@ TEST(SchedulerCrashTest, KillMinusNineMidRunLosesNoTask) {
   const int64_t at_kill = (*events)->completed_tasks();
   EXPECT_LT(at_kill, kTasks)
       << "the run finished before the kill; nothing was tested";
+  release.Notify();
 
   sched = StartScheduler(cluster->bootstrap_servers(), prefix, port);
   ASSERT_FALSE(sched->address().empty()) << "the scheduler did not restart";
