@@ -155,6 +155,20 @@ class TaskLogContractTest : public ::testing::TestWithParam<Impl> {
     EXPECT_EQ(calls.load(), 1);
   }
 
+  // Pauses `paused` once the log consumes (the group assigned the partitions:
+  // a pause applies to what is assigned), then sends two barrier records
+  // through `barrier` (a fresh, unpaused topic the sink has seen nothing
+  // of): two rounds through the consumer, so the pause is applied by then.
+  void PauseOnceConsuming(TaskLog& log, Sink& sink, const std::string& paused,
+                          const std::string& barrier) {
+    for (size_t i = 0; i < 3; ++i) {
+      ProduceDurably(log, barrier, 1, absl::StrCat("barrier", i));
+      ASSERT_TRUE(sink.WaitFor([i](const auto& g) { return g.size() > i; },
+                               absl::Seconds(60)));
+      if (i == 0) log.SetTopicPaused(paused, true);
+    }
+  }
+
   std::string prefix_;
   std::unique_ptr<KafkaCluster> cluster_;
   MemoryBroker broker_;
@@ -231,19 +245,7 @@ TEST_P(TaskLogContractTest, APausedTopicDeliversNothingUntilResumed) {
   auto log = Open({a, b}, &sink);
   ASSERT_NE(log, nullptr);
   log->Start();
-  // Consuming (the group assigned the partitions) before the pause: a pause
-  // applies to what is assigned.
-  ProduceDurably(*log, b, 1, "barrier0");
-  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 1; },
-                           absl::Seconds(60)));
-  log->SetTopicPaused(a, true);
-  // Two rounds through the consumer after the pause: it is applied by then.
-  ProduceDurably(*log, b, 1, "barrier1");
-  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 2; },
-                           absl::Seconds(60)));
-  ProduceDurably(*log, b, 1, "barrier2");
-  ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 3; },
-                           absl::Seconds(60)));
+  ASSERT_NO_FATAL_FAILURE(PauseOnceConsuming(*log, sink, a, b));
   ProduceDurably(*log, a, 10, "held");
   ProduceDurably(*log, b, 5, "flowing");
   ASSERT_TRUE(sink.WaitFor([](const auto& g) { return g.size() >= 8; },
@@ -285,17 +287,7 @@ TEST_P(TaskLogContractTest, APauseLiftedDuringARevokeDoesNotOutliveIt) {
   ASSERT_NE(log1, nullptr);
   log1_ptr = log1.get();
   log1->Start();
-  ProduceDurably(*log1, b, 1, "barrier0");
-  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 1; },
-                            absl::Seconds(60)));
-  log1->SetTopicPaused(a, true);
-  // Two rounds through the consumer after the pause: it is applied by then.
-  ProduceDurably(*log1, b, 1, "barrier1");
-  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 2; },
-                            absl::Seconds(60)));
-  ProduceDurably(*log1, b, 1, "barrier2");
-  ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 3; },
-                            absl::Seconds(60)));
+  ASSERT_NO_FATAL_FAILURE(PauseOnceConsuming(*log1, sink1, a, b));
   ProduceDurably(*log1, a, 20, "held");
   ProduceDurably(*log1, b, 1, "barrier3");
   ASSERT_TRUE(sink1.WaitFor([](const auto& g) { return g.size() >= 4; },
