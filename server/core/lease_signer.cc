@@ -13,7 +13,8 @@
 namespace kwq::scheduler {
 namespace {
 
-constexpr size_t kMacBytes = 16;  // 128 bits, 32 hex characters
+constexpr size_t kMacBytes = 16;    // 128 bits, 32 hex characters
+constexpr size_t kBlockBytes = 64;  // SHA-256's block
 
 std::string RandomKey() {
   std::random_device rd;  // the OS's entropy source
@@ -24,28 +25,14 @@ std::string RandomKey() {
 
 }  // namespace
 
-struct LeaseSigner::DigestState {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ~DigestState() { EVP_MD_CTX_free(ctx); }
-};
-
-void LeaseSigner::DigestStateDeleter::operator()(DigestState* s) const {
-  delete s;
+void LeaseSigner::MdCtxFree::operator()(EVP_MD_CTX* ctx) const {
+  EVP_MD_CTX_free(ctx);
 }
 
-namespace {
-
-constexpr size_t kBlockBytes = 64;  // SHA-256's block
-
-// One reusable digest context per thread: Mac() is const and may run on
-// several threads at once.
-EVP_MD_CTX* ScratchContext() {
-  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(
-      EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+EVP_MD_CTX* LeaseSigner::ScratchContext() {
+  thread_local const MdCtx ctx(EVP_MD_CTX_new());
   return ctx.get();
 }
-
-}  // namespace
 
 LeaseSigner::LeaseSigner(std::string key) { SetKey(std::move(key)); }
 
@@ -66,12 +53,12 @@ void LeaseSigner::SetKey(std::string key) {
     ipad[i] = block[i] ^ 0x36;
     opad[i] = block[i] ^ 0x5c;
   }
-  inner_.reset(new DigestState());
-  outer_.reset(new DigestState());
-  EVP_DigestInit_ex(inner_->ctx, md, nullptr);
-  EVP_DigestUpdate(inner_->ctx, ipad, sizeof ipad);
-  EVP_DigestInit_ex(outer_->ctx, md, nullptr);
-  EVP_DigestUpdate(outer_->ctx, opad, sizeof opad);
+  inner_.reset(EVP_MD_CTX_new());
+  outer_.reset(EVP_MD_CTX_new());
+  EVP_DigestInit_ex(inner_.get(), md, nullptr);
+  EVP_DigestUpdate(inner_.get(), ipad, sizeof ipad);
+  EVP_DigestInit_ex(outer_.get(), md, nullptr);
+  EVP_DigestUpdate(outer_.get(), opad, sizeof opad);
   OPENSSL_cleanse(block, sizeof block);
   OPENSSL_cleanse(ipad, sizeof ipad);
   OPENSSL_cleanse(opad, sizeof opad);
@@ -86,10 +73,10 @@ std::string LeaseSigner::Mac(const std::string& prefix,
   EVP_MD_CTX* ctx = ScratchContext();
   unsigned char inner[EVP_MAX_MD_SIZE], out[EVP_MAX_MD_SIZE];
   unsigned int inner_len = 0, len = 0;
-  EVP_MD_CTX_copy_ex(ctx, inner_->ctx);
+  EVP_MD_CTX_copy_ex(ctx, inner_.get());
   EVP_DigestUpdate(ctx, msg.data(), msg.size());
   EVP_DigestFinal_ex(ctx, inner, &inner_len);
-  EVP_MD_CTX_copy_ex(ctx, outer_->ctx);
+  EVP_MD_CTX_copy_ex(ctx, outer_.get());
   EVP_DigestUpdate(ctx, inner, inner_len);
   EVP_DigestFinal_ex(ctx, out, &len);
   return absl::BytesToHexString(absl::string_view(

@@ -6,6 +6,8 @@
 
 #include "kwq/v1/worker.pb.h"
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
+
 namespace kwq::scheduler {
 
 // Lease ids that cannot be forged: "<scheduler id>-<n>.<MAC>", where the MAC
@@ -32,15 +34,18 @@ class LeaseSigner {
  private:
   std::string Mac(const std::string& prefix, const std::string& task_id,
                   int attempt, const std::string& worker_id) const;
-  struct DigestState;  // an EVP_MD_CTX
-  struct DigestStateDeleter {
-    void operator()(DigestState* s) const;
+  // An OpenSSL digest context (EVP_MD_CTX), freed with EVP_MD_CTX_free.
+  struct MdCtxFree {
+    void operator()(evp_md_ctx_st* ctx) const;
   };
-  using DigestStatePtr = std::unique_ptr<DigestState, DigestStateDeleter>;
+  using MdCtx = std::unique_ptr<evp_md_ctx_st, MdCtxFree>;
+  // One reusable context per thread: Mac() is const and may run on several
+  // threads at once.
+  static evp_md_ctx_st* ScratchContext();
   // HMAC's two SHA-256 states after the key's inner and outer pads: each MAC
   // copies them instead of re-keying (OpenSSL's one-shot HMAC() fetched the
   // digest and hashed the key anew each time: 5.5% of the scheduler's CPU).
-  DigestStatePtr inner_, outer_;
+  MdCtx inner_, outer_;
 };
 
 }  // namespace kwq::scheduler
