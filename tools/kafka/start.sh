@@ -44,6 +44,11 @@ while (($#)); do
     *) echo "start.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+# Checked before anything is made (DIR/heap, read back at a restart, holds only
+# a value that passed).
+if [ -n "$HEAP" ] && ! [[ "$HEAP" =~ ^[0-9]+[mMgG]$ ]]; then
+  echo "start.sh: --heap takes a size such as 512m or 1g, not '$HEAP'" >&2; exit 2
+fi
 if ! ls "$LIBS"/kafka_2.13-*.jar >/dev/null 2>&1; then
   echo "start.sh: no broker jars in $LIBS: run tools/setup.sh (or tools/kafka/fetch.sh)" >&2
   exit 1
@@ -130,7 +135,6 @@ PROPS
 fi  # REUSE = 0: certificates, properties
 if [ -z "$HEAP" ] && [ -f "$STATE/heap" ]; then HEAP="$(cat "$STATE/heap")"; fi
 if [ -n "$HEAP" ]; then
-  [[ "$HEAP" =~ ^[0-9]+[mMgG]$ ]] || { echo "start.sh: --heap takes a size such as 512m or 1g, not '$HEAP'" >&2; exit 2; }
   echo "$HEAP" > "$STATE/heap"
   HEAP_OPTS=("-Xms$HEAP" "-Xmx$HEAP" -XX:+AlwaysPreTouch)
 else
