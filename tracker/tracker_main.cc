@@ -55,7 +55,14 @@ DEFINE_bool(
     "delete the model in --db and replay <prefix>.events from the beginning");
 DEFINE_int32(block_cache_mb, 128,
              "RocksDB block cache (index and filters included)");
-DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (up to 3 of them)");
+DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size");
+DEFINE_int32(max_write_buffers, 3,
+             "RocksDB memtables at most (the one written and those being "
+             "flushed); memory up to this times --write_buffer_mb");
+DEFINE_bool(write_ahead_log, false,
+            "RocksDB's write-ahead log: a restart after a crash replays the "
+            "log instead of re-reading the unflushed memtables' events from "
+            "Kafka (one write() per batch, no fsync)");
 DEFINE_string(rocksdb_compaction, "leveled",
               "RocksDB compaction style of the model: leveled or universal "
               "(less rewriting, up to twice the disk during a merge, slower "
@@ -96,9 +103,11 @@ bool ValidateFlags(std::string* error) {
   } else if (FLAGS_rocksdb_compaction != "leveled" &&
              FLAGS_rocksdb_compaction != "universal") {
     *error = "--rocksdb_compaction must be leveled or universal";
-  } else if (FLAGS_block_cache_mb < 8 || FLAGS_write_buffer_mb < 1) {
-    *error =
-        "--block_cache_mb must be at least 8 and --write_buffer_mb at least 1";
+  } else if (FLAGS_block_cache_mb < 8 || FLAGS_write_buffer_mb < 1 ||
+             FLAGS_write_buffer_mb > 4096) {
+    *error = "--block_cache_mb must be at least 8 and --write_buffer_mb 1-4096";
+  } else if (FLAGS_max_write_buffers < 2 || FLAGS_max_write_buffers > 16) {
+    *error = "--max_write_buffers must be 2-16";
   } else if (FLAGS_max_batch_events < 1) {
     *error = "--max_batch_events must be at least 1";
   } else if (FLAGS_topic_prefix.empty()) {
@@ -151,6 +160,8 @@ int main(int argc, char** argv) {
                                     << 20;
   store_options.write_buffer_bytes = static_cast<size_t>(FLAGS_write_buffer_mb)
                                      << 20;
+  store_options.max_write_buffers = FLAGS_max_write_buffers;
+  store_options.write_ahead_log = FLAGS_write_ahead_log;
   store_options.universal_compaction = FLAGS_rocksdb_compaction == "universal";
   std::error_code ec;
   std::filesystem::create_directories(FLAGS_db, ec);

@@ -147,7 +147,7 @@ class Soak:
             f"--bootstrap_servers={self.kafka.bootstrap}",
             f"--topic_prefix={self.prefix}",
             f"--db={os.path.join(self.work, 'tracker-db')}",
-            "--kafka_wait_ms=60000"], self.work).start()
+            "--kafka_wait_ms=60000", *self.args.tracker_arg], self.work).start()
         address = self.tracker.wait_line(r"listening on (\S+)", 300).group(1)
         self.tracker_port = int(address.rsplit(":", 1)[1])
         self.tracker_stub = tracker_pb2_grpc.TrackerStub(grpc.insecure_channel(address))
@@ -553,6 +553,9 @@ def main():
     ap.add_argument("--stall-s", type=float, default=300,
                     help="stop and fail when no task completed for this long "
                     "while tasks are outstanding")
+    ap.add_argument("--tracker-arg", action="append", default=[],
+                    help="a flag for kwq_tracker, e.g. --tracker-arg=--write_buffer_mb=128 "
+                    "(repeat for more)")
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--timeout-s", type=float, default=0,
                     help="give up after this long (default: 1 ms per task + 10 min)")
@@ -584,6 +587,8 @@ def main():
     finally:
         soak.stop()
     result["date"] = time.strftime("%Y-%m-%d")
+    if a.tracker_arg:
+        result["tracker_args"] = a.tracker_arg
     with open(os.path.join(out, "samples.json"), "w") as f:
         json.dump({"result": result, "samples": soak.samples}, f)
     result["charts"] = plot(soak.samples, soak.events, out, f"{a.tasks:,} tasks")

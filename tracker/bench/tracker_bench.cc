@@ -41,6 +41,10 @@ DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
 DEFINE_bool(universal_compaction, false,
             "RocksDB universal compaction (StoreOptions)");
 DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (StoreOptions)");
+DEFINE_int32(max_write_buffers, 3, "RocksDB memtables at most (StoreOptions)");
+DEFINE_bool(write_ahead_log, false,
+            "RocksDB's write-ahead log (StoreOptions); the restart then "
+            "replays it");
 DEFINE_int64(pending_lead, 0,
              "how many tasks ahead of the rest of its events a task's PENDING "
              "event comes (0: a task's events back to back, so that most tasks "
@@ -228,6 +232,8 @@ int main(int argc, char** argv) {
   kwq::tracker::StoreOptions so;
   so.universal_compaction = FLAGS_universal_compaction;
   so.write_buffer_bytes = static_cast<size_t>(FLAGS_write_buffer_mb) << 20;
+  so.max_write_buffers = FLAGS_max_write_buffers;
+  so.write_ahead_log = FLAGS_write_ahead_log;
   auto store = kwq::tracker::TrackerStore::Open(db, so, /*wipe=*/true);
   if (!store.ok()) {
     std::cerr << "tracker_bench: " << store.status() << "\n";

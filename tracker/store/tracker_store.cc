@@ -120,6 +120,9 @@ absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
   db_options.memtable_insert_with_hint_prefix_extractor =
       std::make_shared<InsertHintPrefix>();
   db_options.max_write_buffer_number = options.max_write_buffers;
+  // A restart replays the log into memtables and leaves them there, instead of
+  // writing them out as level-0 files before the store opens.
+  db_options.avoid_flush_during_recovery = options.write_ahead_log;
   if (options.universal_compaction) {
     db_options.compaction_style = rocksdb::kCompactionStyleUniversal;
   }
@@ -400,13 +403,14 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
   }
   wb.Put(std::string(keys::kCounters), counters.SerializeAsString());
   rocksdb::WriteOptions wo;
-  // No write-ahead log: a batch lands in one memtable together with its
-  // offsets, and RocksDB persists whole memtables, so after a crash the store
-  // is the state after some earlier batch, with that batch's offsets, and
-  // ingest resumes there (tests/tracker_test kills -9 mid-ingest and compares
-  // with a rebuild). Saves the log write and its replay at restart; the price
-  // is re-reading up to the memtables' worth of events.
-  wo.disableWAL = true;
+  // Without the write-ahead log a batch lands in one memtable together with
+  // its offsets, and RocksDB persists whole memtables, so after a crash the
+  // store is the state after some earlier batch, with that batch's offsets,
+  // and ingest resumes there (tests/tracker_test kills -9 mid-ingest and
+  // compares with a rebuild); the price is re-reading up to the memtables'
+  // worth of events. With it, the log's point-in-time recovery gives the same
+  // guarantee and a restart replays the log instead (StoreOptions).
+  wo.disableWAL = !options_.write_ahead_log;
   rocksdb::WriteBatch write_batch;
   wb.Build(&write_batch);
   rocksdb::Status s = db_->Write(wo, &write_batch);

@@ -25,6 +25,14 @@ struct StoreOptions {
   size_t block_cache_bytes = 128 << 20;
   size_t write_buffer_bytes = 32 << 20;
   int max_write_buffers = 3;
+  // RocksDB's write-ahead log. Off: a batch lands in one memtable with its
+  // offsets and RocksDB persists whole memtables, so after a crash ingest
+  // re-reads from Kafka what the unflushed memtables held. On: each batch is
+  // also appended to the log (one write() per batch, no fsync), and a restart
+  // replays the log into the memtables instead, without Kafka or the model.
+  // Either way the store after a crash is the state after some batch, with
+  // that batch's offsets.
+  bool write_ahead_log = false;
   // RocksDB's compaction style. Leveled rewrites each byte once per level;
   // universal merges whole sorted runs, rewriting less (the tracker writes
   // mostly new keys and overwrites each task record a few times) for up to

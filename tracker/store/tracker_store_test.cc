@@ -336,5 +336,40 @@ TEST_F(TrackerStoreTest, ACompactionStyleChangeKeepsEveryTask) {
   EXPECT_EQ(store_->Offsets("kwq.events").at(0), next_offset_);
 }
 
+TEST_F(TrackerStoreTest, BatchesOnlyInTheWriteAheadLogComeBackAtReopen) {
+  StoreOptions logged;
+  logged.write_ahead_log = true;
+  logged.recent_task_records = 0;
+  Reopen(/*wipe=*/true, logged);
+  for (int i = 0; i < 3000; i += 500) {
+    std::vector<TaskEvent> events;
+    for (int k = i; k < i + 500; ++k) {
+      const std::string id = absl::StrCat("w", k);
+      events.push_back(Ev(id, "wj", kwq::v1::PENDING, 1, 10));
+      events.push_back(Ev(id, "wj", kwq::v1::COMPLETED, 1, 11));
+    }
+    Apply(events);
+  }
+  // Nothing flushed yet (the batches fit the first memtable): after the reopen
+  // they can only come from the log.
+  ASSERT_EQ(store_->GetDbStats().sst_bytes, 0u);
+  const int64_t offset = store_->Offsets("kwq.events").at(0);
+  auto expect_all = [&](const char* when) {
+    auto s = store_->GetJobSummary("wj", 0, absl::FromUnixSeconds(12));
+    ASSERT_TRUE(s.ok()) << when << ": " << s.status();
+    EXPECT_EQ(s->counts().completed(), 3000) << when;
+    auto t = store_->GetTask("w2999");
+    ASSERT_TRUE(t.ok()) << when << ": " << t.status();
+    EXPECT_EQ(t->state(), kwq::v1::COMPLETED) << when;
+    EXPECT_EQ(store_->Offsets("kwq.events").at(0), offset) << when;
+    EXPECT_EQ(store_->counters().completed(), 3000) << when;
+  };
+  Reopen(/*wipe=*/false, logged);
+  expect_all("reopened with the log");
+  // Turning the log off later keeps what it held.
+  Reopen(/*wipe=*/false, StoreOptions());
+  expect_all("reopened without the log");
+}
+
 }  // namespace
 }  // namespace kwq::tracker
