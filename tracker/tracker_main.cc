@@ -55,11 +55,11 @@ DEFINE_bool(
     "delete the model in --db and replay <prefix>.events from the beginning");
 DEFINE_int32(block_cache_mb, 128,
              "RocksDB block cache (index and filters included)");
-DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size");
-DEFINE_int32(max_write_buffers, 3,
+DEFINE_int32(write_buffer_mb, 128, "RocksDB memtable size");
+DEFINE_int32(max_write_buffers, 2,
              "RocksDB memtables at most (the one written and those being "
              "flushed); memory up to this times --write_buffer_mb");
-DEFINE_bool(write_ahead_log, false,
+DEFINE_bool(write_ahead_log, true,
             "RocksDB's write-ahead log: a restart after a crash replays the "
             "log instead of re-reading the unflushed memtables' events from "
             "Kafka (one write() per batch, no fsync)");

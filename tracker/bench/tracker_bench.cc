@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -40,11 +41,13 @@ DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
 DEFINE_bool(universal_compaction, false,
             "RocksDB universal compaction (StoreOptions)");
-DEFINE_int32(write_buffer_mb, 32, "RocksDB memtable size (StoreOptions)");
-DEFINE_int32(max_write_buffers, 3, "RocksDB memtables at most (StoreOptions)");
-DEFINE_bool(write_ahead_log, false,
+DEFINE_int32(write_buffer_mb, 128, "RocksDB memtable size (StoreOptions)");
+DEFINE_int32(max_write_buffers, 2, "RocksDB memtables at most (StoreOptions)");
+DEFINE_bool(write_ahead_log, true,
             "RocksDB's write-ahead log (StoreOptions); the restart then "
             "replays it");
+DEFINE_int32(query_samples, 500,
+             "ListTasks pages and GetTask calls timed on the reopened store");
 DEFINE_int64(pending_lead, 0,
              "how many tasks ahead of the rest of its events a task's PENDING "
              "event comes (0: a task's events back to back, so that most tasks "
@@ -318,6 +321,33 @@ int main(int argc, char** argv) {
   const int64_t expected_job0 = (FLAGS_tasks + FLAGS_jobs - 1) / FLAGS_jobs;
   const bool summary_ok =
       summary.ok() && summary->counts().total() == expected_job0;
+
+  // 4. Queries on the reopened store (cold block cache at first): ListTasks
+  // pages of 100 at random places in job 0 (the page token is a task id) and
+  // GetTask of random tasks. Milliseconds, p50 / p99.
+  std::mt19937_64 rng(42);
+  std::vector<double> page_ms, get_ms;
+  bool queries_ok = true;
+  for (int i = 0; i < FLAGS_query_samples; ++i) {
+    const int64_t n = static_cast<int64_t>(rng() % FLAGS_tasks);
+    kwq::v1::ListTasksRequest req;
+    req.set_job_id("bench-job-0");
+    req.set_page_size(100);
+    req.set_page_token(absl::StrCat("bench-", n));
+    absl::Time t = absl::Now();
+    auto page = (*reopened)->ListTasks(req);
+    page_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+    queries_ok = queries_ok && page.ok();
+    t = absl::Now();
+    auto task = (*reopened)->GetTask(absl::StrCat("bench-", n));
+    get_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
+    queries_ok = queries_ok && task.ok();
+  }
+  auto pct = [](std::vector<double> v, double q) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
+  };
   reopened->reset();
   std::filesystem::remove_all(dir);
 
@@ -326,6 +356,8 @@ int main(int argc, char** argv) {
       "tracker ingest (%s): %lld tasks, %lld events in %.1f s = %.0f events/s\n"
       "  RSS peak %.0f MiB (before the store %.0f MiB, after ingest %.0f MiB)\n"
       "  disk %.1f MiB = %.0f bytes/task; restart to first query %.2f s\n"
+      "  ListTasks page of 100 at a random place p50 %.2f p99 %.2f ms, "
+      "GetTask p50 %.3f p99 %.3f ms (%d each)\n"
       "  duplicates %lld stale %lld conflicts %lld; %s\n",
       FLAGS_source, static_cast<long long>(FLAGS_tasks),
       static_cast<long long>(total_events), ingest_s, eps,
@@ -334,20 +366,28 @@ int main(int argc, char** argv) {
       static_cast<double>(rss_after) / (1 << 20),
       static_cast<double>(disk) / (1 << 20),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
+      pct(page_ms, 0.5), pct(page_ms, 0.99), pct(get_ms, 0.5),
+      pct(get_ms, 0.99), FLAGS_query_samples,
       static_cast<long long>(counters.duplicates()),
       static_cast<long long>(counters.stale()),
       static_cast<long long>(counters.conflicts()),
-      correct && summary_ok ? "correct" : "INCORRECT (counts do not match)");
+      correct && summary_ok && queries_ok
+          ? "correct"
+          : "INCORRECT (counts do not match or a query failed)");
   std::cout << absl::StrFormat(
       "{\"source\":\"%s\",\"tasks\":%lld,\"events\":%lld,\"ingest_seconds\":%."
       "3f,"
       "\"events_per_second\":%.0f,\"peak_rss_bytes\":%lld,\"disk_bytes\":%lld,"
       "\"disk_bytes_per_task\":%.1f,\"restart_to_query_seconds\":%.3f,"
+      "\"list_page_p50_ms\":%.3f,\"list_page_p99_ms\":%.3f,"
+      "\"get_task_p50_ms\":%.3f,\"get_task_p99_ms\":%.3f,"
       "\"correct\":%s}\n",
       FLAGS_source, static_cast<long long>(FLAGS_tasks),
       static_cast<long long>(total_events), ingest_s, eps,
       static_cast<long long>(peak_rss), static_cast<long long>(disk),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
-      correct && summary_ok ? "true" : "false");
-  return correct && summary_ok ? 0 : 1;
+      pct(page_ms, 0.5), pct(page_ms, 0.99), pct(get_ms, 0.5),
+      pct(get_ms, 0.99),
+      correct && summary_ok && queries_ok ? "true" : "false");
+  return correct && summary_ok && queries_ok ? 0 : 1;
 }

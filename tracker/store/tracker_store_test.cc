@@ -312,6 +312,23 @@ TEST_F(TrackerStoreTest, ACompactionStyleChangeKeepsEveryTask) {
       ASSERT_TRUE(t.ok()) << when << " c" << k << ": " << t.status();
       EXPECT_EQ(t->state(), kwq::v1::COMPLETED) << when << " c" << k;
     }
+    // Every record again through ListTasks pages, whose records come from
+    // many files and levels at once (one MultiGet per page).
+    kwq::v1::ListTasksRequest req;
+    req.set_job_id("cj");
+    req.set_page_size(1000);
+    std::set<std::string> listed;
+    for (int pages = 0; pages <= n / 1000 + 1; ++pages) {
+      auto r = store_->ListTasks(req);
+      ASSERT_TRUE(r.ok()) << when << ": " << r.status();
+      for (const auto& t : r->tasks()) {
+        EXPECT_EQ(t.state(), kwq::v1::COMPLETED) << when << " " << t.task_id();
+        listed.insert(t.task_id());
+      }
+      if (r->next_page_token().empty()) break;
+      req.set_page_token(r->next_page_token());
+    }
+    EXPECT_EQ(listed.size(), static_cast<size_t>(n)) << when;
   };
   Reopen(/*wipe=*/true, small);
   apply_tasks(0, 20000);
@@ -367,7 +384,9 @@ TEST_F(TrackerStoreTest, BatchesOnlyInTheWriteAheadLogComeBackAtReopen) {
   Reopen(/*wipe=*/false, logged);
   expect_all("reopened with the log");
   // Turning the log off later keeps what it held.
-  Reopen(/*wipe=*/false, StoreOptions());
+  StoreOptions unlogged;
+  unlogged.write_ahead_log = false;
+  Reopen(/*wipe=*/false, unlogged);
   expect_all("reopened without the log");
 }
 
