@@ -55,11 +55,14 @@ DEFINE_bool(
     "delete the model in --db and replay <prefix>.events from the beginning");
 DEFINE_int32(block_cache_mb, 128,
              "RocksDB block cache (index and filters included)");
-DEFINE_int32(write_buffer_mb, 128, "RocksDB memtable size");
-DEFINE_int32(max_write_buffers, 2,
+DEFINE_int32(
+    write_buffer_mb,
+    static_cast<int32_t>(kwq::tracker::StoreOptions().write_buffer_bytes >> 20),
+    "RocksDB memtable size");
+DEFINE_int32(max_write_buffers, kwq::tracker::StoreOptions().max_write_buffers,
              "RocksDB memtables at most (the one written and those being "
              "flushed); memory up to this times --write_buffer_mb");
-DEFINE_bool(write_ahead_log, true,
+DEFINE_bool(write_ahead_log, kwq::tracker::StoreOptions().write_ahead_log,
             "RocksDB's write-ahead log: a restart after a crash replays the "
             "log instead of re-reading the unflushed memtables' events from "
             "Kafka (one write() per batch, no fsync)");

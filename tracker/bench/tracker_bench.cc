@@ -23,6 +23,7 @@
 #include "glog/logging.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/util/mutex_mode.h"
+#include "tools/ctl/measure.h"
 #include "tracker/ingest/event_ingestor.h"
 #include "tracker/store/tracker_store.h"
 
@@ -41,9 +42,13 @@ DEFINE_int32(batch, 10000, "events per RocksDB write batch");
 DEFINE_int32(jobs, 10, "jobs the tasks are spread over");
 DEFINE_bool(universal_compaction, false,
             "RocksDB universal compaction (StoreOptions)");
-DEFINE_int32(write_buffer_mb, 128, "RocksDB memtable size (StoreOptions)");
-DEFINE_int32(max_write_buffers, 2, "RocksDB memtables at most (StoreOptions)");
-DEFINE_bool(write_ahead_log, true,
+DEFINE_int32(
+    write_buffer_mb,
+    static_cast<int32_t>(kwq::tracker::StoreOptions().write_buffer_bytes >> 20),
+    "RocksDB memtable size (StoreOptions)");
+DEFINE_int32(max_write_buffers, kwq::tracker::StoreOptions().max_write_buffers,
+             "RocksDB memtables at most (StoreOptions)");
+DEFINE_bool(write_ahead_log, kwq::tracker::StoreOptions().write_ahead_log,
             "RocksDB's write-ahead log (StoreOptions); the restart then "
             "replays it");
 DEFINE_int32(query_samples, 500,
@@ -343,11 +348,6 @@ int main(int argc, char** argv) {
     get_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
     queries_ok = queries_ok && task.ok();
   }
-  auto pct = [](std::vector<double> v, double q) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
-  };
   reopened->reset();
   std::filesystem::remove_all(dir);
 
@@ -366,9 +366,9 @@ int main(int argc, char** argv) {
       static_cast<double>(rss_after) / (1 << 20),
       static_cast<double>(disk) / (1 << 20),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
-      pct(page_ms, 0.5), pct(page_ms, 0.99), pct(get_ms, 0.5),
-      pct(get_ms, 0.99), FLAGS_query_samples,
-      static_cast<long long>(counters.duplicates()),
+      kwq::ctl::Percentile(page_ms, 0.5), kwq::ctl::Percentile(page_ms, 0.99),
+      kwq::ctl::Percentile(get_ms, 0.5), kwq::ctl::Percentile(get_ms, 0.99),
+      FLAGS_query_samples, static_cast<long long>(counters.duplicates()),
       static_cast<long long>(counters.stale()),
       static_cast<long long>(counters.conflicts()),
       correct && summary_ok && queries_ok
@@ -386,8 +386,8 @@ int main(int argc, char** argv) {
       static_cast<long long>(total_events), ingest_s, eps,
       static_cast<long long>(peak_rss), static_cast<long long>(disk),
       static_cast<double>(disk) / static_cast<double>(FLAGS_tasks), restart_s,
-      pct(page_ms, 0.5), pct(page_ms, 0.99), pct(get_ms, 0.5),
-      pct(get_ms, 0.99),
+      kwq::ctl::Percentile(page_ms, 0.5), kwq::ctl::Percentile(page_ms, 0.99),
+      kwq::ctl::Percentile(get_ms, 0.5), kwq::ctl::Percentile(get_ms, 0.99),
       correct && summary_ok && queries_ok ? "true" : "false");
   return correct && summary_ok && queries_ok ? 0 : 1;
 }

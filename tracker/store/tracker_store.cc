@@ -403,13 +403,9 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
   }
   wb.Put(std::string(keys::kCounters), counters.SerializeAsString());
   rocksdb::WriteOptions wo;
-  // Without the write-ahead log a batch lands in one memtable together with
-  // its offsets, and RocksDB persists whole memtables, so after a crash the
-  // store is the state after some earlier batch, with that batch's offsets,
-  // and ingest resumes there (tests/tracker_test kills -9 mid-ingest and
-  // compares with a rebuild); the price is re-reading up to the memtables'
-  // worth of events. With it, the log's point-in-time recovery gives the same
-  // guarantee and a restart replays the log instead (StoreOptions).
+  // With or without the log, a batch and its offsets land together, so after
+  // a crash ingest resumes after some batch (StoreOptions::write_ahead_log;
+  // tests/tracker_test kills -9 mid-ingest and compares with a rebuild).
   wo.disableWAL = !options_.write_ahead_log;
   rocksdb::WriteBatch write_batch;
   wb.Build(&write_batch);

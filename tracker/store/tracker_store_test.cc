@@ -313,7 +313,7 @@ TEST_F(TrackerStoreTest, ACompactionStyleChangeKeepsEveryTask) {
       EXPECT_EQ(t->state(), kwq::v1::COMPLETED) << when << " c" << k;
     }
     // Every record again through ListTasks pages, whose records come from
-    // many files and levels at once (one MultiGet per page).
+    // many files and levels at once.
     kwq::v1::ListTasksRequest req;
     req.set_job_id("cj");
     req.set_page_size(1000);
