@@ -469,6 +469,7 @@ class Soak:
             result[f"{key}_p99_ms"] = round(pct(vals, 0.99), 2) if vals else None
         gets = [ms for s in self.samples for ms in s["ms_get_task"]]
         result["get_task_p99_ms"] = round(pct(gets, 0.99), 2) if gets else None
+        result["cpu_us_per_task"] = cpu_us_per_task(self.samples)
         return result
 
     def stop(self):
@@ -483,6 +484,26 @@ class Soak:
             self.tracker.stop()
         if hasattr(self, "kafka"):
             self.kafka.stop()
+
+
+def cpu_us_per_task(samples):
+    """CPU microseconds per completed task of each process over the run, from
+    the samples' CPU rates (so a process restarted by a fault counts both of its
+    lives, less the interval it was killed in), with "kwq" the schedulers, the
+    tracker and the workers together."""
+    cpu_s = {}
+    for prev, s in zip(samples, samples[1:]):
+        dt = s["t"] - prev["t"]
+        for name, percent in s.get("cpu_percent", {}).items():
+            cpu_s[name] = cpu_s.get(name, 0.0) + percent * dt / 100
+    tasks = samples[-1]["tally_completed"] - samples[0]["tally_completed"] if samples else 0
+    if tasks <= 0:
+        return {}
+    out = {k: round(v * 1e6 / tasks, 1) for k, v in sorted(cpu_s.items())}
+    out["kwq"] = round(sum(v for k, v in cpu_s.items()
+                           if k == "tracker" or k[0] in "sw" and k[1:].isdigit())
+                       * 1e6 / tasks, 1)
+    return out
 
 
 def plot(samples, events, out_dir, title):
@@ -598,6 +619,7 @@ def main():
               "broker_disk_bytes_per_task", "tracker_disk_bytes_per_task"):
         print(f"{k:32} {result[k]}", file=sys.stderr)
     print(f"{'max_rss_mib':32} {result['max_rss_mib']}", file=sys.stderr)
+    print(f"{'cpu_us_per_task':32} {result['cpu_us_per_task']}", file=sys.stderr)
     if a.json:
         print(json.dumps(result))
     if not a.keep and not a.out:
