@@ -7,7 +7,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "server/core/effects.h"
 #include "server/core/offset_tracker.h"
 
@@ -69,9 +68,7 @@ class PartitionLedger {
  private:
   void Remember(const TopicPartition& tp, int64_t offset);
 
-  // Owned partitions; looked up per record (a hash map: an ordered one
-  // compared topic names' long common prefixes).
-  absl::flat_hash_map<TopicPartition, OffsetTracker> offsets_;
+  std::map<TopicPartition, OffsetTracker> offsets_;  // owned partitions
   // Decided records not received (yet) by the current owner of their
   // partition, here: skipped when they come. For partitions away, kept until
   // they come back.
