@@ -53,8 +53,10 @@ DEFINE_string(
 DEFINE_bool(
     rebuild, false,
     "delete the model in --db and replay <prefix>.events from the beginning");
-DEFINE_int32(block_cache_mb, 128,
-             "RocksDB block cache (index and filters included)");
+DEFINE_int32(
+    block_cache_mb,
+    static_cast<int32_t>(kwq::tracker::StoreOptions().block_cache_bytes >> 20),
+    "RocksDB block cache (index and filters included)");
 DEFINE_int32(
     write_buffer_mb,
     static_cast<int32_t>(kwq::tracker::StoreOptions().write_buffer_bytes >> 20),

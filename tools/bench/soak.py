@@ -501,8 +501,7 @@ def cpu_us_per_task(samples):
         return {}
     out = {k: round(v * 1e6 / tasks, 1) for k, v in sorted(cpu_s.items())}
     out["kwq"] = round(sum(v for k, v in cpu_s.items()
-                           if k == "tracker" or k[0] in "sw" and k[1:].isdigit())
-                       * 1e6 / tasks, 1)
+                           if k not in ("broker", "event_tally")) * 1e6 / tasks, 1)
     return out
 
 
