@@ -208,11 +208,18 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
                # CPU in the measured window (simulate reports its own and the broker's;
                # set-up and tear-down, e.g. creating and deleting the grid's topics, are
                # left out: they cost the broker 0.4-0.8 s per run).
+               # kwq's: the process less the harness's own threads (the load
+               # generator and the main thread polling the tracker).
                cpu_per_task_ms={"kwq (scheduler+tracker+workers)":
-                                1000 * j["cpu_seconds"] / tasks,
+                                1000 * (j["cpu_seconds"] - j.get("harness_cpu_seconds", 0)) / tasks,
+                                "harness (load generator)":
+                                1000 * j.get("harness_cpu_seconds", 0) / tasks,
                                 "kafka broker": 1000 * j["cpu_seconds_of_pid"] / tasks},
                broker_cpu=broker_split(j["cpu_seconds_of_pid"], jit, tasks),
                requests_per_task=requests,
+               cpu_us_per_task_by_thread={k: round(1e6 * v / tasks, 1) for k, v in
+                                          j.get("cpu_seconds_by_thread", {}).items()
+                                          if v > 0},
                peak_rss_mib={"kwq": rss / 2**20})
     return res
 
@@ -250,6 +257,9 @@ def run_floor(boot, broker_pid, tasks, rate=0.0):
                                 "kafka broker": 1000 * j["cpu_seconds_of_pid"] / tasks},
                broker_cpu=broker_split(j["cpu_seconds_of_pid"], jit, tasks),
                requests_per_task=requests,
+               cpu_us_per_task_by_thread={k: round(1e6 * v / tasks, 1) for k, v in
+                                          j.get("cpu_seconds_by_thread", {}).items()
+                                          if v > 0},
                peak_rss_mib={"floor": rss / 2**20})
     return res
 
@@ -440,6 +450,8 @@ def main():
     # compilers apart) for kwq and for the floor, and Kafka requests per task.
     summary["kwq_cpu_us_per_task"] = (
         1000 * kwq["cpu_per_task_ms"]["kwq (scheduler+tracker+workers)"] if ok(kwq) else None)
+    summary["kwq_cpu_us_per_task_by_thread"] = (
+        kwq.get("cpu_us_per_task_by_thread") if ok(kwq) else None)
     summary["broker_cpu_us_per_task"] = (
         kwq["broker_cpu"]["steady_us_per_task"] if ok(kwq) else None)
     summary["broker_jit_cpu_us_per_task"] = (

@@ -1,10 +1,12 @@
 // kwqctl simulate: a simulated job on SDK workers in this process, with the job
 // monitor.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -310,12 +312,21 @@ int RunSimulate(const Context& c) {
   // (scheduler, tracker and workers when it runs the grid) and, with
   // --cpu-of-pid, another one such as the Kafka broker.
   const double cpu_start = OwnCpuSeconds();
+  const std::map<std::string, double> threads_start = ThreadGroupCpuSeconds();
   const double other_cpu_start =
       f.cpu_of_pid > 0 ? CpuSecondsOf(static_cast<pid_t>(f.cpu_of_pid)) : -1;
   std::atomic<bool> submit_failed{false};
+  std::atomic<double> loadgen_cpu{0};
   std::string submit_error;
   const std::string payload(static_cast<size_t>(f.payload_bytes), 'x');
   std::thread submitter([&] {
+    // Named apart: the load generator is the harness, not kwq (the JSON's
+    // cpu_seconds_by_thread).
+    pthread_setname_np(pthread_self(), "kwq-loadgen");
+    struct CpuAtExit {  // it ends before the window does: it reports itself
+      std::atomic<double>* out;
+      ~CpuAtExit() { out->store(ThreadCpuSeconds()); }
+    } cpu_at_exit{&loadgen_cpu};
     auto stub = kwq::v1::Scheduler::NewStub(grid_ctx.Channel(sched_addr));
     // With --rate: one task per Submit at a fixed offered rate (latency, not
     // throughput: the scheduler is idle between tasks).
@@ -388,6 +399,12 @@ int RunSimulate(const Context& c) {
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu_window = OwnCpuSeconds() - cpu_start;
+  std::map<std::string, double> threads_window = ThreadGroupCpuSeconds();
+  for (auto& [group, secs] : threads_window) {
+    if (auto it = threads_start.find(group); it != threads_start.end()) {
+      secs -= it->second;
+    }
+  }
   const double other_cpu_window =
       other_cpu_start >= 0
           ? CpuSecondsOf(static_cast<pid_t>(f.cpu_of_pid)) - other_cpu_start
@@ -469,6 +486,24 @@ int RunSimulate(const Context& c) {
     if (inversions >= 0)
       absl::StrAppend(&json, ",\"priority_inversions\":", inversions);
     absl::StrAppend(&json, ",\"cpu_seconds\":", cpu_window);
+    // By thread group, and the harness apart: this command's own threads (the
+    // main thread polling the tracker, the load generator) are not kwq's.
+    // Threads that ended in the window (the load generator) are not in
+    // threads_window; the process total has them.
+    threads_window["kwq-loadgen"] = loadgen_cpu.load();
+    double live = 0;
+    for (const auto& [group, secs] : threads_window) live += secs;
+    threads_window["ended"] = std::max(0.0, cpu_window - live);
+    double harness = 0;
+    std::string by_thread;
+    for (const auto& [group, secs] : threads_window) {
+      absl::StrAppend(&by_thread, by_thread.empty() ? "" : ",", "\"", group,
+                      "\":", absl::StrFormat("%.3f", secs));
+      if (group == "main" || group == "kwq-loadgen") harness += secs;
+    }
+    absl::StrAppend(&json, ",\"cpu_seconds_by_thread\":{", by_thread, "}");
+    absl::StrAppend(&json, ",\"harness_cpu_seconds\":",
+                    absl::StrFormat("%.3f", harness));
     if (other_cpu_window >= 0) {
       absl::StrAppend(&json, ",\"cpu_seconds_of_pid\":", other_cpu_window);
     }
