@@ -502,8 +502,8 @@ int RunSimulate(const Context& c) {
       if (group == "main" || group == "kwq-loadgen") harness += secs;
     }
     absl::StrAppend(&json, ",\"cpu_seconds_by_thread\":{", by_thread, "}");
-    absl::StrAppend(&json, ",\"harness_cpu_seconds\":",
-                    absl::StrFormat("%.3f", harness));
+    absl::StrAppend(
+        &json, ",\"harness_cpu_seconds\":", absl::StrFormat("%.3f", harness));
     if (other_cpu_window >= 0) {
       absl::StrAppend(&json, ",\"cpu_seconds_of_pid\":", other_cpu_window);
     }

@@ -1,10 +1,9 @@
 #include "tools/ctl/measure.h"
 
+#include <dirent.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <dirent.h>
 
 #include <algorithm>
 #include <cctype>
