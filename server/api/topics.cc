@@ -1,5 +1,7 @@
 #include "server/api/topics.h"
 
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "server/api/priorities.h"
 
@@ -24,8 +26,14 @@ const std::string& Topics::ForPriority(int priority) const {
 }
 
 std::optional<int> Topics::PriorityOf(const std::string& topic) const {
+  // Called per record: the shared "<prefix>.tasks.p" is compared once, then
+  // only the priority's digits.
+  const size_t stem = priorities_[0].size() - 1;
+  if (topic.size() <= stem || topic.compare(0, stem, priorities_[0], 0, stem))
+    return std::nullopt;
+  const std::string_view digits = std::string_view(topic).substr(stem);
   for (int p = 0; p < kNumPriorities; ++p) {
-    if (topic == priorities_[p]) return p;
+    if (digits == std::string_view(priorities_[p]).substr(stem)) return p;
   }
   return std::nullopt;
 }

@@ -25,6 +25,15 @@ TEST(TopicsTest, PriorityOfATopicName) {
   EXPECT_EQ(t.PriorityOf("kwq.tasks.p10"), std::nullopt);
   EXPECT_EQ(t.PriorityOf("other.tasks.p7"), std::nullopt);
   EXPECT_EQ(t.PriorityOf("kwq.events"), std::nullopt);
+  for (int p = 0; p < kNumPriorities; ++p) {
+    EXPECT_EQ(t.PriorityOf(t.ForPriority(p)), p);
+  }
+  // Near misses of the shared stem and of the digits.
+  for (const char* name :
+       {"kwq.tasks.p", "kwq.tasks.q7", "kwq.tasks.p07", "kwq.tasks.p7 ",
+        "kwq.tasks.p-1", "", "kwq.tasks.", "xwq.tasks.p7"}) {
+    EXPECT_EQ(t.PriorityOf(name), std::nullopt) << name;
+  }
 }
 
 TEST(TopicsTest, OutOfRangePriorityIsClampedNotACrash) {

@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kwq/v1/control.pb.h"
@@ -88,7 +89,7 @@ class ControlState {
   std::map<std::string, std::string> cancelled_jobs_;   // job -> who
   std::map<std::string, std::string> cancelled_tasks_;  // task -> who
   size_t known_jobs_cap_;
-  std::set<std::string> known_jobs_;
+  absl::flat_hash_set<std::string> known_jobs_;  // looked up per task
   std::deque<std::string> known_jobs_order_;
 };
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "server/core/effects.h"
 #include "server/core/offset_tracker.h"
 
@@ -68,7 +69,9 @@ class PartitionLedger {
  private:
   void Remember(const TopicPartition& tp, int64_t offset);
 
-  std::map<TopicPartition, OffsetTracker> offsets_;  // owned partitions
+  // Owned partitions; looked up per record (a hash map: an ordered one
+  // compared topic names' long common prefixes).
+  absl::flat_hash_map<TopicPartition, OffsetTracker> offsets_;
   // Decided records not received (yet) by the current owner of their
   // partition, here: skipped when they come. For partitions away, kept until
   // they come back.

@@ -303,11 +303,14 @@ class SchedulerCore {
     int credits = 0;
     std::set<std::string> labels;
     std::set<std::string> affinity;  // keys held now (hello, then heartbeats)
-    std::set<std::string> task_ids;  // leases held
+    // Hash sets: one insert and one erase per task (an ordered set compared
+    // the long common prefixes of task ids at every level).
+    absl::flat_hash_set<std::string> task_ids;  // leases held
     // Of those, leases whose completion is being made durable (done on the
     // worker's side: their slots are free).
     int deciding = 0;
-    std::set<std::string> claimed;  // running here, waiting for the record
+    absl::flat_hash_set<std::string>
+        claimed;  // running here, waiting for the record
     absl::Time connected_at;
     absl::Time last_heartbeat;
     absl::Time last_heartbeat_applied = absl::InfinitePast();

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
@@ -277,15 +278,17 @@ class TrackerStore::Batch {
   }
 
   SortedWrites& wb() { return wb_; }
-  std::unordered_map<std::string, Entry>& tasks() { return tasks_; }
-  std::unordered_map<std::string, Aggregate>& aggs() { return aggs_; }
+  absl::node_hash_map<std::string, Entry>& tasks() { return tasks_; }
+  absl::node_hash_map<std::string, Aggregate>& aggs() { return aggs_; }
   std::map<int64_t, internal::ThroughputCount>& seconds() { return seconds_; }
 
  private:
   TrackerStore* store_;
   SortedWrites wb_;
-  std::unordered_map<std::string, Entry> tasks_;
-  std::unordered_map<std::string, Aggregate> aggs_;
+  // Node maps: a task's entry stays put while the batch adds others (cheaper
+  // than moving a TaskStatus on growth).
+  absl::node_hash_map<std::string, Entry> tasks_;
+  absl::node_hash_map<std::string, Aggregate> aggs_;
   std::map<int64_t, internal::ThroughputCount> seconds_;
 };
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -144,7 +145,7 @@ class TrackerStore {
   // options_.recent_task_records, by task id: each equals the task's record
   // in RocksDB; recent_order_ is insertion order for eviction (it may name ids
   // dropped since).
-  std::unordered_map<std::string, std::string> recent_records_;
+  absl::flat_hash_map<std::string, std::string> recent_records_;
   std::deque<std::string> recent_order_;
   std::unordered_map<std::string, internal::Aggregate>
       aggregates_;  // by RocksDB key
