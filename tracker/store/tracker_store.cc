@@ -127,6 +127,12 @@ absl::StatusOr<std::unique_ptr<TrackerStore>> TrackerStore::Open(
   db_options.memtable_insert_with_hint_prefix_extractor =
       std::make_shared<InsertHintPrefix>();
   db_options.max_write_buffer_number = options.max_write_buffers;
+  // A bloom filter over each memtable's keys: a task's first event looks its
+  // record up, and for a new task that lookup searched the memtable's skip
+  // list for nothing (callgrind on tracker_bench: ~10k instructions per
+  // lookup, 9% of ingest). 2% of the memtable's size: ~20 bits per key.
+  db_options.memtable_prefix_bloom_size_ratio = 0.02;
+  db_options.memtable_whole_key_filtering = true;
   // A restart replays the log into memtables and leaves them there, instead of
   // writing them out as level-0 files before the store opens.
   db_options.avoid_flush_during_recovery = options.write_ahead_log;
