@@ -292,7 +292,13 @@ class SchedulerCore {
     // A stage event not written yet (see event_fold_window): ALLOCATED, or
     // RUNNING carrying allocated_time. Written by its deadline, folded into
     // the attempt's COMPLETED, or written before any other end of the lease.
-    std::optional<kwq::v1::TaskEvent> held_event;
+    // Kept as its times, not as an event: most are folded, never written.
+    struct HeldStage {
+      kwq::v1::TaskState state;                          // ALLOCATED or RUNNING
+      absl::Time time;                                   // of that stage
+      absl::Time allocated_time = absl::InfinitePast();  // RUNNING: if held
+    };
+    std::optional<HeldStage> held_event;
     absl::Time held_until;
     absl::Time run_deadline = absl::InfiniteFuture();  // the task's timeout
     absl::Time started_at = absl::InfinitePast();      // the worker's RUNNING
@@ -394,8 +400,8 @@ class SchedulerCore {
   void Started(Lease& lease, const Worker& w, bool completing);
   // Counts the task's timeout (if it has one) from now.
   void StartTimeout(Lease& lease) const;
-  // Holds `ev` in the lease for the fold window (see event_fold_window).
-  void Hold(Lease& lease, kwq::v1::TaskEvent ev);
+  // Holds the stage in the lease for the fold window (see event_fold_window).
+  void Hold(Lease& lease, Lease::HeldStage stage);
   // Writes the lease's held stage event, if any.
   void WriteHeldEvent(Lease& lease);
   // Writes the held stage events whose window ended by `now`.

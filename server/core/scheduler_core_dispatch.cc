@@ -273,11 +273,11 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   *a->mutable_lease_deadline() = ToProto(lease.deadline);
   effects_.sends.push_back({conn, std::move(msg)});
 
-  TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
-  ev.set_worker_id(w.hello.worker_id());
   if (options_.event_fold_window > absl::ZeroDuration()) {
-    Hold(lease, std::move(ev));
+    Hold(lease, {kwq::v1::ALLOCATED, clock_->Now()});
   } else {
+    TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
+    ev.set_worker_id(w.hello.worker_id());
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
 

@@ -34,8 +34,15 @@ OutRecord SchedulerCore::EventRecord(const TaskEvent& ev) const {
 
 void SchedulerCore::WriteHeldEvent(Lease& lease) {
   if (!lease.held_event) return;
-  metrics_.events_folded += lease.held_event->has_allocated_time();
-  effects_.produces.push_back({{EventRecord(*lease.held_event)}, 0});
+  const Lease::HeldStage& held = *lease.held_event;
+  TaskEvent ev = MakeEvent(lease.task, held.state);
+  *ev.mutable_time() = ToProto(held.time);
+  ev.set_worker_id(lease.worker_id);
+  if (held.allocated_time != absl::InfinitePast()) {
+    *ev.mutable_allocated_time() = ToProto(held.allocated_time);
+    ++metrics_.events_folded;
+  }
+  effects_.produces.push_back({{EventRecord(ev)}, 0});
   lease.held_event.reset();
 }
 
@@ -54,17 +61,17 @@ void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
       }
     }
   }
-  TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
-  ev.set_worker_id(w.hello.worker_id());
   if (lease.held_event) {
     // Held in its place, carrying the ALLOCATED time.
-    *ev.mutable_allocated_time() = lease.held_event->time();
-    lease.held_event = std::move(ev);
+    lease.held_event = Lease::HeldStage{kwq::v1::RUNNING, clock_->Now(),
+                                        lease.held_event->time};
   } else if (completing) {
     // Held for the completion to carry (written on its own if that
     // completion is not durable and the lease then ends otherwise).
-    Hold(lease, std::move(ev));
+    Hold(lease, {kwq::v1::RUNNING, clock_->Now()});
   } else {
+    TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
+    ev.set_worker_id(w.hello.worker_id());
     effects_.produces.push_back({{EventRecord(ev)}, 0});
   }
 }
@@ -76,8 +83,8 @@ void SchedulerCore::StartTimeout(Lease& lease) const {
   }
 }
 
-void SchedulerCore::Hold(Lease& lease, TaskEvent ev) {
-  lease.held_event = std::move(ev);
+void SchedulerCore::Hold(Lease& lease, Lease::HeldStage stage) {
+  lease.held_event = stage;
   lease.held_until = clock_->Now() + options_.event_fold_window;
   held_order_.emplace_back(lease.task.id(), lease.token.lease_id());
 }

@@ -437,13 +437,13 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       ev.set_result_size(static_cast<int64_t>(update.result().size()));
       if (const auto& held = lease.held_event) {
         // Kept in the lease until this event is durable (see WriteHeldEvents).
-        if (held->state() == kwq::v1::ALLOCATED) {
-          *ev.mutable_allocated_time() = held->time();
+        if (held->state == kwq::v1::ALLOCATED) {
+          *ev.mutable_allocated_time() = ToProto(held->time);
         } else {
-          if (held->has_allocated_time()) {
-            *ev.mutable_allocated_time() = held->allocated_time();
+          if (held->allocated_time != absl::InfinitePast()) {
+            *ev.mutable_allocated_time() = ToProto(held->allocated_time);
           }
-          *ev.mutable_running_time() = held->time();
+          *ev.mutable_running_time() = ToProto(held->time);
         }
         metrics_.events_folded +=
             ev.has_allocated_time() + ev.has_running_time();
