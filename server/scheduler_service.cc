@@ -235,21 +235,24 @@ absl::Status SchedulerService::EnsureGroupLeaseKey() {
 }
 
 void SchedulerService::FlushOutbox() {
-  // Stable by connection: each stream gets its messages in the order the core
-  // made them.
-  std::stable_sort(outbox_.begin(), outbox_.end(),
-                   [](const Effects::Send& a, const Effects::Send& b) {
-                     return a.conn < b.conn;
-                   });
-  for (size_t i = 0; i < outbox_.size();) {
+  // Grouped by connection, each stream's messages in the order the core made
+  // them (a stable sort of indexes: sorting the messages moved each several
+  // times).
+  std::vector<uint32_t> order(outbox_.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [this](uint32_t a, uint32_t b) {
+    return outbox_[a].conn < outbox_[b].conn;
+  });
+  for (size_t i = 0; i < order.size();) {
+    const uint64_t conn = outbox_[order[i]].conn;
     size_t end = i + 1;
-    while (end < outbox_.size() && outbox_[end].conn == outbox_[i].conn) ++end;
-    auto it = streams_.find(outbox_[i].conn);
+    while (end < order.size() && outbox_[order[end]].conn == conn) ++end;
+    auto it = streams_.find(conn);
     if (it != streams_.end()) {
       std::vector<kwq::v1::SchedulerMessage> msgs;
       msgs.reserve(end - i);
       for (size_t k = i; k < end; ++k)
-        msgs.push_back(std::move(outbox_[k].msg));
+        msgs.push_back(std::move(outbox_[order[k]].msg));
       it->second->Send(std::move(msgs));
     }
     i = end;
