@@ -39,6 +39,12 @@ uint64_t ParseHex16(std::string_view s) {
 }
 
 std::string Task(std::string_view task) { return StrCat({"t", kSep, task}); }
+std::string JobTaskPrefix(std::string_view job) {
+  return StrCat({"x", kSep, job, kSep});
+}
+std::string JobTask(std::string_view job, std::string_view task) {
+  return StrCat({JobTaskPrefix(job), task});
+}
 std::string StateTaskPrefix(std::string_view job, kwq::v1::TaskState state) {
   const char s = static_cast<char>('A' + static_cast<int>(state));
   return StrCat({"s", kSep, job, kSep, std::string_view(&s, 1)});

@@ -13,9 +13,7 @@
 // job.
 //
 //   t\0<task>                    kwq.v1.TaskStatus
-//   (x\0<job>\0<task>: every task of a job; no longer written, the state
-//    index answers that, merged over states: stores written before keep
-//    theirs, unread)
+//   x\0<job>\0<task>             (empty)  every task of a job
 //   s\0<job>\0<state><task>      (empty)  tasks of a job by current state (one byte)
 //   g\0<job>\0<tag>\0<task>      (empty)  tasks of a job by tag "key=value"
 //   j\0<job>                     Aggregate of the job
@@ -28,6 +26,8 @@
 namespace kwq::tracker::keys {
 
 std::string Task(std::string_view task);
+std::string JobTask(std::string_view job, std::string_view task);
+std::string JobTaskPrefix(std::string_view job);
 std::string StateTask(std::string_view job, kwq::v1::TaskState state,
                       std::string_view task);
 std::string StateTaskPrefix(std::string_view job, kwq::v1::TaskState state);

@@ -101,22 +101,14 @@ absl::StatusOr<kwq::v1::ListTasksResponse> TrackerStore::ListTasks(
   }
   if (!s.ok()) return absl::InternalError(s.ToString());
 
-  // The narrowest index that answers the filter; without one, every state's
-  // index of the job, merged by task id (a task is in exactly one).
-  std::vector<std::string> prefixes;
+  // The narrowest index that answers the filter.
+  std::string prefix;
   if (req.state() != kwq::v1::TASK_STATE_UNSPECIFIED) {
-    prefixes.push_back(keys::StateTaskPrefix(req.job_id(), req.state()));
+    prefix = keys::StateTaskPrefix(req.job_id(), req.state());
   } else if (!req.tag().empty()) {
-    prefixes.push_back(keys::TagTaskPrefix(req.job_id(), req.tag()));
+    prefix = keys::TagTaskPrefix(req.job_id(), req.tag());
   } else {
-    for (int st = kwq::v1::TaskState_MIN; st <= kwq::v1::TaskState_MAX; ++st) {
-      if (st == kwq::v1::TASK_STATE_UNSPECIFIED ||
-          !kwq::v1::TaskState_IsValid(st)) {
-        continue;
-      }
-      prefixes.push_back(keys::StateTaskPrefix(
-          req.job_id(), static_cast<kwq::v1::TaskState>(st)));
-    }
+    prefix = keys::JobTaskPrefix(req.job_id());
   }
   const bool check_tag =
       !req.tag().empty() && req.state() != kwq::v1::TASK_STATE_UNSPECIFIED;
@@ -130,50 +122,22 @@ absl::StatusOr<kwq::v1::ListTasksResponse> TrackerStore::ListTasks(
   const int page_size = req.page_size() == 0 ? 100 : req.page_size();
 
   kwq::v1::ListTasksResponse resp;
-  // One snapshot for every index scanned: a task that changes state meanwhile
-  // is seen in one of them, not in both or neither.
-  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  struct SnapshotRelease {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* s;
-    ~SnapshotRelease() { db->ReleaseSnapshot(s); }
-  } release{db_.get(), snapshot};
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
-  std::vector<std::unique_ptr<rocksdb::Iterator>> its;
-  for (const std::string& prefix : prefixes) {
-    its.emplace_back(db_->NewIterator(ro));
-    rocksdb::Iterator* it = its.back().get();
-    it->Seek(prefix + req.page_token());
-    if (!req.page_token().empty() && it->Valid() &&
-        it->key() == prefix + req.page_token()) {
-      it->Next();
-    }
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  it->Seek(prefix + req.page_token());
+  if (!req.page_token().empty() && it->Valid() &&
+      it->key() == prefix + req.page_token()) {
+    it->Next();
   }
-  // The index with the next task id, and that id; -1 when all are done.
-  auto next = [&](std::string* id) {
-    int best = -1;
-    for (size_t i = 0; i < its.size(); ++i) {
-      if (!its[i]->Valid() || !its[i]->key().starts_with(prefixes[i])) continue;
-      rocksdb::Slice rest = its[i]->key();
-      rest.remove_prefix(prefixes[i].size());
-      if (best < 0 || rest.compare(rocksdb::Slice(*id)) < 0) {
-        best = static_cast<int>(i);
-        id->assign(rest.data(), rest.size());
-      }
-    }
-    return best;
-  };
   int scanned = 0;
-  std::string last_id, id;
-  for (int i = next(&id); i >= 0; its[i]->Next(), i = next(&id)) {
-    if (id == last_id) continue;  // never twice, even if two indexes had it
+  std::string last_id;
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
     if (resp.tasks_size() >= page_size || scanned >= kMaxScan) {
       resp.set_next_page_token(last_id);
       break;
     }
     ++scanned;
-    last_id = id;
+    last_id = it->key().ToString().substr(prefix.size());
     auto task = GetTask(last_id);
     if (!task.ok())
       continue;  // an index entry ahead of its record cannot happen; be safe

@@ -395,6 +395,10 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
       to_cache.emplace_back(&id, record);
     }
     wb.Put(keys::Task(id), std::move(record));
+    // Kept although the state indexes name every task too: listing a job
+    // from them (merged) crossed the PENDING entries' tombstones and was
+    // 10x slower (tracker_bench, session 14: list page p50 0.7 -> 10-12 ms).
+    if (!e.existed) wb.Put(keys::JobTask(job, id), "");
     if (e.initial_state != task.state()) {
       if (e.initial_state != kwq::v1::TASK_STATE_UNSPECIFIED) {
         wb.Delete(keys::StateTask(job, e.initial_state, id));
