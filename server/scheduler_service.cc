@@ -107,8 +107,8 @@ absl::Status SchedulerService::Start() {
   callbacks.on_record = [this](const std::string& topic, int32_t partition,
                                int64_t offset, std::string value) {
     WithCore([pos = RecordPosition{topic, partition, offset},
-              value = std::move(value)](SchedulerCore& core) {
-      core.OnTaskRecord(pos, value);
+              value = std::move(value)](SchedulerCore& core) mutable {
+      core.OnTaskRecord(pos, std::move(value));
     });
   };
   callbacks.on_assigned = [this](const std::vector<CommittedPosition>& parts) {

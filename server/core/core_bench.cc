@@ -83,6 +83,7 @@ int Run() {
         t.set_job_id("core-bench-job");
         const int p = static_cast<int>(submitted % 10);
         t.set_priority(p);
+        t.set_attempt(1);  // as Submit writes it
         t.set_payload(payload);
         (*t.mutable_tags())["group"] = absl::StrCat("g", submitted % 8);
         *t.mutable_submit_time() = ToProto(clock.Now());

@@ -125,8 +125,7 @@ void SchedulerCore::ProduceFinal(Decision d, std::vector<OutRecord> records) {
   effects_.produces.push_back({std::move(records), cookie});
 }
 
-void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
-                                 const std::string& value) {
+void SchedulerCore::OnTaskRecord(const RecordPosition& pos, std::string value) {
   ++metrics_.records_received;
   if (!ledger_.Received(pos)) {
     ++metrics_.redelivered_records;
@@ -157,13 +156,22 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
   }
   // The topic a record is in decides its priority (a direct producer may
   // leave the field unset or contradict it); its retries stay there.
-  if (auto p = topics_.PriorityOf(pos.topic)) task.set_priority(*p);
+  // Whether the core changed the task: then the record's bytes are not what a
+  // worker must receive (QueuedTask::wire).
+  bool changed = false;
+  if (auto p = topics_.PriorityOf(pos.topic); p && task.priority() != *p) {
+    task.set_priority(*p);
+    changed = true;
+  }
   if (absl::Status s = api::ValidateTask(task, -1, limits); !s.ok()) {
     DeadLetterRaw(pos, value, std::string(s.message()), &task);
     return;
   }
   control_.RememberJob(task.job_id());
-  if (task.attempt() <= 0) task.set_attempt(1);
+  if (task.attempt() <= 0) {
+    task.set_attempt(1);
+    changed = true;
+  }
   if (auto c = claims_.find(task.id());
       c != claims_.end() && c->second.token.attempt() == task.attempt()) {
     // A reconnected worker runs this attempt already: adopt it, unless
@@ -229,11 +237,16 @@ void SchedulerCore::OnTaskRecord(const RecordPosition& pos,
     // Written straight into the topic by a foreign producer: announce it to the
     // tracker.
     *task.mutable_submit_time() = ToProto(clock_->Now());
+    changed = true;
     effects_.produces.push_back(
         {{EventRecord(api::FirstPendingEvent(task, options_.scheduler_id))},
          0});
   }
-  Enqueue({pos, std::move(task), absl::InfiniteFuture()});
+  Queued q;
+  q.pos = pos;
+  q.task = std::move(task);
+  if (!changed) q.wire = std::move(value);
+  Enqueue(std::move(q));
   Dispatch();
 }
 
@@ -437,7 +450,10 @@ void SchedulerCore::OnDurable(uint64_t cookie, bool ok) {
     // original record.
     LOG(WARNING) << "retry hand-off of " << retry->task.id()
                  << " not durable; retrying it locally";
-    Enqueue({d.pos, std::move(retry->task), absl::InfiniteFuture()});
+    Queued q;
+    q.pos = d.pos;
+    q.task = std::move(retry->task);
+    Enqueue(std::move(q));
   } else if (auto* final = std::get_if<Decision::Final>(&d.what)) {
     // A dead letter or a cancel: never re-run (its budget is spent or it was
     // cancelled); write it again until it is durable (its records fit the

@@ -188,7 +188,7 @@ class SchedulerCore {
   // --- Kafka side ---
   // A record from a priority topic. Invalid records go to the dead-letter
   // topic.
-  void OnTaskRecord(const RecordPosition& pos, const std::string& value);
+  void OnTaskRecord(const RecordPosition& pos, std::string value);
   // Partitions assigned to this instance, with what the group committed for
   // them: records the commit metadata names as decided are skipped when they
   // arrive.

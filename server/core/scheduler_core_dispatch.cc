@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "server/api/ack_codes.h"
 #include "server/api/limits.h"
 #include "server/api/task_validation.h"
@@ -268,7 +269,18 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
 
   SchedulerMessage msg;
   auto* a = msg.mutable_assignment();
-  *a->mutable_task() = lease.task;
+  if (!q.wire.empty()) {
+    // The record's bytes as the task field, unparsed: an unknown field is
+    // serialised as it is, and on the wire a length-delimited field 1 is
+    // exactly `Task task = 1`. Saves copying the task, destroying the copy
+    // and serialising it again (the worker parses the same bytes).
+    a->GetReflection()
+        ->MutableUnknownFields(a)
+        ->AddLengthDelimited(kwq::v1::Assignment::kTaskFieldNumber)
+        ->swap(q.wire);
+  } else {
+    *a->mutable_task() = lease.task;
+  }
   *a->mutable_token() = lease.token;
   *a->mutable_lease_deadline() = ToProto(lease.deadline);
   effects_.sends.push_back({conn, std::move(msg)});

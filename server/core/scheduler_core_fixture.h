@@ -38,6 +38,7 @@ class SchedulerCoreTest : public ::testing::Test {
     t.set_id(id);
     t.set_job_id("job");
     t.set_priority(priority);
+    t.set_attempt(1);  // as Submit writes it
     *t.mutable_submit_time() = ToProto(absl::FromUnixSeconds(1));
     return t;
   }
@@ -106,12 +107,20 @@ class SchedulerCoreTest : public ::testing::Test {
     }
   }
 
+  // A message as the worker receives it: serialised and parsed again (an
+  // assignment carries its task's record bytes unparsed, as an unknown field).
+  static Effects::Send AsReceived(const Effects::Send& s) {
+    Effects::Send out{s.conn, {}};
+    EXPECT_TRUE(out.msg.ParseFromString(s.msg.SerializeAsString()));
+    return out;
+  }
+
   // Takes the effects; commits are flushed first (the service does that on its
   // 10 ms tick; CommitsAreBuiltOncePerTick checks the deferral itself).
   void Collect() {
     core_->FlushCommits();
     Effects e = core_->TakeEffects();
-    for (auto& s : e.sends) sends_.push_back(s);
+    for (auto& s : e.sends) sends_.push_back(AsReceived(s));
     for (auto& p : e.produces) {
       for (auto& r : p.records) records_.push_back(r);
       if (p.cookie != 0) cookies_.push_back(p.cookie);
@@ -127,7 +136,7 @@ class SchedulerCoreTest : public ::testing::Test {
     core_->FlushCommits();
     Effects e = core_->TakeEffects();
     const bool replay = e.replay_parked;
-    for (auto& s : e.sends) sends_.push_back(s);
+    for (auto& s : e.sends) sends_.push_back(AsReceived(s));
     for (auto& p : e.produces) {
       for (auto& r : p.records) records_.push_back(r);
       if (p.cookie != 0) cookies_.push_back(p.cookie);

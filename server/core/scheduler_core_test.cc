@@ -30,6 +30,38 @@ TEST_F(SchedulerCoreTest, DispatchesHighestPriorityFirst) {
   EXPECT_EQ(Events(kwq::v1::ALLOCATED).size(), 5u);
 }
 
+// A worker receives the task as the record holds it (its bytes passed through,
+// unknown fields included), or, where the core completed the record (attempt,
+// the topic's priority, a submit time), as the core completed it.
+TEST_F(SchedulerCoreTest, AssignmentCarriesTheRecordsTaskOrTheCoresCompletion) {
+  Task as_submitted = MakeTask("kept", 3);
+  as_submitted.set_payload("payload");
+  (*as_submitted.mutable_tags())["desk"] = "fx";
+  std::string record = as_submitted.SerializeAsString();
+  // Field 999, varint 7: a field of a newer Task this scheduler does not know.
+  record += std::string("\xb8\x3e\x07", 3);
+  core_->OnTaskRecord({core_->topics().ForPriority(3), 0, 0}, record);
+
+  Task foreign;  // written straight into the p5 topic by another producer
+  foreign.set_id("completed");
+  foreign.set_job_id("job");
+  foreign.set_priority(8);  // contradicts its topic
+  core_->OnTaskRecord({core_->topics().ForPriority(5), 0, 0},
+                      foreign.SerializeAsString());
+  Collect();
+  Connect(1, 2);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].task().id(), "completed");
+  EXPECT_EQ(got[0].task().priority(), 5);
+  EXPECT_EQ(got[0].task().attempt(), 1);
+  EXPECT_TRUE(got[0].task().has_submit_time());
+  EXPECT_EQ(got[1].task().SerializeAsString(), record);
+  EXPECT_EQ(got[1].task().tags().at("desk"), "fx");
+  EXPECT_EQ(got[1].token().task_id(), "kept");
+  EXPECT_EQ(got[1].token().attempt(), 1);
+}
+
 TEST_F(SchedulerCoreTest, BatchOfWorkerMessagesActsLikeTheMessagesOneByOne) {
   Connect(1, 3);
   for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("t", i), 4), 0, i);

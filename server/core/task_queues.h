@@ -24,6 +24,12 @@ struct QueuedTask {
   absl::Time hold_start = absl::InfiniteFuture();
   // A PENDING event saying why it cannot run was written (ReportWaiting).
   bool waiting_reported = false;
+  // The task as a worker receives it, serialised: the record's own bytes when
+  // the core changed nothing in it (the usual case), so that an assignment
+  // carries them as they are instead of copying and re-serialising `task`.
+  // Empty: serialise `task` (a retry kept here after a failed hand-off, a
+  // record the core completed).
+  std::string wire;
 };
 
 // The tasks this instance holds and does not run, per priority: ready (in
