@@ -519,19 +519,30 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
   batch->done = std::move(done);
   batch->refs.reserve(records.size());
   for (size_t i = 0; i < records.size(); ++i) batch->refs.push_back({batch, i});
+  std::vector<const TopicRoute*> routes(records.size());
+  {
+    absl::MutexLock lock(&routes_mu_);
+    for (size_t i = 0; i < records.size(); ++i) {
+      routes[i] = &RouteLocked(records[i]);
+    }
+  }
   for (size_t i = 0; i < records.size(); ++i) {
     LogRecord& r = records[i];
-    RdKafka::Producer* producer =
-        !r.batched && (r.urgent || consumed_topics_.count(r.topic))
-            ? producer_.get()
-            : bulk_producer_.get();
+    const TopicRoute& route = *routes[i];  // map nodes stay put
+    RdKafka::Producer* producer = route.producer;
+    // An empty value is produced as null: a tombstone (compacted topics).
+    void* value = r.value.empty() ? nullptr : const_cast<char*>(r.value.data());
     RdKafka::ErrorCode err;
     while (true) {
-      // An empty value is produced as null: a tombstone (compacted topics).
-      err = producer->produce(
-          r.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          r.value.empty() ? nullptr : const_cast<char*>(r.value.data()),
-          r.value.size(), r.key.data(), r.key.size(), 0, &batch->refs[i]);
+      err = route.topic != nullptr
+                ? producer->produce(
+                      route.topic.get(), RdKafka::Topic::PARTITION_UA,
+                      RdKafka::Producer::RK_MSG_COPY, value, r.value.size(),
+                      r.key.data(), r.key.size(), &batch->refs[i])
+                : producer->produce(r.topic, RdKafka::Topic::PARTITION_UA,
+                                    RdKafka::Producer::RK_MSG_COPY, value,
+                                    r.value.size(), r.key.data(), r.key.size(),
+                                    0, &batch->refs[i]);
       if (err != RdKafka::ERR__QUEUE_FULL) break;
       producer->poll(10);  // the local queue is full: wait for deliveries
     }
@@ -542,6 +553,27 @@ void KafkaTaskLog::Produce(std::vector<LogRecord> records, DoneFn done) {
       if (--batch->remaining == 0) batch->Finish();
     }
   }
+}
+
+KafkaTaskLog::TopicRoute& KafkaTaskLog::RouteLocked(const LogRecord& record) {
+  auto it = routes_.find(record.topic);
+  if (it == routes_.end()) {
+    it = routes_.try_emplace(record.topic).first;
+    it->second.consumed = consumed_topics_.count(record.topic) > 0;
+  }
+  TopicRoutes& routes = it->second;
+  const bool fast = !record.batched && (record.urgent || routes.consumed);
+  TopicRoute& route = fast ? routes.fast : routes.bulk;
+  if (route.producer != nullptr) return route;
+  route.producer = fast ? producer_.get() : bulk_producer_.get();
+  std::string error;
+  route.topic.reset(
+      RdKafka::Topic::create(route.producer, record.topic, nullptr, error));
+  if (route.topic == nullptr) {
+    LOG(WARNING) << "no handle for topic " << record.topic << " (" << error
+                 << "): producing to it by name";
+  }
+  return route;
 }
 
 void KafkaTaskLog::Commit(const std::string& topic, int32_t partition,

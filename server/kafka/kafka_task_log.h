@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "librdkafka/rdkafkacpp.h"
@@ -112,6 +113,25 @@ class KafkaTaskLog final : public TaskLog {
   std::unique_ptr<RdKafka::Producer> producer_;
   std::unique_ptr<RdKafka::Producer> bulk_producer_;
   std::set<std::string> consumed_topics_;
+  // Where a record to a topic goes: the producer and its handle of the topic,
+  // made once (producing by topic name made librdkafka find the topic among
+  // its own, under its lock, and copy the name, for every record). Declared
+  // after the producers: the handles go before them.
+  struct TopicRoute {
+    RdKafka::Producer* producer = nullptr;
+    std::unique_ptr<RdKafka::Topic> topic;  // null: produce by name
+  };
+  struct TopicRoutes {
+    bool consumed = false;  // in consumed_topics_
+    TopicRoute fast;        // through producer_
+    TopicRoute bulk;        // through bulk_producer_
+  };
+  // The route of a record (producer_ or bulk_producer_, as documented there).
+  TopicRoute& RouteLocked(const LogRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(routes_mu_);
+  absl::Mutex routes_mu_;
+  absl::node_hash_map<std::string, TopicRoutes> routes_  // nodes stay put
+      ABSL_GUARDED_BY(routes_mu_);
   std::atomic<bool> stopping_{false};
   std::atomic<bool> want_member_{true};
   bool member_ = false;  // consume thread only
