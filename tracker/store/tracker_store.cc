@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "google/protobuf/arena.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/perf_level.h"
@@ -200,11 +201,11 @@ internal::IngestCounters TrackerStore::counters() const {
 // WriteBatch.
 class TrackerStore::Batch {
  public:
-  explicit Batch(TrackerStore* store) : store_(store) {}
+  explicit Batch(TrackerStore* store) : store_(store), arena_(ArenaOptions()) {}
 
   // A task record as this batch found it, and as the batch leaves it.
   struct Entry {
-    TaskStatus task;
+    TaskStatus* task = nullptr;  // on the batch's arena
     bool existed = false;
     TaskState initial_state = kwq::v1::TASK_STATE_UNSPECIFIED;
     bool had_tags = false;
@@ -212,11 +213,12 @@ class TrackerStore::Batch {
 
   absl::StatusOr<TaskStatus*> Task(const std::string& id) {
     auto it = tasks_.find(id);
-    if (it != tasks_.end()) return &it->second.task;
+    if (it != tasks_.end()) return it->second.task;
     Entry& e = tasks_[id];
+    e.task = google::protobuf::Arena::CreateMessage<TaskStatus>(&arena_);
     if (auto r = store_->recent_records_.find(id);
         r != store_->recent_records_.end()) {
-      if (!e.task.ParseFromString(r->second)) {
+      if (!e.task->ParseFromString(r->second)) {
         return absl::InternalError(
             absl::StrCat("cached task record of ", id, " does not parse"));
       }
@@ -225,7 +227,7 @@ class TrackerStore::Batch {
       rocksdb::Status s =
           store_->db_->Get(rocksdb::ReadOptions(), keys::Task(id), &raw);
       if (s.ok()) {
-        if (!e.task.ParseFromString(raw)) {
+        if (!e.task->ParseFromString(raw)) {
           return absl::DataLossError(
               absl::StrCat("task record of ", id, " is corrupt"));
         }
@@ -233,10 +235,10 @@ class TrackerStore::Batch {
         return ToStatus(s, "reading a task record");
       }
     }
-    e.existed = !e.task.task_id().empty();
-    e.initial_state = e.task.state();
-    e.had_tags = !e.task.tags().empty();
-    return &e.task;
+    e.existed = !e.task->task_id().empty();
+    e.initial_state = e.task->state();
+    e.had_tags = !e.task->tags().empty();
+    return e.task;
   }
 
   absl::StatusOr<Aggregate*> Agg(const std::string& key, bool* created) {
@@ -289,7 +291,18 @@ class TrackerStore::Batch {
   std::map<int64_t, internal::ThroughputCount>& seconds() { return seconds_; }
 
  private:
+  // The batch's task records live on an arena: one release at the end of the
+  // batch instead of destroying each record's parts (measured with callgrind
+  // on tracker_bench: destroying the batch was 4.4% of ApplyBatch).
+  static google::protobuf::ArenaOptions ArenaOptions() {
+    google::protobuf::ArenaOptions o;
+    o.start_block_size = 64 << 10;
+    o.max_block_size = 1 << 20;
+    return o;
+  }
+
   TrackerStore* store_;
+  google::protobuf::Arena arena_;  // before tasks_: outlives the entries
   SortedWrites wb_;
   // Node maps: a task's entry stays put while the batch adds others (cheaper
   // than moving a TaskStatus on growth).
@@ -307,10 +320,10 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
   SortedWrites& wb = batch.wb();
   std::map<int32_t, int64_t> next_offsets;
   internal::IngestCounters counters = counters_;
+  TaskEvent ev;  // reused: parsing clears it and keeps its strings' memory
   for (const EventRecord& rec : records) {
     next_offsets[rec.partition] = rec.offset + 1;
     counters.set_events(counters.events() + 1);
-    TaskEvent ev;
     if (!ev.ParseFromString(rec.value) || ev.task_id().empty() ||
         ev.job_id().empty() || ev.task_id().find('\0') != std::string::npos ||
         ev.job_id().find('\0') != std::string::npos) {
@@ -382,7 +395,7 @@ absl::Status TrackerStore::ApplyBatch(const std::string& topic,
   // it: one index write per change of the batch, not per event.
   std::vector<std::pair<const std::string*, std::string>> to_cache;
   for (const auto& [id, e] : batch.tasks()) {
-    const TaskStatus& task = e.task;
+    const TaskStatus& task = *e.task;
     if (task.task_id().empty()) continue;
     const std::string& job = task.job_id();
     std::string record = task.SerializeAsString();
