@@ -26,7 +26,10 @@ absl::Status SubmitAdmission::Admit(const kwq::v1::SubmitRequest& request,
       return s;
     }
   }
+  const std::string* previous_job = nullptr;  // a Submit is mostly one job
   for (const kwq::v1::Task& in : request.tasks()) {
+    if (previous_job != nullptr && *previous_job == in.job_id()) continue;
+    previous_job = &in.job_id();
     if (!FirstSubmitOfJob(in.job_id())) continue;
     kwq::v1::ControlRecord reg;
     reg.mutable_scope()->set_job_id(in.job_id());
@@ -40,11 +43,22 @@ absl::Status SubmitAdmission::Admit(const kwq::v1::SubmitRequest& request,
   // for all of it, and sending each record at once would cost the broker
   // dozens of small requests per Submit.
   const bool batched = request.tasks_size() >= options_.batched_from_tasks;
-  for (const kwq::v1::Task& in : request.tasks()) {
-    kwq::v1::Task task = in;
+  // The ids seen recently (this request's earlier tasks included), decided
+  // under one lock.
+  std::vector<bool> duplicate(request.tasks_size(), false);
+  {
+    absl::MutexLock lock(&mu_);
+    for (int i = 0; i < request.tasks_size(); ++i) {
+      const std::string& id = request.tasks(i).id();
+      if (!id.empty()) duplicate[i] = SeenRecentlyLocked(id);
+    }
+  }
+  kwq::v1::Task task;  // reused: a copy keeps the memory of the last one
+  for (int i = 0; i < request.tasks_size(); ++i) {
+    task = request.tasks(i);
     if (task.id().empty()) {
       task.set_id(NewTaskId());
-    } else if (SeenRecently(task.id())) {
+    } else if (duplicate[i]) {
       response->add_task_ids(task.id());
       response->add_duplicate_ids(task.id());
       continue;
@@ -80,8 +94,7 @@ std::string SubmitAdmission::NewTaskId() {
                       absl::ToUnixMicros(absl::Now()), "-", next_id_++);
 }
 
-bool SubmitAdmission::SeenRecently(const std::string& id) {
-  absl::MutexLock lock(&mu_);
+bool SubmitAdmission::SeenRecentlyLocked(const std::string& id) {
   if (!seen_.insert(id).second) return true;
   seen_order_.push_back(id);
   while (seen_order_.size() > options_.dedup_window_ids) {

@@ -62,7 +62,9 @@ class SubmitAdmission {
 
  private:
   std::string NewTaskId();
-  bool SeenRecently(const std::string& id);  // and remembers it
+  // Whether `id` was seen recently; remembers it.
+  bool SeenRecentlyLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool FirstSubmitOfJob(const std::string& job);
 
   const Options options_;
