@@ -564,8 +564,8 @@ void SchedulerCore::OnPartitionsRevoked(
 }
 
 void SchedulerCore::RememberAcked(const std::string& lease_id) {
-  if (lease_id.empty() || !acked_leases_.insert(lease_id).second) return;
-  acked_order_.push_back(lease_id);
+  if (lease_id.empty() || acked_leases_.contains(lease_id)) return;
+  acked_leases_.insert(acked_order_.emplace_back(lease_id));
   if (acked_order_.size() > kRememberedAcks) {
     acked_leases_.erase(acked_order_.front());
     acked_order_.pop_front();

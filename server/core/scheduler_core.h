@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -445,8 +446,10 @@ class SchedulerCore {
   // kRememberedAcks: a completion sent again (its ack was lost with a broken
   // stream) is answered "already applied" (0), not "no longer yours" (9).
   static constexpr size_t kRememberedAcks = 10000;
-  absl::flat_hash_set<std::string> acked_leases_;
+  // The ids are held once, in acked_order_ (a deque's elements stay put as it
+  // grows and shrinks at its ends); the set views them.
   std::deque<std::string> acked_order_;
+  absl::flat_hash_set<std::string_view> acked_leases_;
   void RememberAcked(const std::string& lease_id);
 };
 

@@ -214,7 +214,7 @@ void SchedulerCore::ReportWaiting() {
       ev.set_waiting(absl::StrCat("no connected worker has labels [",
                                   absl::StrJoin(q.task.required_labels(), ", "),
                                   "]"));
-      effects_.produces.push_back({{EventRecord(ev)}, 0});
+      effects_.produces.push_back({RecordsOf(EventRecord(ev)), 0});
     }
   }
 }
@@ -290,7 +290,7 @@ void SchedulerCore::Assign(ConnId conn, Worker& w, Queued q) {
   } else {
     TaskEvent ev = MakeEvent(lease.task, kwq::v1::ALLOCATED);
     ev.set_worker_id(w.hello.worker_id());
-    effects_.produces.push_back({{EventRecord(ev)}, 0});
+    effects_.produces.push_back({RecordsOf(EventRecord(ev)), 0});
   }
 
   w.task_ids.insert(lease.task.id());

@@ -42,7 +42,7 @@ void SchedulerCore::WriteHeldEvent(Lease& lease) {
     *ev.mutable_allocated_time() = ToProto(held.allocated_time);
     ++metrics_.events_folded;
   }
-  effects_.produces.push_back({{EventRecord(ev)}, 0});
+  effects_.produces.push_back({RecordsOf(EventRecord(ev)), 0});
   lease.held_event.reset();
 }
 
@@ -72,7 +72,7 @@ void SchedulerCore::Started(Lease& lease, const Worker& w, bool completing) {
   } else {
     TaskEvent ev = MakeEvent(lease.task, kwq::v1::RUNNING);
     ev.set_worker_id(w.hello.worker_id());
-    effects_.produces.push_back({{EventRecord(ev)}, 0});
+    effects_.produces.push_back({RecordsOf(EventRecord(ev)), 0});
   }
 }
 

@@ -462,10 +462,11 @@ void SchedulerCore::HandleUpdate(ConnId conn,
       d.ack_token = lease.token;
       d.what = Decision::Completion{};
       const uint64_t cookie = pending_.Add(std::move(d));
-      effects_.produces.push_back({{EventRecord(ev),
-                                    {topics_.Results(), lease.task.job_id(),
-                                     result.SerializeAsString()}},
-                                   cookie});
+      effects_.produces.push_back(
+          {RecordsOf(EventRecord(ev),
+                     OutRecord{topics_.Results(), lease.task.job_id(),
+                               result.SerializeAsString()}),
+           cookie});
       return;
     }
     case kwq::v1::ERROR: {
