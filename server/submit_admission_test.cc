@@ -109,5 +109,50 @@ TEST(SubmitAdmissionTest, BadBatchesAreRefusedBeforeAnythingIsPlanned) {
   EXPECT_EQ(p2.ids.size(), 1u);
 }
 
+// The record is the client's task with admission's decisions appended: it
+// must parse as the task admission means whatever the client set in the
+// fields admission owns (attempt and failure counts, not_before, a missing
+// id or submit time), and keep everything else as sent.
+TEST(SubmitAdmissionTest, RecordsParseAsTheTaskAdmissionMeans) {
+  kwq::v1::SubmitRequest r = Request({"", "given"});
+  for (auto& t : *r.mutable_tasks()) {
+    t.set_attempt(7);
+    t.set_infra_failures(3);
+    t.set_task_errors(2);
+    t.set_payload(std::string(300, 'x'));
+    t.set_last_error("kept as sent");
+  }
+  r.mutable_tasks(1)->mutable_not_before()->set_seconds(1'800'000'000);
+  r.mutable_tasks(1)->mutable_submit_time()->set_seconds(1'600'000'000);
+  SubmitAdmission a(Opts());
+  kwq::v1::SubmitResponse resp;
+  SubmitAdmission::Plan plan;
+  const absl::Status s = a.Admit(r, "alice", Now(), &resp, &plan);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(plan.task_record.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    kwq::v1::Task task;
+    ASSERT_TRUE(task.ParseFromString(plan.first[plan.task_record[i]].value));
+    EXPECT_EQ(task.id(), resp.task_ids(i));
+    EXPECT_EQ(task.id(), plan.first[plan.task_record[i]].key);
+    EXPECT_EQ(task.attempt(), 1);
+    EXPECT_EQ(task.infra_failures(), 0);
+    EXPECT_EQ(task.task_errors(), 0);
+    EXPECT_FALSE(task.has_not_before());
+    EXPECT_EQ(task.payload(), std::string(300, 'x'));
+    EXPECT_EQ(task.last_error(), "kept as sent");
+    EXPECT_EQ(task.tags().at("book"), "rates");
+    EXPECT_EQ(task.submit_time().seconds(),
+              i == 0 ? Now().seconds() : 1'600'000'000);
+    kwq::v1::TaskEvent ev;
+    ASSERT_TRUE(ev.ParseFromString(plan.pending_events[i].value));
+    EXPECT_EQ(ev.task_id(), task.id());
+    EXPECT_EQ(ev.time().seconds(), task.submit_time().seconds());
+  }
+  EXPECT_EQ(resp.task_ids(0).rfind("s1-", 0), 0u) << "a made id";
+  EXPECT_EQ(resp.task_ids(1), "given");
+}
+
 }  // namespace
 }  // namespace kwq::scheduler
