@@ -109,7 +109,7 @@ class KafkaTaskLog final : public TaskLog {
   std::unique_ptr<RdKafka::Conf> consumer_conf_;  // to start a new consumer
   std::deque<absl::Time> fencings_;               // consume thread only
   // Urgent records (and every record to a consumed topic) go through
-  // producer_ (linger 0); the rest through bulk_producer_ (linger 5 ms).
+  // producer_ (linger 0); the rest through bulk_producer_ (linger 10 ms).
   std::unique_ptr<RdKafka::Producer> producer_;
   std::unique_ptr<RdKafka::Producer> bulk_producer_;
   std::set<std::string> consumed_topics_;
