@@ -59,8 +59,9 @@ std::string TaskRecord(const kwq::v1::Task& in, const std::string& new_id,
   record.resize(size);
   source->SerializeWithCachedSizesToArray(
       reinterpret_cast<uint8_t*>(record.data()));
-  if (in.attempt() != 1)
+  if (in.attempt() != 1) {
     AppendVarintField(Task::kAttemptFieldNumber, 1, &record);
+  }
   if (in.infra_failures() != 0) {
     AppendVarintField(Task::kInfraFailuresFieldNumber, 0, &record);
   }
