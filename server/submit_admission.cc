@@ -7,29 +7,35 @@
 #include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "kwq/v1/control.pb.h"
 #include "server/api/task_events.h"
 
 namespace kwq::scheduler {
 namespace {
 
+using google::protobuf::internal::WireFormatLite;
+
 void AppendVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
+  uint8_t buf[10];  // a varint of 64 bits takes at most 10 bytes
+  const uint8_t* end =
+      google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(v, buf);
+  out->append(reinterpret_cast<const char*>(buf), end - buf);
 }
 
-// Field `number` with a non-negative varint value.
+// Field `number` with a varint value.
 void AppendVarintField(int number, uint64_t value, std::string* out) {
-  AppendVarint(static_cast<uint64_t>(number) << 3, out);
+  AppendVarint(WireFormatLite::MakeTag(number, WireFormatLite::WIRETYPE_VARINT),
+               out);
   AppendVarint(value, out);
 }
 
 // Field `number` with length-delimited `bytes` (a string or a message).
 void AppendBytesField(int number, std::string_view bytes, std::string* out) {
-  AppendVarint((static_cast<uint64_t>(number) << 3) | 2, out);
+  AppendVarint(WireFormatLite::MakeTag(
+                   number, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+               out);
   AppendVarint(bytes.size(), out);
   out->append(bytes.data(), bytes.size());
 }
@@ -77,7 +83,7 @@ std::string TaskRecord(const kwq::v1::Task& in, const std::string& new_id,
 
 // Two hashes of different kinds: ids collide in the window only if both do
 // (absl's is seeded per process, so no client can aim at it).
-SubmitAdmission::IdFingerprint Fingerprint(const std::string& id) {
+absl::uint128 Fingerprint(const std::string& id) {
   return absl::MakeUint128(absl::Hash<std::string_view>{}(id),
                            std::hash<std::string_view>{}(id));
 }

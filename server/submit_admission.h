@@ -61,9 +61,8 @@ class SubmitAdmission {
   void Forget(const std::vector<std::string>& ids,
               const std::vector<std::string>& jobs);
 
-  using IdFingerprint = absl::uint128;
-
  private:
+  using IdFingerprint = absl::uint128;
   std::string NewTaskId();
   // Whether `id` was seen recently; remembers it.
   bool SeenRecentlyLocked(const std::string& id)
@@ -74,10 +73,10 @@ class SubmitAdmission {
   const api::Topics topics_;
   std::atomic<uint64_t> next_id_{0};
   absl::Mutex mu_;
-  // The dedup window holds 128-bit fingerprints of the ids, not the ids: a
-  // million ids of ~30 characters held twice as strings took ~150 MB, as
-  // fingerprints ~40 MB. Two ids share one with a chance of ~1e-33 per id
-  // in a full window (then the second is answered a duplicate).
+  // The dedup window holds 128-bit fingerprints of the ids, not each id
+  // twice as a string (submit_admission_bench, 1.2M ids through a window of
+  // a million: peak RSS 206 -> 86 MB). Two ids share one with a chance of
+  // ~1e-33 per id in a full window (then the second is answered a duplicate).
   absl::flat_hash_set<IdFingerprint> seen_ ABSL_GUARDED_BY(mu_);
   std::deque<IdFingerprint> seen_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> registered_ ABSL_GUARDED_BY(mu_);
