@@ -122,7 +122,7 @@ class InsertHintPrefix : public rocksdb::SliceTransform {
     return rocksdb::Slice(key.data(), HintPrefixLength(key.ToStringView()));
   }
   bool InDomain(const rocksdb::Slice& key) const override {
-    return key.size() >= 2 && key[1] == '\0';
+    return HintPrefixLength(key.ToStringView()) > 0;
   }
 };
 
