@@ -235,6 +235,22 @@ absl::Status SchedulerService::EnsureGroupLeaseKey() {
 }
 
 void SchedulerService::FlushOutbox() {
+  // Applied completions: one AckBatch per stream, after its other messages.
+  if (!ok_acks_.empty()) {
+    std::stable_sort(ok_acks_.begin(), ok_acks_.end(),
+                     [](const Effects::OkAck& a, const Effects::OkAck& b) {
+                       return a.conn < b.conn;
+                     });
+    for (size_t i = 0; i < ok_acks_.size();) {
+      Effects::Send send{ok_acks_[i].conn, {}};
+      auto* ids = send.msg.mutable_acks()->mutable_lease_ids();
+      for (; i < ok_acks_.size() && ok_acks_[i].conn == send.conn; ++i) {
+        ids->Add(std::move(ok_acks_[i].lease_id));
+      }
+      outbox_.push_back(std::move(send));
+    }
+    ok_acks_.clear();
+  }
   // Grouped by connection, each stream's messages in the order the core made
   // them (a stable sort of indexes: sorting the messages moved each several
   // times).
@@ -281,6 +297,7 @@ void SchedulerService::Execute(Effects effects) {
   } else {
     for (auto& send : effects.sends) outbox_.push_back(std::move(send));
   }
+  for (auto& ack : effects.ok_acks) ok_acks_.push_back(std::move(ack));
   for (auto& close : effects.closes) closing_.push_back(std::move(close));
   for (auto& produce : effects.produces) {
     std::vector<LogRecord> records;

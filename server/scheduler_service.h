@@ -142,6 +142,7 @@ class SchedulerService final : public kwq::v1::Scheduler::CallbackService,
   std::map<uint64_t, std::shared_ptr<WorkerStream>>
       streams_;                          // loop thread only
   std::vector<Effects::Send> outbox_;    // loop thread only
+  std::vector<Effects::OkAck> ok_acks_;  // loop thread only
   std::vector<Effects::Close> closing_;  // loop thread only
   std::atomic<uint64_t> next_conn_{1};
   std::atomic<bool> ready_{false};  // Start() finished: streams are taken

@@ -61,6 +61,8 @@ Usage: kwqctl <noun> <verb> [args] [flags]
                                [--rate R] (one task per Submit at R/s: latency)
                                [--cpu-of-pid PID] (also report PID's CPU seconds
                                in the measured window, e.g. the Kafka broker's)
+                               [--inline] (workers run tasks on their stream's
+                               thread: WorkerOptions::run_inline, for tiny tasks)
                                (without --scheduler it starts the dev grid itself)
 
 Global flags:

@@ -41,7 +41,8 @@ Worker::Worker(WorkerOptions options, Handler handler)
   }
   stub_ = kwq::v1::Scheduler::NewStub(
       grpc::CreateCustomChannel(options_.scheduler_address, *creds, args));
-  for (int i = 0; i < options_.slots; ++i)
+  const int slot_threads = options_.run_inline ? 0 : options_.slots;
+  for (int i = 0; i < slot_threads; ++i)
     slots_.emplace_back([this] {
       pthread_setname_np(pthread_self(), "kwq-slot");
       SlotLoop();
@@ -252,6 +253,7 @@ bool Worker::RunOneStream() {
   h->set_sdk("kwq-cpp-sdk/0.3");
   h->set_implicit_credits(true);  // a completion frees its slot
   h->set_batches(true);
+  h->set_ack_batches(true);
   for (auto& l : options_.labels) h->add_labels(l);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -374,6 +376,14 @@ void Worker::HandleMessage(SchedulerMessage* in) {
       tc->worker_ = this;
       tc->task_.Swap(in->mutable_assignment()->mutable_task());
       tc->token_.Swap(in->mutable_assignment()->mutable_token());
+      if (options_.run_inline) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          running_[tc->token_.lease_id()] = tc;
+        }
+        Finish(tc, RunHandler(*tc));
+        break;
+      }
       bool wake;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -412,6 +422,14 @@ void Worker::HandleMessage(SchedulerMessage* in) {
         }
       }
       if (again) Send(std::move(*again));
+      break;
+    }
+    case SchedulerMessage::kAcks: {
+      // Applied completions (what an UpdateAck with code 0 says), by lease.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::string& lease : msg.acks().lease_ids()) {
+        unacked_.erase(lease);
+      }
       break;
     }
     case SchedulerMessage::kGoAway:
@@ -469,15 +487,17 @@ void Worker::SlotLoop() {
     *running.mutable_update()->mutable_token() = tc->token_;
     running.mutable_update()->set_state(kwq::v1::RUNNING);
     Send(std::move(running));
-    Outcome outcome;
-    try {
-      outcome = handler_(*tc);
-    } catch (const std::exception& e) {
-      outcome = Outcome::Error(absl::StrCat("handler threw: ", e.what()), true);
-    } catch (...) {
-      outcome = Outcome::Error("handler threw a non-standard exception", true);
-    }
-    Finish(tc, outcome);
+    Finish(tc, RunHandler(*tc));
+  }
+}
+
+Outcome Worker::RunHandler(TaskContext& ctx) {
+  try {
+    return handler_(ctx);
+  } catch (const std::exception& e) {
+    return Outcome::Error(absl::StrCat("handler threw: ", e.what()), true);
+  } catch (...) {
+    return Outcome::Error("handler threw a non-standard exception", true);
   }
 }
 

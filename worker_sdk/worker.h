@@ -4,13 +4,13 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "kwq/v1/scheduler.grpc.pb.h"
 #include "worker_sdk/client_security.h"
@@ -43,6 +43,16 @@ struct WorkerOptions {
   ClientSecurity security;
   // Progress reports of one task are sent at most this often.
   absl::Duration progress_interval = absl::Milliseconds(500);
+  // Runs each task on the thread that received its assignment (one of gRPC's),
+  // one task at a time per worker, instead of handing it to a slot thread: no
+  // thread wake-up per task. For tasks of microseconds (a pricing call, a
+  // lookup), where handing a task over costs more than running it. While a
+  // handler runs, this worker's stream reads nothing (a Cancel or an ack waits
+  // for it), so a long task delays everything behind it; `slots` still sets
+  // how many assignments are granted (kept queued here), but tasks never run
+  // in parallel. No RUNNING is reported: the completion dates the start. No
+  // slot threads are started.
+  bool run_inline = false;
 };
 
 // What a handler returns: result bytes, or an error that is retryable or fatal.
@@ -108,6 +118,12 @@ class Worker {
   int64_t failed() const { return failed_; }
   int64_t connects() const { return connects_; }
   int64_t stale_acks() const { return stale_acks_; }
+  // Completions sent and not acknowledged yet (kept, and sent again after a
+  // reconnect, until the scheduler says they are durable).
+  size_t unacknowledged() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return unacked_.size();
+  }
   const std::string& worker_id() const { return options_.worker_id; }
 
  private:
@@ -124,6 +140,8 @@ class Worker {
   // taken apart; assignments are moved out of it).
   void OnSchedulerMessage(kwq::v1::SchedulerMessage* msg);
   void HandleMessage(kwq::v1::SchedulerMessage* msg);
+  // Runs the handler, turning an exception into a retryable error.
+  Outcome RunHandler(TaskContext& ctx);
   void Finish(const std::shared_ptr<TaskContext>& ctx, const Outcome& outcome);
   friend class TaskContext;
   void SendProgress(const TaskContext& ctx, double fraction);
@@ -134,7 +152,7 @@ class Worker {
   Handler handler_;
   std::unique_ptr<kwq::v1::Scheduler::Stub> stub_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   // Two condition variables on mu_: a notify_one for a new task must wake a
   // slot thread, never the heartbeat or Stop() waiter (a lost wake-up left a
   // task queued forever).
@@ -150,8 +168,11 @@ class Worker {
   bool wake_pending_ = false;  // a notify_one not yet taken by a slot thread
   // By lease id: a task may come back under a new lease (a redelivery after a
   // scheduler restart) while its old attempt still runs here.
-  std::map<std::string, std::shared_ptr<TaskContext>> running_;
-  std::map<std::string, kwq::v1::WorkerMessage> unacked_;  // completions
+  // Hash maps: lease ids share long prefixes, which an ordered map compared at
+  // every level, per task.
+  absl::flat_hash_map<std::string, std::shared_ptr<TaskContext>> running_;
+  absl::flat_hash_map<std::string, kwq::v1::WorkerMessage>
+      unacked_;  // completions
   bool stopping_ = false;
   bool stream_up_ = false;
   absl::Duration heartbeat_period_ = absl::Seconds(2);

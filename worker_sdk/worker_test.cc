@@ -1,11 +1,14 @@
 // The SDK against an in-process scheduler on embedded Kafka: reconnect after a
 // scheduler restart (the old attempt's lease is not adopted: the handler sees
 // the cancel and its late completion is fenced off), drain, a throwing handler,
-// run-time affinity changes.
+// run-time affinity changes, inline mode (tasks on the stream thread).
 #include "worker_sdk/worker.h"
+
+#include <pthread.h>
 
 #include <atomic>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -276,6 +279,55 @@ TEST_F(WorkerTest, APrefetchingWorkerQueuesTasksBeyondItsSlotsAndRunsThemAll) {
       [](const devgrid::EventCounter& e) { return e.completed_tasks() == 5; },
       absl::Seconds(60)));
   EXPECT_EQ(worker.completed(), 5);
+  EXPECT_TRUE(Eventually([&] { return worker.unacknowledged() == 0; }));
+  worker.Stop(absl::Seconds(2));
+  runner.join();
+}
+
+TEST_F(WorkerTest, AnInlineWorkerRunsEachTaskOnceOnItsStreamThreadOneAtATime) {
+  auto sched = StartScheduler("127.0.0.1:0");
+  ASSERT_NE(sched, nullptr);
+  std::atomic<int> running{0}, most_at_once{0}, on_slot_threads{0};
+  WorkerOptions wo;
+  wo.scheduler_address = sched->address();
+  wo.worker_id = "inline";
+  wo.slots = 4;
+  wo.prefetch = 4;
+  wo.run_inline = true;
+  Worker worker(wo, [&](TaskContext& ctx) {
+    const int now = ++running;
+    int seen = most_at_once.load();
+    while (now > seen && !most_at_once.compare_exchange_weak(seen, now)) {
+    }
+    char name[16] = {0};
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    if (std::string(name) == "kwq-slot") ++on_slot_threads;
+    absl::SleepFor(absl::Milliseconds(1));  // overlap, if tasks could overlap
+    --running;
+    // The first attempt of "inl-0" throws: a retryable error, run again.
+    if (ctx.task().id() == "inl-0" && ctx.attempt() == 1) {
+      throw std::runtime_error("first try");
+    }
+    return Outcome::Success(ctx.task().payload());
+  });
+  std::thread runner([&] { worker.Run(); });
+  constexpr int kTasks = 20;
+  for (int i = 0; i < kTasks; ++i) {
+    Submit(sched->address(), absl::StrCat("inl-", i), "p");
+  }
+  EXPECT_TRUE(events_->WaitFor(
+      [](const devgrid::EventCounter& e) {
+        return e.completed_tasks() == kTasks;
+      },
+      absl::Seconds(60)));
+  EXPECT_EQ(events_->duplicates(), 0);
+  EXPECT_EQ(events_->retries(), 1) << "inl-0's throw is a retryable error";
+  EXPECT_EQ(worker.completed(), kTasks);
+  EXPECT_EQ(worker.failed(), 1);
+  EXPECT_EQ(most_at_once.load(), 1) << "inline tasks ran in parallel";
+  EXPECT_EQ(on_slot_threads.load(), 0) << "an inline worker used slot threads";
+  // Every completion acknowledged (in AckBatches: the SDK sets ack_batches).
+  EXPECT_TRUE(Eventually([&] { return worker.unacknowledged() == 0; }));
   worker.Stop(absl::Seconds(2));
   runner.join();
 }

@@ -63,6 +63,7 @@ int Run() {
     hello.set_prefetch(slots);
     hello.set_implicit_credits(true);
     hello.set_batches(true);
+    hello.set_ack_batches(true);
     core.OnWorkerConnected(static_cast<ConnId>(w), hello);
   }
 
@@ -93,6 +94,7 @@ int Run() {
     }
     Effects e = core.TakeEffects();
     bool progress = !e.empty();
+    acked += static_cast<int64_t>(e.ok_acks.size());
     // Each worker completes what it was assigned, in one batch per round.
     for (auto& s : e.sends) {
       if (!s.msg.has_assignment()) {

@@ -58,12 +58,20 @@ struct Effects {
     int priority;
     bool paused;
   };
+  // An applied completion on a stream whose worker takes AckBatch
+  // (Hello.ack_batches): the shell packs a flush's worth per stream into one
+  // SchedulerMessage.acks.
+  struct OkAck {
+    ConnId conn;
+    std::string lease_id;
+  };
   // Close a worker stream (protocol violation).
   struct Close {
     ConnId conn;
     std::string reason;
   };
   std::vector<Send> sends;
+  std::vector<OkAck> ok_acks;
   std::vector<Produce> produces;
   std::vector<Commit> commits;
   std::vector<PausePriority> pauses;
@@ -72,8 +80,8 @@ struct Effects {
   // back (ParkedReplayer::RequestPass).
   bool replay_parked = false;
   bool empty() const {
-    return sends.empty() && produces.empty() && commits.empty() &&
-           pauses.empty() && closes.empty();
+    return sends.empty() && ok_acks.empty() && produces.empty() &&
+           commits.empty() && pauses.empty() && closes.empty();
   }
 };
 

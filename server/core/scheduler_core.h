@@ -390,6 +390,8 @@ class SchedulerCore {
                   const std::string& reason, bool infra, bool retryable,
                   ConnId ack_conn);
   void UpdateBackpressure(int priority);
+  // An UpdateAck, or for an applied completion (code OK, no message) on a
+  // stream whose hello set ack_batches an Effects::OkAck.
   void SendAck(ConnId conn, const kwq::v1::FencingToken& token, int code,
                const std::string& message);
   kwq::v1::TaskEvent MakeEvent(const kwq::v1::Task& task,

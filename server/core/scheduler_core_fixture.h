@@ -50,10 +50,12 @@ class SchedulerCoreTest : public ::testing::Test {
     Collect();
   }
 
-  void Connect(ConnId conn, int slots, std::vector<std::string> labels = {}) {
+  void Connect(ConnId conn, int slots, std::vector<std::string> labels = {},
+               bool ack_batches = false) {
     kwq::v1::Hello hello;
     hello.set_worker_id(absl::StrCat("w", conn));
     hello.set_slots(slots);
+    hello.set_ack_batches(ack_batches);
     for (auto& l : labels) hello.add_labels(l);
     core_->OnWorkerConnected(conn, hello);
     Collect();
@@ -121,6 +123,7 @@ class SchedulerCoreTest : public ::testing::Test {
     core_->FlushCommits();
     Effects e = core_->TakeEffects();
     for (auto& s : e.sends) sends_.push_back(AsReceived(s));
+    for (auto& a : e.ok_acks) ok_acks_.push_back(a);
     for (auto& p : e.produces) {
       for (auto& r : p.records) records_.push_back(r);
       if (p.cookie != 0) cookies_.push_back(p.cookie);
@@ -137,6 +140,7 @@ class SchedulerCoreTest : public ::testing::Test {
     Effects e = core_->TakeEffects();
     const bool replay = e.replay_parked;
     for (auto& s : e.sends) sends_.push_back(AsReceived(s));
+    for (auto& a : e.ok_acks) ok_acks_.push_back(a);
     for (auto& p : e.produces) {
       for (auto& r : p.records) records_.push_back(r);
       if (p.cookie != 0) cookies_.push_back(p.cookie);
@@ -241,6 +245,7 @@ class SchedulerCoreTest : public ::testing::Test {
   FakeClock clock_;
   std::unique_ptr<SchedulerCore> core_;
   std::vector<Effects::Send> sends_;
+  std::vector<Effects::OkAck> ok_acks_;  // applied completions (ack_batches)
   std::vector<OutRecord> records_;
   std::vector<uint64_t> cookies_;
   std::vector<Effects::Commit> commits_;

@@ -3,6 +3,7 @@
 // sleeps, no I/O.
 #include "server/core/scheduler_core.h"
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -222,6 +223,46 @@ TEST_F(SchedulerCoreTest,
   EXPECT_EQ(commits_.back().topic, "kwq.tasks.p2");
   EXPECT_EQ(core_->metrics().completed, 3);
   EXPECT_EQ(Events(kwq::v1::COMPLETED).size(), 3u);
+}
+
+TEST_F(SchedulerCoreTest,
+       AckBatchWorkersHearAppliedCompletionsByLeaseAndTheRestAsUpdateAcks) {
+  Connect(1, 3, {}, /*ack_batches=*/true);
+  for (int i = 0; i < 3; ++i) Record(MakeTask(absl::StrCat("t", i), 1), 0, i);
+  auto got = TakeAssignments(1);
+  ASSERT_EQ(got.size(), 3u);
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  Update(1, got[1].token(), kwq::v1::ERROR);  // retryable: a retry is decided
+  EXPECT_TRUE(ok_acks_.empty()) << "acknowledged before it was durable";
+  MakeDurable();
+  std::set<std::string> leases;
+  for (const auto& a : ok_acks_) {
+    EXPECT_EQ(a.conn, 1u);
+    leases.insert(a.lease_id);
+  }
+  EXPECT_EQ(ok_acks_.size(), 2u);
+  EXPECT_EQ(leases, (std::set<std::string>{got[0].token().lease_id(),
+                                           got[1].token().lease_id()}));
+  EXPECT_TRUE(Acks(1).empty()) << "an applied completion also as UpdateAck";
+
+  // Not durable: UNAVAILABLE, as an UpdateAck (the worker must send it again).
+  Update(1, got[2].token(), kwq::v1::COMPLETED);
+  MakeDurable(/*ok=*/false);
+  ASSERT_EQ(Acks(1).size(), 1u);
+  EXPECT_EQ(Acks(1)[0].code(), 14);
+  // A completion sent again after its ack was lost: OK with a message, as an
+  // UpdateAck.
+  Update(1, got[0].token(), kwq::v1::COMPLETED);
+  ASSERT_EQ(Acks(1).size(), 2u);
+  EXPECT_EQ(Acks(1)[1].code(), 0);
+  EXPECT_FALSE(Acks(1)[1].message().empty());
+  // A lease that is not this worker's: FAILED_PRECONDITION, as an UpdateAck.
+  kwq::v1::FencingToken forged = got[2].token();
+  forged.set_lease_id(forged.lease_id() + "x");
+  Update(1, forged, kwq::v1::COMPLETED);
+  ASSERT_EQ(Acks(1).size(), 3u);
+  EXPECT_EQ(Acks(1)[2].code(), 9);
+  EXPECT_EQ(ok_acks_.size(), 2u);
 }
 
 TEST_F(SchedulerCoreTest,

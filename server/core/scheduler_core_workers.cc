@@ -352,7 +352,12 @@ bool SchedulerCore::ApplyWorkerMessage(ConnId conn,
 
 void SchedulerCore::SendAck(ConnId conn, const kwq::v1::FencingToken& token,
                             int code, const std::string& message) {
-  if (!workers_.count(conn)) return;
+  auto w = workers_.find(conn);
+  if (w == workers_.end()) return;
+  if (code == kAckOk && message.empty() && w->second.hello.ack_batches()) {
+    effects_.ok_acks.push_back({conn, token.lease_id()});
+    return;
+  }
   SchedulerMessage msg;
   auto* ack = msg.mutable_ack();
   *ack->mutable_token() = token;

@@ -9,7 +9,7 @@ namespace {
 // Flags that take no value.
 const std::set<std::string>& BoolFlags() {
   static const auto* s = new std::set<std::string>{
-      "help", "h", "version", "rebuild", "all", "tls", "no_color"};
+      "help", "h", "version", "rebuild", "all", "tls", "no_color", "inline"};
   return *s;
 }
 const std::set<std::string>& GlobalFlags() {

@@ -45,6 +45,7 @@ struct SimFlags {
   double rate =
       0;  // tasks/s offered, one per Submit; 0: batches as fast as possible
   long long cpu_of_pid = 0;  // also report this process's CPU in the window
+  bool run_inline = false;   // WorkerOptions::run_inline
 };
 
 bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
@@ -65,6 +66,7 @@ bool ParseSimFlags(const Args& a, SimFlags* f, std::string* e) {
       !a.GetDouble("rate", f->rate, &f->rate, e)) {
     return false;
   }
+  f->run_inline = a.GetBool("inline");
   if (f->tasks < 1 || f->tasks > 100'000'000) {
     *e = "--tasks must be 1-100000000";
   } else if (f->partitions < 1 || f->partitions > 100) {
@@ -135,8 +137,8 @@ int RunSimulate(const Context& c) {
           {"tasks", "workers", "slots", "prefetch", "payload_bytes",
            "duration_ms", "jitter_ms", "error_rate", "priorities",
            "affinity_keys", "batch", "job_timeout_s", "bootstrap_servers",
-           "kafka_config", "rate", "partitions", "cpu_of_pid",
-           "console_listen"},
+           "kafka_config", "rate", "partitions", "cpu_of_pid", "console_listen",
+           "inline"},
           &error)) {
     return Fail(kExitUsage, error);
   }
@@ -201,6 +203,7 @@ int RunSimulate(const Context& c) {
     wo.worker_id = absl::StrCat("sim-worker-", w);
     wo.slots = static_cast<int>(f.slots);
     wo.prefetch = static_cast<int>(f.prefetch);
+    wo.run_inline = f.run_inline;
     std::set<std::string> keys;
     for (long long k = 0; k < f.affinity_keys; ++k) {
       if (k % f.workers == w % f.affinity_keys || k == w % f.affinity_keys) {
