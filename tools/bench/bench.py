@@ -30,6 +30,10 @@ PARTITIONS = 1
 # scheduler. Celery here prefetches more (celery_app.py: worker_prefetch_multiplier=16,
 # i.e. 16 per prefork process). One extra run shows kwq without prefetch.
 PREFETCH_PER_SLOT = 1
+# kwq's workers run the no-op tasks on their stream's thread (WorkerOptions.run_inline,
+# `kwqctl simulate --inline`), the SDK's mode for tasks this short: no slot-thread wake-up
+# per task. One extra run shows kwq with slot threads, the SDK's default.
+INLINE = True
 # The broker's JMX port (tools/bench/run starts it with one), for request counts.
 JMX_PORT = 0
 
@@ -171,7 +175,7 @@ def wait_broker_quiet(broker_pid, limit_s=30.0):
 
 
 def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTITIONS,
-            prefetch=None):
+            prefetch=None, inline=INLINE):
     # The request counts first: a JMX query makes the broker compile and work for a
     # while after it, which must not fall into the measured window.
     req0 = broker_requests(JMX_PORT)
@@ -185,6 +189,8 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
            "--payload-bytes", "128"]
     if rate:
         cmd += ["--rate", str(rate)]
+    if inline:
+        cmd += ["--inline"]
     jit0 = jit_cpu_seconds(broker_pid)
     out, rss, rc, err = timed(cmd)
     jit = jit_cpu_seconds(broker_pid) - jit0
@@ -192,7 +198,8 @@ def run_kwq(boot, broker_pid, tasks, workers, slots, rate=0.0, partitions=PARTIT
     j = last_json(out)
     res = {"name": "kwq %dx%d" % (workers, slots) + (" @%g/s" % rate if rate else "") +
            (" %d partitions" % partitions if partitions != PARTITIONS else "") +
-           (" no prefetch" if prefetch == 0 else ""),
+           (" no prefetch" if prefetch == 0 else "") +
+           ("" if inline else " slot threads"),
            "tasks": tasks}
     if j is None:
         res["error"] = "no JSON from kwqctl simulate (exit %d): %s" % (rc, err[-300:])
@@ -392,6 +399,7 @@ def main():
         return max(good, key=lambda r: r["tasks_per_second"]) if good else runs[0]
 
     results += [best(floor_runs), best(kwq_runs)]
+    results.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16, inline=False))
     results.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16, prefetch=0))
     results.append(run_kwq(a.bootstrap, a.broker_pid, n, 8, 16, partitions=4))
     results.append(run_kwq(a.bootstrap, a.broker_pid, 2000 if a.quick else 10000, 1, 1))
