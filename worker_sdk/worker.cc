@@ -115,6 +115,10 @@ class Worker::Stream
         out_.push_back(std::move(msg));
         return;
       }
+      if (corked_) {
+        out_.push_back(std::move(msg));
+        return;
+      }
       write_in_flight_ = true;
       writing_ = std::move(msg);
     }
@@ -143,16 +147,8 @@ class Worker::Stream
         write_in_flight_ = false;
         out_.clear();
         release = TakeHoldRelease();
-      } else if (out_.size() == 1) {
-        writing_ = std::move(out_.front());
-        out_.clear();
-        more = true;
       } else {
-        writing_.Clear();
-        auto* batch = writing_.mutable_batch()->mutable_messages();
-        batch->Reserve(static_cast<int>(out_.size()));
-        for (auto& m : out_) *batch->Add() = std::move(m);
-        out_.clear();
+        TakeQueuedLocked();
         more = true;
       }
     }
@@ -173,7 +169,12 @@ class Worker::Stream
       return;
     }
     if (in_.msg_case() == SchedulerMessage::kWelcome) welcomed_ = true;
+    // What handling the message sends (the completions of inline tasks, the
+    // resends after a welcome) goes out in one write after it, not the first
+    // message alone and the rest in a second write.
+    Cork();
     worker_->OnSchedulerMessage(&in_);
+    Uncork();
     StartRead(&in_);
   }
 
@@ -186,6 +187,35 @@ class Worker::Stream
   }
 
  private:
+  void Cork() {
+    std::lock_guard<std::mutex> lock(mu_);
+    corked_ = true;
+  }
+  // Ends Cork(): what queued meanwhile goes out unless a write is in flight
+  // (then OnWriteDone takes it).
+  void Uncork() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      corked_ = false;
+      if (closed_ || write_in_flight_ || out_.empty()) return;
+      write_in_flight_ = true;
+      TakeQueuedLocked();
+    }
+    StartWrite(&writing_);
+  }
+  // Moves the queued messages into writing_: one alone, several as a batch.
+  // Called with mu_ held and out_ not empty.
+  void TakeQueuedLocked() {
+    if (out_.size() == 1) {
+      writing_ = std::move(out_.front());
+    } else {
+      writing_.Clear();
+      auto* batch = writing_.mutable_batch()->mutable_messages();
+      batch->Reserve(static_cast<int>(out_.size()));
+      for (auto& m : out_) *batch->Add() = std::move(m);
+    }
+    out_.clear();
+  }
   // True once, when the hold may go: the stream is closed (no write starts any
   // more) and no write is in flight. Called with mu_ held.
   bool TakeHoldRelease() {
@@ -204,12 +234,13 @@ class Worker::Stream
   WorkerMessage writing_;           // owned by the write in flight
   std::vector<WorkerMessage> out_;  // queued behind it (guarded by mu_)
   bool write_in_flight_ = false;    // guarded by mu_
-  bool closed_ = false;             // guarded by mu_
-  bool released_ = false;           // the hold was removed (guarded by mu_)
-  bool started_ = false;            // guarded by mu_
-  bool cancelled_ = false;          // guarded by mu_
-  bool done_ = false;               // guarded by mu_
-  grpc::Status status_;             // guarded by mu_
+  bool corked_ = false;     // queue, do not write (guarded by mu_; OnReadDone)
+  bool closed_ = false;     // guarded by mu_
+  bool released_ = false;   // the hold was removed (guarded by mu_)
+  bool started_ = false;    // guarded by mu_
+  bool cancelled_ = false;  // guarded by mu_
+  bool done_ = false;       // guarded by mu_
+  grpc::Status status_;     // guarded by mu_
   std::condition_variable done_cv_;
 };
 
