@@ -97,7 +97,7 @@ class Worker::Stream
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return;
-      if (write_in_flight_) {
+      if (write_in_flight_ || corked_) {
         if (msg.has_update() && msg.update().state() == kwq::v1::COMPLETED) {
           // Its RUNNING updates still queued say nothing the completion does
           // not: the scheduler takes a completion without a RUNNING as
@@ -112,10 +112,6 @@ class Worker::Stream
                              }),
               out_.end());
         }
-        out_.push_back(std::move(msg));
-        return;
-      }
-      if (corked_) {
         out_.push_back(std::move(msg));
         return;
       }

@@ -51,7 +51,8 @@ struct WorkerOptions {
   // for it), so a long task delays everything behind it; `slots` still sets
   // how many assignments are granted (kept queued here), but tasks never run
   // in parallel. No RUNNING is reported: the completion dates the start. No
-  // slot threads are started.
+  // slot threads are started. gRPC's few callback threads are shared by every
+  // stream of the process: never use it for tasks that block (README.md).
   bool run_inline = false;
 };
 
