@@ -214,12 +214,16 @@ int RunSimulate(const Context& c) {
     auto rng =
         std::make_shared<std::mt19937_64>(static_cast<uint64_t>(w) * 7919 + 17);
     auto rng_mu = std::make_shared<std::mutex>();
+    // The handler is the harness's, but it runs on kwq's threads (inline, on
+    // the stream's): no allocation per task.
+    const std::string warm_up_prefix = id_prefix + "warm-up";
     workers.push_back(std::make_unique<worker::Worker>(
-        wo, [obs, rng, rng_mu, keys, f, id_prefix](worker::TaskContext& ctx) {
+        wo, [obs, rng, rng_mu, keys, f, id_prefix,
+             warm_up_prefix](worker::TaskContext& ctx) {
           const absl::Time now = absl::Now();
           size_t index = 0;
           const std::string& id = ctx.task().id();
-          if (id.rfind(id_prefix + "warm-up", 0) == 0) {
+          if (id.rfind(warm_up_prefix, 0) == 0) {
             ++obs->warm_ups;
             // The big ones fill the results partition past its first index
             // entry too (see the warm-up below).
@@ -230,7 +234,8 @@ int RunSimulate(const Context& c) {
           }
           const bool ours =
               id.rfind(id_prefix, 0) == 0 &&
-              absl::SimpleAtoi(id.substr(id_prefix.size()), &index) &&
+              absl::SimpleAtoi(absl::string_view(id).substr(id_prefix.size()),
+                               &index) &&
               index < obs->completions.size();
           if (ours) {
             ++obs->starts;
