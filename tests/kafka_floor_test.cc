@@ -70,5 +70,32 @@ TEST(KafkaFloorTest, AtAFixedRateItReportsProduceToConsumeLatency) {
   EXPECT_GE(f.at("submit_to_consume_p99_ms").number_value(), p50);
 }
 
+TEST(KafkaFloorTest, PacedAsKwqOverTenPriorityTopicsEveryTaskIsConsumedOnce) {
+  KWQ_OPEN_BACKEND_OR_SKIP(cluster, testing::KafkaBackend::kRealBroker);
+  const std::string broker = cluster->bootstrap_servers();
+  // 3,000 tasks in Submits of 1,000 at 3,000/s over ten task topics (the
+  // bench's run at kwq's rate): every topic's records consumed once and
+  // committed, whatever topic they came from.
+  const auto j =
+      RunFloor({"--bootstrap_servers=" + broker, "--tasks=3000", "--rate=3000",
+                "--submit_batch=1000", "--task_topics=10", "--partitions=1"});
+  const auto& f = j.fields();
+  ASSERT_TRUE(f.count("consumed"));
+  EXPECT_EQ(f.at("consumed").number_value(), 3000);
+  EXPECT_EQ(f.at("events_read").number_value(), 3000 * 2 + 4);
+  EXPECT_EQ(f.at("duplicates").number_value(), 0);
+  EXPECT_FALSE(f.count("submit_to_consume_p50_ms"));  // batches: no latency
+}
+
+TEST(KafkaFloorTest, RefusesBadTopicCounts) {
+  for (const char* flag :
+       {"--task_topics=0", "--task_topics=11", "--submit_batch=0"}) {
+    auto r = testing::RunCommand(
+        "tools/bench/kafka_floor",
+        {"--bootstrap_servers=127.0.0.1:1", "--tasks=1", flag});
+    EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace kwq

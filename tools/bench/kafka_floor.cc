@@ -19,10 +19,15 @@
 // as kwq's urgent producer) and the dispatcher fetches as kwq's does (waits of
 // up to 100 ms, answered when data arrives): submit_to_consume_p50_ms / p99 /
 // p999 are the Kafka part of kwq's idle submit-to-start latency (the first
-// second is left out, as kwqctl simulate does).
+// second is left out, as kwqctl simulate does). With --rate R
+// --submit_batch N --task_topics 10 it sends Submits of N tasks at R tasks/s
+// over ten task topics (kwq's priority topics), both producers lingering as
+// kwq's do: the floor's work at kwq's throughput and layout, where the broker's
+// cost per task is what kwq's compares with (tools/bench/README.md).
 // Prints one JSON line: tasks, seconds, tasks_per_second, and a correctness
 // verdict (every task record consumed exactly once, every produce
 // acknowledged, every event read).
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <iostream>
@@ -31,6 +36,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -39,6 +45,7 @@
 #include "absl/time/clock.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "librdkafka/rdkafka.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "server/kafka/kafka_cluster.h"
 #include "server/util/mutex_mode.h"
@@ -48,11 +55,22 @@ DEFINE_string(bootstrap_servers, "", "Kafka (required)");
 DEFINE_int64(tasks, 200000, "tasks");
 DEFINE_int32(payload_bytes, 128, "bytes of each task record's payload");
 DEFINE_int32(partitions, 4, "partitions of the task and event topics");
+DEFINE_int32(task_topics, 1,
+             "task topics: 1, or kwq's layout of one topic per priority (10): "
+             "task i goes to topic i % N, as kwqctl simulate spreads its "
+             "tasks over priorities, and the dispatcher's consumer reads all "
+             "of them");
 DEFINE_int32(cpu_of_pid, 0,
              "also report this process's CPU seconds in the measured window "
              "(e.g. the Kafka broker's)");
 DEFINE_double(rate, 0,
               "tasks/s, one at a time (latency); 0: as fast as possible");
+DEFINE_int32(submit_batch, 1,
+             "with --rate: tasks sent together, as one Submit of that many "
+             "(kwqctl simulate's is 1000), at the paced rate; both producers "
+             "then linger 10 ms, as kwq's for Submits of 64+ tasks and for "
+             "events and results; no latency is measured. 1: one task at a "
+             "time, linger 0 (latency)");
 DEFINE_int32(stage_events, 1,
              "events the dispatcher writes per task: 1 (a folded COMPLETED, "
              "as kwq for a short task) or 3 (ALLOCATED, RUNNING, COMPLETED)");
@@ -115,6 +133,14 @@ int main(int argc, char** argv) {
     std::cerr << "kafka_floor: need --bootstrap_servers and --tasks >= 1\n";
     return 2;
   }
+  if (FLAGS_task_topics < 1 || FLAGS_task_topics > 10) {
+    std::cerr << "kafka_floor: --task_topics must be 1-10\n";
+    return 2;
+  }
+  if (FLAGS_submit_batch < 1) {
+    std::cerr << "kafka_floor: --submit_batch must be >= 1\n";
+    return 2;
+  }
   if (FLAGS_stage_events != 1 && FLAGS_stage_events != 3) {
     std::cerr << "kafka_floor: --stage_events must be 1 or 3\n";
     return 2;
@@ -127,27 +153,35 @@ int main(int argc, char** argv) {
   }
   const std::string prefix =
       absl::StrCat("floor-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));
-  const std::string tasks = prefix + ".tasks", events = prefix + ".events",
-                    results = prefix + ".results";
-  if (auto s = (*cluster)->EnsureTopics({{tasks, FLAGS_partitions, {}},
-                                         {events, FLAGS_partitions, {}},
-                                         {results, FLAGS_partitions, {}}},
-                                        absl::Seconds(30));
-      !s.ok()) {
+  const std::string events = prefix + ".events", results = prefix + ".results";
+  std::vector<std::string> task_topics;
+  for (int t = 0; t < FLAGS_task_topics; ++t) {
+    task_topics.push_back(FLAGS_task_topics == 1
+                              ? prefix + ".tasks"
+                              : absl::StrCat(prefix, ".tasks.p", t));
+  }
+  std::vector<kwq::TopicSpec> specs = {{events, FLAGS_partitions, {}},
+                                       {results, FLAGS_partitions, {}}};
+  for (const auto& t : task_topics) specs.push_back({t, FLAGS_partitions, {}});
+  if (auto s = (*cluster)->EnsureTopics(specs, absl::Seconds(30)); !s.ok()) {
     std::cerr << "kafka_floor: " << s << "\n";
     return 1;
   }
   Counter submit_dr, dispatch_dr;
+  // Paced Submits of several tasks: kwq's throughput run at its own rate.
+  const bool paced_batches = FLAGS_rate > 0 && FLAGS_submit_batch > 1;
   auto submitter =
-      MakeProducer(**cluster, &submit_dr, FLAGS_rate > 0 ? "0" : "2");
-  auto dispatcher = MakeProducer(**cluster, &dispatch_dr);
+      MakeProducer(**cluster, &submit_dr,
+                   FLAGS_rate > 0 ? (paced_batches ? "10" : "0") : "2");
+  auto dispatcher =
+      MakeProducer(**cluster, &dispatch_dr, paced_batches ? "10" : "2");
   auto cconf = kwq::MakeKafkaConf(
       kwq::MergeConfig((*cluster)->ConsumerConfig(prefix + ".g"),
                        {{"fetch.wait.max.ms", "100"}}));  // kwq's dispatcher
   std::string err;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(
       RdKafka::KafkaConsumer::create(cconf->get(), err));
-  consumer->subscribe({tasks});
+  consumer->subscribe(task_topics);
   // The clock starts once each client is warm: the group join, the first
   // fetches of new topics and an idempotent producer's id (each about a
   // second here; the dispatcher's producer sent nothing for 0.9 s) are not the
@@ -164,7 +198,9 @@ int main(int argc, char** argv) {
       Produce(submitter.get(), events, "warm-up", *value);
       Produce(dispatcher.get(), events, "warm-up", *value);
       Produce(dispatcher.get(), results, "warm-up", *value);
-      Produce(submitter.get(), tasks, "warm-up", *value);
+      for (const auto& t : task_topics) {
+        Produce(submitter.get(), t, "warm-up", *value);
+      }
       submitter->flush(30000);
       dispatcher->flush(30000);
     }
@@ -172,11 +208,12 @@ int main(int argc, char** argv) {
     dispatch_dr.ok = 0;
     const absl::Time until = absl::Now() + absl::Seconds(30);
     int through = 0;
-    while (through < 2 && absl::Now() < until) {
+    const int warm_ups = 2 * FLAGS_task_topics;
+    while (through < warm_ups && absl::Now() < until) {
       std::unique_ptr<RdKafka::Message> m(consumer->consume(50));
       if (m->err() == RdKafka::ERR_NO_ERROR) ++through;
     }
-    if (through < 2) {
+    if (through < warm_ups) {
       std::cerr
           << "kafka_floor: the warm-up records were not consumed in 30 s\n";
       return 1;
@@ -213,16 +250,26 @@ int main(int argc, char** argv) {
   std::thread submit([&] {
     for (int64_t i = 0; i < FLAGS_tasks; ++i) {
       const std::string id = absl::StrCat("t", i);
-      if (FLAGS_rate > 0) {
+      if (paced_batches) {
+        if (i % FLAGS_submit_batch == 0) {
+          const absl::Time due =
+              start + absl::Seconds(static_cast<double>(i) / FLAGS_rate);
+          if (due > absl::Now()) absl::SleepFor(due - absl::Now());
+        }
+        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
+                payload);
+      } else if (FLAGS_rate > 0) {
         const absl::Time due =
             start + absl::Seconds(static_cast<double>(i) / FLAGS_rate);
         if (due > absl::Now()) absl::SleepFor(due - absl::Now());  // pacing
         // The send time leads the payload (same host, same clock).
         std::string stamped =
             absl::StrCat(absl::GetCurrentTimeNanos(), ";", payload);
-        Produce(submitter.get(), tasks, id, stamped);
+        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
+                stamped);
       } else {
-        Produce(submitter.get(), tasks, id, payload);
+        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
+                payload);
       }
       Produce(submitter.get(), events, "job", event);
     }
@@ -239,31 +286,48 @@ int main(int argc, char** argv) {
       }
     });
   }
-  std::set<std::pair<int32_t, int64_t>> seen;
+  std::set<std::tuple<int, int32_t, int64_t>> seen;
+  // The task topic of a consumed record, as an index into task_topics (by its
+  // topic handle: no name copied per record).
+  std::vector<std::pair<const rd_kafka_topic_t*, int>> topic_index;
+  auto index_of = [&](RdKafka::Message* m) {
+    const rd_kafka_topic_t* rkt = m->c_ptr()->rkt;
+    for (const auto& [k, i] : topic_index) {
+      if (k == rkt) return i;
+    }
+    const std::string name = m->topic_name();
+    const int i = static_cast<int>(
+        std::find(task_topics.begin(), task_topics.end(), name) -
+        task_topics.begin());
+    topic_index.push_back({rkt, i});
+    return i;
+  };
   int64_t duplicates = 0;
   // Per consumed record, its produces not yet acknowledged (counted down by
   // the delivery reports; a deque keeps the counters where they are), and
   // per partition the records in offset order: the acknowledged prefix is
   // committed.
   std::deque<int> remaining;
-  std::map<int32_t, std::deque<std::pair<int64_t, int*>>> in_flight;
+  std::map<std::pair<int, int32_t>, std::deque<std::pair<int64_t, int*>>>
+      in_flight;
   auto commit = [&] {
     std::vector<RdKafka::TopicPartition*> offs;
-    for (auto& [p, q] : in_flight) {
+    for (auto& [tp, q] : in_flight) {
       int64_t next = -1;
       while (!q.empty() && *q.front().second == 0) {
         next = q.front().first + 1;
         q.pop_front();
       }
       if (next >= 0) {
-        offs.push_back(RdKafka::TopicPartition::create(tasks, p, next));
+        offs.push_back(RdKafka::TopicPartition::create(task_topics[tp.first],
+                                                       tp.second, next));
       }
     }
     if (!offs.empty()) consumer->commitAsync(offs);
     RdKafka::TopicPartition::destroy(offs);
   };
   auto all_acknowledged = [&] {
-    for (auto& [p, q] : in_flight) {
+    for (auto& [tp, q] : in_flight) {
       if (!q.empty()) return false;
     }
     return true;
@@ -276,8 +340,11 @@ int main(int argc, char** argv) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(
         static_cast<int64_t>(seen.size()) < FLAGS_tasks ? 50 : 0));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
-      if (!seen.insert({m->partition(), m->offset()}).second) ++duplicates;
-      if (FLAGS_rate > 0 &&
+      const int topic = index_of(m.get());
+      if (!seen.insert({topic, m->partition(), m->offset()}).second) {
+        ++duplicates;
+      }
+      if (FLAGS_rate > 0 && !paced_batches &&
           absl::Now() - start > absl::Seconds(1)) {  // warm-up second left out
         const std::string v(static_cast<const char*>(m->payload()), m->len());
         int64_t sent = 0;
@@ -289,7 +356,7 @@ int main(int argc, char** argv) {
       const std::string key = m->key() ? *m->key() : "";
       remaining.push_back(FLAGS_stage_events + 1);
       int* left = &remaining.back();
-      in_flight[m->partition()].push_back({m->offset(), left});
+      in_flight[{topic, m->partition()}].push_back({m->offset(), left});
       for (int i = 0; i < FLAGS_stage_events; ++i) {
         Produce(dispatcher.get(), events, "job", event, left);
       }

@@ -59,9 +59,27 @@ DEFINE_int64(pending_lead, 0,
              "are new and finished in one batch; a queue backlog puts "
              "submission and completion in different batches, e.g. 50000)");
 
+DEFINE_int32(stage_events, 4,
+             "events per successful attempt: 4 (PENDING, ALLOCATED, RUNNING, "
+             "COMPLETED: a task that ran long) or 2 (PENDING, then COMPLETED "
+             "with the ALLOCATED and RUNNING times folded in: what the "
+             "scheduler writes for a short task, e.g. kwqctl simulate's)");
+DEFINE_bool(scheduler_ids, false,
+            "task ids as the scheduler makes them on Submit (<scheduler>-<unix "
+            "micros>-<counter>: in time order) instead of bench-<n> (not "
+            "zero-padded, so a batch's ids land all over the key space)");
+DEFINE_bool(tags, true,
+            "each task has one tag (kwqctl simulate's tasks have none)");
+
 namespace {
 
 using kwq::v1::TaskEvent;
+
+std::string TaskId(int64_t n) {
+  return FLAGS_scheduler_ids
+             ? absl::StrCat("sched-1-", 1'700'000'000'000'000 + n * 40, "-", n)
+             : absl::StrCat("bench-", n);
+}
 
 // The events of task n: PENDING, ALLOCATED, RUNNING, COMPLETED; every 10th has
 // a failed first attempt and a retry; every 97th fails for good. Appends to
@@ -71,7 +89,7 @@ void TaskEvents(int64_t n, bool first_pending, bool the_rest,
   const int64_t t0 = 1'700'000'000 + n / 20000;
   auto add = [&](kwq::v1::TaskState s, int attempt) {
     TaskEvent e;
-    e.set_task_id(absl::StrCat("bench-", n));
+    e.set_task_id(TaskId(n));
     e.set_job_id(absl::StrCat("bench-job-", n % FLAGS_jobs));
     e.set_state(s);
     e.set_attempt(attempt);
@@ -81,7 +99,13 @@ void TaskEvents(int64_t n, bool first_pending, bool the_rest,
     if (s != kwq::v1::PENDING) e.set_worker_id(absl::StrCat("worker-", n % 64));
     if (s == kwq::v1::PENDING && attempt == 1) {
       e.set_priority(static_cast<int32_t>(n % 10));
-      (*e.mutable_tags())["book"] = absl::StrCat("book-", n % 50);
+      if (FLAGS_tags) {
+        (*e.mutable_tags())["book"] = absl::StrCat("book-", n % 50);
+      }
+    }
+    if (s == kwq::v1::COMPLETED && FLAGS_stage_events == 2) {
+      *e.mutable_allocated_time() = e.time();
+      *e.mutable_running_time() = e.time();
     }
     if (s == kwq::v1::ERROR || s == kwq::v1::FAILED)
       e.set_error("simulated failure");
@@ -89,6 +113,10 @@ void TaskEvents(int64_t n, bool first_pending, bool the_rest,
   };
   if (first_pending) add(kwq::v1::PENDING, 1);
   if (!the_rest) return;
+  if (FLAGS_stage_events == 2 && n % 10 != 0) {
+    add(kwq::v1::COMPLETED, 1);
+    return;
+  }
   add(kwq::v1::ALLOCATED, 1);
   add(kwq::v1::RUNNING, 1);
   if (n % 97 == 0) {
@@ -156,10 +184,13 @@ int main(int argc, char** argv) {
   kwq::DisableMutexDeadlockDetection();
   if (FLAGS_tasks < 1 || FLAGS_batch < 1 || FLAGS_jobs < 1 ||
       FLAGS_pending_lead < 0 ||
+      (FLAGS_stage_events != 2 && FLAGS_stage_events != 4) ||
       (FLAGS_source != "file" && FLAGS_source != "broker") ||
       (FLAGS_source == "broker" && FLAGS_bootstrap_servers.empty())) {
-    std::cerr << "tracker_bench: need --tasks>=1, --pending_lead>=0, --source "
-                 "file|broker (broker needs --bootstrap_servers)\n";
+    std::cerr
+        << "tracker_bench: need --tasks>=1, --pending_lead>=0, --stage_events "
+           "2|4, --source "
+           "file|broker (broker needs --bootstrap_servers)\n";
     return 2;
   }
   const std::string dir =
@@ -338,13 +369,13 @@ int main(int argc, char** argv) {
     kwq::v1::ListTasksRequest req;
     req.set_job_id("bench-job-0");
     req.set_page_size(100);
-    req.set_page_token(absl::StrCat("bench-", n));
+    req.set_page_token(TaskId(n));
     absl::Time t = absl::Now();
     auto page = (*reopened)->ListTasks(req);
     page_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
     queries_ok = queries_ok && page.ok();
     t = absl::Now();
-    auto task = (*reopened)->GetTask(absl::StrCat("bench-", n));
+    auto task = (*reopened)->GetTask(TaskId(n));
     get_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t));
     queries_ok = queries_ok && task.ok();
   }
