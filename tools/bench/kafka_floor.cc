@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   // index entry (a fresh partition's first index write cost 5-9 ms on this VM;
   // kwqctl simulate warms its partitions the same way). The tracker's reads
   // count the four warm-up events too; the consumer's are the first two task
-  // records.
+  // records of each task topic.
   {
     const std::string big(8192, 'w'), small("warm-up");
     for (const std::string* value : {&big, &small}) {
@@ -250,26 +250,18 @@ int main(int argc, char** argv) {
   std::thread submit([&] {
     for (int64_t i = 0; i < FLAGS_tasks; ++i) {
       const std::string id = absl::StrCat("t", i);
-      if (paced_batches) {
-        if (i % FLAGS_submit_batch == 0) {
-          const absl::Time due =
-              start + absl::Seconds(static_cast<double>(i) / FLAGS_rate);
-          if (due > absl::Now()) absl::SleepFor(due - absl::Now());
-        }
-        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
-                payload);
-      } else if (FLAGS_rate > 0) {
+      const std::string& topic = task_topics[i % FLAGS_task_topics];
+      if (FLAGS_rate > 0 && i % FLAGS_submit_batch == 0) {  // pacing
         const absl::Time due =
             start + absl::Seconds(static_cast<double>(i) / FLAGS_rate);
-        if (due > absl::Now()) absl::SleepFor(due - absl::Now());  // pacing
+        if (due > absl::Now()) absl::SleepFor(due - absl::Now());
+      }
+      if (FLAGS_rate > 0 && !paced_batches) {
         // The send time leads the payload (same host, same clock).
-        std::string stamped =
-            absl::StrCat(absl::GetCurrentTimeNanos(), ";", payload);
-        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
-                stamped);
+        Produce(submitter.get(), topic, id,
+                absl::StrCat(absl::GetCurrentTimeNanos(), ";", payload));
       } else {
-        Produce(submitter.get(), task_topics[i % FLAGS_task_topics], id,
-                payload);
+        Produce(submitter.get(), topic, id, payload);
       }
       Produce(submitter.get(), events, "job", event);
     }

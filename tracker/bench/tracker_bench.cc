@@ -187,10 +187,9 @@ int main(int argc, char** argv) {
       (FLAGS_stage_events != 2 && FLAGS_stage_events != 4) ||
       (FLAGS_source != "file" && FLAGS_source != "broker") ||
       (FLAGS_source == "broker" && FLAGS_bootstrap_servers.empty())) {
-    std::cerr
-        << "tracker_bench: need --tasks>=1, --pending_lead>=0, --stage_events "
-           "2|4, --source "
-           "file|broker (broker needs --bootstrap_servers)\n";
+    std::cerr << "tracker_bench: need --tasks>=1, --pending_lead>=0, "
+                 "--stage_events 2|4, --source file|broker (broker needs "
+                 "--bootstrap_servers)\n";
     return 2;
   }
   const std::string dir =
